@@ -1,0 +1,1 @@
+"""Collectors turn desktop activity into `Event`s. Nothing here imports `daemon`."""

@@ -1,0 +1,262 @@
+"""Files: changes under watched roots (watchdog), plus a backfill walk of what is there.
+
+One save is one event: editors save through temp files, renames and bursts of writes,
+so paths are debounced until quiet for `settle_seconds`, and editor temp files are
+ignored. Text files keep a snippet of their content; binary and huge files are
+recorded as metadata only (never read past the first block).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from collectors.base import Batch, Event, Sink
+
+log = logging.getLogger(__name__)
+
+SKIP_DIRS = frozenset({
+    ".git", ".hg", ".svn", "node_modules", "__pycache__", ".venv", "venv", ".tox", ".nox",
+    ".mypy_cache", ".pytest_cache", ".ruff_cache", ".cache", "build", "dist", "target",
+    ".gradle", ".idea", ".next", ".parcel-cache", "site-packages", ".eggs", ".terraform",
+})
+SKIP_FILES = (
+    "*.swp", "*.swo", "*.swx", "*~", ".#*", "#*#", "*.tmp", "*.temp", "4913", ".goutputstream-*",
+    "*.crdownload", "*.part", ".DS_Store", "*.pyc", "*.lock", "*.sqlite-journal", "*-wal", "*-shm",
+)
+SNIFF_BYTES = 8192
+
+
+@dataclass
+class FileRules:
+    max_file_bytes: int = 2_000_000
+    snippet_chars: int = 16_000
+    exclude: tuple[str, ...] = ()
+    exclude_paths: tuple[Path, ...] = ()  # e.g. memoryd's own data dir
+
+    def skip_dir(self, path: Path) -> bool:
+        if path.name in SKIP_DIRS or path.name.endswith(".egg-info"):
+            return True
+        if (path / "pyvenv.cfg").exists():  # a virtualenv under any name
+            return True
+        return any(path == p or p in path.parents for p in self.exclude_paths)
+
+    def skip_file(self, path: Path) -> bool:
+        name = path.name
+        if any(fnmatch.fnmatch(name, pat) for pat in SKIP_FILES + self.exclude):
+            return True
+        return any(p in path.parents for p in self.exclude_paths)
+
+    def skip_path(self, path: Path, root: Path) -> bool:
+        """True if `path` (under `root`) or one of its folders is ignored."""
+        try:
+            rel = path.relative_to(root)
+        except ValueError:
+            return True
+        parent = root
+        for part in rel.parts[:-1]:
+            parent = parent / part
+            if part in SKIP_DIRS or part.endswith(".egg-info"):
+                return True
+        return self.skip_file(path) or any(p in path.parents or p == path
+                                           for p in self.exclude_paths)
+
+
+def read_file_event(path: Path, rules: FileRules, kind: str = "file.modified",
+                    root: Path | None = None) -> Event | None:
+    """Return the event for the file at `path` now, or None if it vanished or is unreadable."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    if not path.is_file():
+        return None
+    attrs: dict[str, object] = {"size": st.st_size}
+    if root is not None:
+        attrs["root"] = str(root)
+    text = ""
+    if st.st_size > rules.max_file_bytes:
+        attrs["skipped"] = f"larger than {rules.max_file_bytes} bytes"
+    else:
+        try:
+            with path.open("rb") as fh:
+                head = fh.read(SNIFF_BYTES)
+                if _is_binary(head):
+                    attrs["binary"] = True
+                else:
+                    data = head + fh.read(max(rules.snippet_chars * 4 - len(head), 0))
+                    text = data.decode("utf-8", errors="replace")
+                    if len(text) > rules.snippet_chars:
+                        text, attrs["truncated"] = text[:rules.snippet_chars], True
+        except OSError as exc:
+            log.info("cannot read %s (%s); recording it without content", path, exc.strerror)
+            attrs["unreadable"] = exc.strerror or str(exc)
+    return Event.new(ts=st.st_mtime_ns / 1e9, source="files", kind=kind, subject=str(path),
+                     title=path.name, text=text, attrs=attrs, id_extra=str(st.st_size))
+
+
+def _is_binary(head: bytes) -> bool:
+    if b"\x00" in head:
+        return True
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # a multi-byte character cut by the sniff window is still text
+        return exc.start < len(head) - 4
+    return False
+
+
+@dataclass
+class FilesCollector:
+    roots: list[Path]
+    rules: FileRules = field(default_factory=FileRules)
+    settle_seconds: float = 1.0
+    name: str = "files"
+    _observer: object | None = None
+    _pending: dict[str, tuple[float, str]] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _flusher: threading.Thread | None = None
+    _sink: Sink | None = None
+
+    # -- backfill -------------------------------------------------------------------
+
+    def walk(self) -> Iterator[tuple[Path, Path]]:
+        for root in self.roots:
+            if not root.is_dir():
+                log.warning("watched root %s does not exist; create it or remove it from "
+                            "[collectors.files] roots", root)
+                continue
+            for dirpath, dirnames, filenames in os.walk(root, onerror=self._walk_error):
+                here = Path(dirpath)
+                dirnames[:] = sorted(d for d in dirnames if not self.rules.skip_dir(here / d))
+                for name in sorted(filenames):
+                    path = here / name
+                    if not self.rules.skip_file(path) and not path.is_symlink():
+                        yield root, path
+
+    @staticmethod
+    def _walk_error(exc: OSError) -> None:
+        log.info("skipping %s: %s", exc.filename, exc.strerror)
+
+    def poll(self, sink: Sink) -> int:
+        """Backfill: record every file under the roots that the journal has not seen."""
+        new = 0
+        batch: list[tuple[Path, Path]] = []
+        for item in self.walk():
+            batch.append(item)
+            if len(batch) >= 256:
+                new += self._backfill(sink, batch)
+                batch = []
+        new += self._backfill(sink, batch, final=True)
+        return new
+
+    def _backfill(self, sink: Sink, items: list[tuple[Path, Path]], final: bool = False) -> int:
+        stats: list[tuple[Path, Path, str]] = []
+        for root, path in items:
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            probe = Event.new(ts=st.st_mtime_ns / 1e9, source="files", kind="file.modified",
+                              subject=str(path), id_extra=str(st.st_size))
+            stats.append((root, path, probe.id))
+        known = sink.known([s[2] for s in stats]) if stats else set()
+        events = [ev for root, path, eid in stats if eid not in known
+                  if (ev := read_file_event(path, self.rules, root=root)) is not None]
+        cursor = json.dumps({"backfilled_at": time.time()}) if final else None
+        if events or cursor:
+            return sink.append(Batch(self.name, events, cursor))
+        return 0
+
+    # -- live -----------------------------------------------------------------------
+
+    def start(self, sink: Sink) -> None:
+        from watchdog.events import FileSystemEvent, FileSystemEventHandler
+        from watchdog.observers import Observer
+
+        collector = self
+
+        class Handler(FileSystemEventHandler):
+            def on_any_event(self, event: FileSystemEvent) -> None:
+                if event.is_directory or event.event_type in ("opened", "closed_no_write"):
+                    return
+                if event.event_type == "moved":
+                    collector._note(os.fsdecode(event.src_path), "file.deleted")
+                    collector._note(os.fsdecode(event.dest_path), "file.modified")
+                elif event.event_type == "deleted":
+                    collector._note(os.fsdecode(event.src_path), "file.deleted")
+                else:
+                    collector._note(os.fsdecode(event.src_path), "file.modified")
+
+        self._sink = sink
+        observer = Observer()
+        for root in self.roots:
+            if root.is_dir():
+                try:
+                    observer.schedule(Handler(), str(root), recursive=True)
+                except OSError as exc:
+                    log.warning("cannot watch %s: %s. If inotify watches ran out, raise "
+                                "fs.inotify.max_user_watches; changes there are picked up "
+                                "by the next backfill instead", root, exc)
+            else:
+                log.warning("watched root %s does not exist; it is not watched", root)
+        observer.start()
+        self._observer = observer
+        self._stop.clear()
+        self._flusher = threading.Thread(target=self._flush_loop, name="files-flush",
+                                         daemon=True)
+        self._flusher.start()
+
+    def _note(self, path: str, kind: str) -> None:
+        p = Path(path)
+        root = next((r for r in self.roots if r in p.parents), None)
+        if root is None or self.rules.skip_path(p, root):
+            return
+        with self._lock:
+            self._pending[path] = (time.monotonic(), kind)
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(min(self.settle_seconds / 2, 0.25)):
+            try:
+                self.flush()
+            except Exception:  # a bad file must not stop watching
+                log.exception("files collector: flushing changes failed; will retry")
+
+    def flush(self, force: bool = False) -> int:
+        now = time.monotonic()
+        with self._lock:
+            ready = [(p, k) for p, (t, k) in self._pending.items()
+                     if force or now - t >= self.settle_seconds]
+            for p, _ in ready:
+                self._pending.pop(p, None)
+        events: list[Event] = []
+        for path, kind in ready:
+            p = Path(path)
+            ev = read_file_event(p, self.rules, root=next(
+                (r for r in self.roots if r in p.parents), None))
+            if ev is not None:
+                events.append(ev)
+            elif not p.exists():
+                events.append(Event.new(ts=time.time(), source="files", kind="file.deleted",
+                                        subject=path, title=p.name))
+        if events and self._sink is not None:
+            return self._sink.append(Batch(self.name, events))
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._observer is not None:
+            self._observer.stop()  # type: ignore[attr-defined]
+            self._observer.join(timeout=5)  # type: ignore[attr-defined]
+            self._observer = None
+        if self._flusher is not None:
+            self._flusher.join(timeout=5)
+        self.flush(force=True)

@@ -1,0 +1,1 @@
+"""memoryd's harness: journal, pipeline, store, API, scheduler and CLI."""

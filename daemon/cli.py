@@ -1,0 +1,183 @@
+"""The `memoryd` command line. Each subcommand is a small function over the service layer."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from daemon.config import Config, config_as_dict, load_config
+from daemon.errors import DaemonUnavailable, MemorydError
+from daemon.logs import setup_logging
+
+log = logging.getLogger("memoryd")
+
+
+def cmd_config(cfg: Config, args: argparse.Namespace) -> int:
+    import tomli_w
+
+    print(f"# effective config (file: {cfg.source or 'none, defaults only'})")
+    print(tomli_w.dumps(config_as_dict(cfg)), end="")
+    return 0
+
+
+def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.runner import run_daemon
+
+    return run_daemon(cfg)
+
+
+def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.collect import build_collectors
+    from daemon.engine import Engine
+    from daemon.journal import Journal
+    from daemon.pipeline import Pipeline
+    from daemon.redact import redact
+
+    if not args.once:
+        print("memoryd ingest needs --once (the daemon, `memoryd run`, ingests continuously)",
+              file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact)
+    collected = 0
+    for c in build_collectors(cfg):
+        try:
+            n = c.poll(journal)
+        except Exception as exc:  # one broken source must not stop the others
+            log.error("collector %s failed: %s", c.name, exc)
+            continue
+        log.info("collector %s: %d new events", c.name, n)
+        collected += n
+    engine = Engine(cfg)
+    report = Pipeline(cfg, journal, engine).drain()
+    engine.optimize()
+    counts = journal.counts()
+    engine.close()
+    journal.close()
+    print(f"collected {collected} new events, indexed {report.indexed}, summarized "
+          f"{report.summarized_events} events into {report.summarized_chunks} memories "
+          f"in {time.monotonic() - started:.1f} s")
+    if report.errors or counts["new"]:
+        print(f"incomplete: {counts['new']} events not indexed, "
+              f"{counts['indexed']} awaiting a summary: {'; '.join(report.errors)}",
+              file=sys.stderr)
+        return 3
+    return 0
+
+
+def _search_local(cfg: Config, query: str, k: int, source: str | None) -> list[dict[str, Any]]:
+    from daemon.engine import Engine
+    from daemon.service import hit_json
+
+    engine = Engine(cfg)
+    try:
+        return [hit_json(h) for h in engine.search(query, k, source=source)]
+    finally:
+        engine.close()
+
+
+def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
+    query = " ".join(args.query)
+    results: list[dict[str, Any]]
+    try:
+        if args.local:
+            raise DaemonUnavailable("--local")
+        params: dict[str, Any] = {"q": query, "k": args.k}
+        if args.source:
+            params["source"] = args.source
+        results = __import__("daemon.client", fromlist=["daemon_get"]).daemon_get(
+            cfg, "/v1/memory/search", params)["results"]
+    except DaemonUnavailable:
+        results = _search_local(cfg, query, args.k, args.source)
+    if args.json:
+        print(json.dumps({"results": results}, ensure_ascii=False))
+        return 0
+    if not results:
+        print("no memories match")
+    for r in results:
+        text = " ".join(r["text"].split())
+        print(f"{r['ts'][:16].replace('T', ' ')}  [{r['kind']}] {r['title']}\n    "
+              f"{text[:200]}{'…' if len(text) > 200 else ''}")
+    return 0
+
+
+def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.client import daemon_get
+
+    try:
+        status = daemon_get(cfg, "/v1/status", timeout=30)
+        status["daemon"] = "running"
+    except DaemonUnavailable as exc:
+        from daemon.journal import Journal
+
+        journal = Journal(cfg.data_path / "journal.sqlite3")
+        status = {"daemon": f"not running ({exc})", "data_dir": str(cfg.data_path),
+                  "journal": journal.counts(), "collectors": {"cursors": journal.cursors()}}
+        journal.close()
+    if args.json:
+        print(json.dumps(status, indent=2))
+        return 0
+    j = status["journal"]
+    print(f"daemon:   {status['daemon']}")
+    print(f"data dir: {status['data_dir']}")
+    print(f"journal:  {j['total']} events ({j['new']} waiting, {j['indexed']} searchable "
+          f"awaiting a summary, {j['summarized']} summarized)")
+    eng = status.get("engine")
+    if eng:
+        print(f"engine:   {json.dumps(eng)}")
+    for name, cur in status.get("collectors", {}).get("cursors", {}).items():
+        print(f"collector {name}: last cursor at {cur['updated']}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+    "config": cmd_config, "run": cmd_run, "ingest": cmd_ingest, "search": cmd_search,
+    "status": cmd_status,
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                        help="config file (default: the platform config dir, or $MEMORYD_HOME)")
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS)
+    p = argparse.ArgumentParser(prog="memoryd", parents=[common],
+                                description="A desktop passive-memory daemon with local models.")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("config", parents=[common], help="print the effective config")
+    sub.add_parser("run", parents=[common], help="run the daemon in the foreground")
+    ing = sub.add_parser("ingest", parents=[common], help="collect and process once, then exit")
+    ing.add_argument("--once", action="store_true", help="run every collector once and drain")
+    s = sub.add_parser("search", parents=[common], help="search memory")
+    s.add_argument("query", nargs="+")
+    s.add_argument("-k", type=int, default=10, help="how many results (default 10)")
+    s.add_argument("--json", action="store_true", help="print JSON: {results: [...]}")
+    s.add_argument("--source", help="only this source (files, browser, shell, memory…)")
+    s.add_argument("--local", action="store_true", help="search in-process, not via the daemon")
+    st = sub.add_parser("status", parents=[common], help="what the daemon knows and does")
+    st.add_argument("--json", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    quiet = args.command in ("search", "status", "config")
+    setup_logging(logging.DEBUG if getattr(args, "verbose", False)
+                  else logging.WARNING if quiet else logging.INFO)
+    try:
+        cfg = load_config(getattr(args, "config", None))
+        return COMMANDS[args.command](cfg, args)
+    except MemorydError as exc:
+        print(f"memoryd: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

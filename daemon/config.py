@@ -1,0 +1,190 @@
+"""The configuration: defaults in code, one TOML file overrides them.
+
+Given the path of a TOML file (or none), `load_config` returns a frozen `Config` where
+every key has a value. `MEMORYD_HOME` relocates the config file and the data dir at once
+(tests and portable installs use it); `--config PATH` names the file directly.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+from daemon.errors import ConfigError
+
+APP = "memoryd"
+
+
+def default_config_path() -> Path:
+    home = os.environ.get("MEMORYD_HOME")
+    if home:
+        return Path(home) / "config.toml"
+    return Path(platformdirs.user_config_dir(APP)) / "config.toml"
+
+
+def default_data_dir() -> Path:
+    home = os.environ.get("MEMORYD_HOME")
+    if home:
+        return Path(home) / "data"
+    return Path(platformdirs.user_data_dir(APP))
+
+
+@dataclass(frozen=True)
+class FilesConfig:
+    enabled: bool = True
+    roots: tuple[str, ...] = ("~/src", "~/Documents")
+    max_file_bytes: int = 2_000_000  # larger files are recorded as metadata only
+    snippet_chars: int = 16_000  # text kept from a changed file
+    settle_seconds: float = 1.0  # a path quiet this long counts as one save
+    exclude: tuple[str, ...] = ()  # extra glob patterns to skip
+
+
+@dataclass(frozen=True)
+class BrowserConfig:
+    enabled: bool = True
+    history_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ShellConfig:
+    enabled: bool = True
+    history_files: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CollectorsConfig:
+    files: FilesConfig = field(default_factory=FilesConfig)
+    browser: BrowserConfig = field(default_factory=BrowserConfig)
+    shell: ShellConfig = field(default_factory=ShellConfig)
+
+
+@dataclass(frozen=True)
+class ApiConfig:
+    port: int = 7077  # 127.0.0.1 only; 0 picks a free port (written to <data_dir>/api.port)
+    max_request_bytes: int = 1_000_000
+
+
+@dataclass(frozen=True)
+class ModelsConfig:
+    summarizer: str = "qwen2.5-coder-0.5b-instruct"  # a manifest name or a path to any GGUF
+    embedder: str = "all-minilm-l6-v2"  # a manifest name or a sentence-transformers folder
+    dir: str = ""  # where packaged models are assembled; "" means <data_dir>/models
+    threads: int = 0  # llama.cpp threads; 0 means every core
+    context_tokens: int = 4096
+    summary_max_tokens: int = 120
+    idle_unload_seconds: float = 300.0  # models (and the worker holding them) leave after this
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    interval_seconds: float = 2.0  # how often the daemon drains the journal
+    batch_events: int = 256
+    chunk_gap_seconds: float = 300.0  # a pause this long ends an activity chunk
+    chunk_max_events: int = 40
+    chunk_close_after_seconds: float = 20.0  # a chunk is summarized once quiet this long
+    summarize: bool = True
+
+
+@dataclass(frozen=True)
+class Config:
+    data_dir: str = ""
+    collectors: CollectorsConfig = field(default_factory=CollectorsConfig)
+    api: ApiConfig = field(default_factory=ApiConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    source: str = ""  # the file this came from, "" for defaults only
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir).expanduser()
+
+    @property
+    def models_path(self) -> Path:
+        return Path(self.models.dir).expanduser() if self.models.dir else self.data_path / "models"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.data_path / "memoryd.sock"
+
+    @property
+    def token_path(self) -> Path:
+        return self.data_path / "token"
+
+
+def _build(cls: type, table: dict[str, Any], where: str) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        if key not in known or key == "source":
+            raise ConfigError(
+                f"unknown key {where}{key!r} in the config; known keys: "
+                f"{', '.join(sorted(k for k in known if k != 'source'))}"
+            )
+        f = known[key]
+        default = getattr(cls(), key)
+        if is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ConfigError(f"[{where}{key}] must be a table")
+            kwargs[key] = _build(type(default), value, f"{where}{key}.")
+        elif isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{where}{key} must be a list of strings, got {value!r}")
+            kwargs[key] = tuple(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{where}{key} must be true or false, got {value!r}")
+            kwargs[key] = value
+        elif isinstance(default, (int, float)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{where}{key} must be a number, got {value!r}")
+            if isinstance(default, int) and not isinstance(value, int):
+                raise ConfigError(f"{where}{key} must be a whole number, got {value!r}")
+            kwargs[key] = type(default)(value)
+        else:
+            if not isinstance(value, str):
+                raise ConfigError(f"{where}{key} must be a string, got {value!r}")
+            kwargs[key] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Given a config path (or None for the default one), return the effective config.
+
+    A missing default file means defaults; a missing file named explicitly is an error.
+    Raise ConfigError, naming the file and key, if the TOML is malformed or a key is wrong.
+    """
+    explicit = path is not None
+    cfg_path = Path(path).expanduser() if path is not None else default_config_path()
+    table: dict[str, Any] = {}
+    if cfg_path.exists():
+        try:
+            table = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{cfg_path} is not valid TOML: {exc}. Fix the file or move it aside.")
+    elif explicit:
+        raise ConfigError(f"config file {cfg_path} does not exist; create it or drop --config")
+    try:
+        cfg = _build(Config, table, "")
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg_path}: {exc}") from None
+    data_dir = cfg.data_dir or str(default_data_dir())
+    return replace(cfg, data_dir=str(Path(data_dir).expanduser().resolve()),
+                   source=str(cfg_path) if cfg_path.exists() else "")
+
+
+def config_as_dict(cfg: Config) -> dict[str, Any]:
+    """Return the config as plain TOML-ready data (tuples become lists)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items() if k != "source"}
+        if isinstance(value, (list, tuple)):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(asdict(cfg))

@@ -1,0 +1,201 @@
+"""The intake journal: a SQLite (WAL) file where collectors' events land first.
+
+An event batch and its collector's cursor commit in one transaction, so a crash between
+them is impossible: after a restart the collector resumes from a cursor that matches
+exactly what was stored. Event ids are stable hashes, so a replay inserts nothing twice.
+Secrets are redacted before a row is written.
+
+Each event moves through stages: NEW (journaled) → INDEXED (in the LanceDB store,
+searchable) → SUMMARIZED (part of a memory).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+from collectors.base import Batch, Event
+
+NEW, INDEXED, SUMMARIZED = 0, 1, 2
+
+
+def _run_script(db: sqlite3.Connection, script: str) -> None:
+    # executescript() would commit the migration's transaction half-way; run one by one.
+    for statement in script.split(";"):
+        if statement.strip():
+            db.execute(statement)
+
+
+def _m1_events_and_cursors(db: sqlite3.Connection) -> None:
+    _run_script(
+        db,
+        """
+        CREATE TABLE events (
+            seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+            id      TEXT NOT NULL UNIQUE,
+            ts      REAL NOT NULL,
+            source  TEXT NOT NULL,
+            kind    TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            title   TEXT NOT NULL DEFAULT '',
+            text    TEXT NOT NULL DEFAULT '',
+            attrs   TEXT NOT NULL DEFAULT '{}',
+            stage   INTEGER NOT NULL DEFAULT 0,
+            added   REAL NOT NULL
+        );
+        CREATE INDEX events_stage ON events(stage, seq);
+        CREATE INDEX events_ts ON events(ts);
+        CREATE TABLE cursors (
+            collector TEXT PRIMARY KEY,
+            value     TEXT NOT NULL,
+            updated   REAL NOT NULL
+        );
+        """
+    )
+
+
+# Ordered migrations; PRAGMA user_version says how many have run. Append, never edit.
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_events_and_cursors]
+
+
+def _row_event(row: sqlite3.Row) -> Event:
+    return Event(id=row["id"], ts=datetime.fromtimestamp(row["ts"], UTC), source=row["source"],
+                 kind=row["kind"], subject=row["subject"], title=row["title"], text=row["text"],
+                 attrs=json.loads(row["attrs"]))
+
+
+class Journal:
+    """The durable queue between collectors and the memory pipeline. Thread-safe."""
+
+    def __init__(self, path: Path, redact: Callable[[str], str] | None = None) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._redact = redact or (lambda s: s)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, timeout=30, check_same_thread=False,
+                                   isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NORMAL survives any process crash; after a power cut the last commits may go,
+        # but then their cursors go with them and the collectors read those events again.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    step(self._db)
+                    self._db.execute(f"PRAGMA user_version={number}")
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _clean(self, ev: Event) -> Event:
+        r = self._redact
+        return replace(ev, subject=r(ev.subject), title=r(ev.title), text=r(ev.text))
+
+    def append(self, batch: Batch) -> int:
+        """Store the batch's events and cursor atomically; return how many events were new."""
+        now = time.time()
+        rows = [
+            (e.id, e.ts.timestamp(), e.source, e.kind, e.subject, e.title, e.text,
+             e.attrs_json(), now)
+            for e in map(self._clean, batch.events)
+        ]
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                before = self._db.total_changes
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO events(id, ts, source, kind, subject, title, text,"
+                    " attrs, added) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                new = self._db.total_changes - before
+                if batch.cursor is not None:
+                    self._db.execute(
+                        "INSERT INTO cursors(collector, value, updated) VALUES (?,?,?) "
+                        "ON CONFLICT(collector) DO UPDATE SET value=excluded.value,"
+                        " updated=excluded.updated", (batch.collector, batch.cursor, now))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return new
+
+    def cursor(self, collector: str) -> str | None:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM cursors WHERE collector=?",
+                                   (collector,)).fetchone()
+        return row[0] if row else None
+
+    def known(self, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                marks = ",".join("?" * len(part))
+                found.update(r[0] for r in self._db.execute(
+                    f"SELECT id FROM events WHERE id IN ({marks})", part))
+        return found
+
+    def at_stage(self, stage: int, limit: int) -> list[Event]:
+        """Return up to `limit` events at `stage`, oldest journaled first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM events WHERE stage=? ORDER BY seq LIMIT ?", (stage, limit)
+            ).fetchall()
+        return [_row_event(r) for r in rows]
+
+    def by_ids(self, ids: Iterable[str]) -> list[Event]:
+        ids = list(ids)
+        out: list[Event] = []
+        with self._lock:
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                marks = ",".join("?" * len(part))
+                out.extend(_row_event(r) for r in self._db.execute(
+                    f"SELECT * FROM events WHERE id IN ({marks}) ORDER BY ts", part))
+        return out
+
+    def advance(self, ids: Iterable[str], stage: int) -> None:
+        """Move events forward to `stage` (never backwards)."""
+        ids = list(ids)
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for i in range(0, len(ids), 500):
+                    part = ids[i:i + 500]
+                    marks = ",".join("?" * len(part))
+                    self._db.execute(
+                        f"UPDATE events SET stage=? WHERE stage<? AND id IN ({marks})",
+                        [stage, stage, *part])
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = dict(self._db.execute("SELECT stage, COUNT(*) FROM events GROUP BY stage")
+                        .fetchall())
+        return {"new": rows.get(NEW, 0), "indexed": rows.get(INDEXED, 0),
+                "summarized": rows.get(SUMMARIZED, 0), "total": sum(rows.values())}
+
+    def cursors(self) -> dict[str, dict[str, object]]:
+        with self._lock:
+            rows = self._db.execute("SELECT collector, value, updated FROM cursors").fetchall()
+        return {r[0]: {"value": r[1], "updated": datetime.fromtimestamp(r[2], UTC).isoformat()}
+                for r in rows}

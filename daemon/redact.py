@@ -1,0 +1,61 @@
+"""Secret redaction, applied before anything is written to the journal or the store.
+
+Given text, `redact` returns it with credentials replaced by `[REDACTED:<kind>]`. The
+patterns favour catching a secret over keeping a harmless string that looks like one.
+"""
+
+from __future__ import annotations
+
+import re
+
+_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
+    ("private-key", re.compile(
+        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
+        re.S)),
+    ("aws-access-key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("github-token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})\b")),
+    ("api-key", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}\b")),
+    ("slack-token", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b")),
+    ("google-api-key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
+    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
+    ("url-credentials", re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")),
+    ("bearer", re.compile(r"(?i)(?<=\bbearer )[A-Za-z0-9._~+/=-]{12,}")),
+    # key=value and key: value where the key names a secret (passwords, tokens, ...)
+    ("secret", re.compile(
+        r"(?i)(?<![A-Za-z0-9])((?:[A-Za-z0-9_.-]*?)(?:password|passwd|pwd|secret|token|api[_-]?key"
+        r"|access[_-]?key|auth|credential)s?[A-Za-z0-9_]*)"
+        r"(\s*[:=]\s*|\s+)(['\"]?)([^\s'\"&;,]{4,})\3")),
+    # command-line flags: --password X, -p'X' for mysql-like tools
+    ("secret-flag", re.compile(
+        r"(?i)(--(?:password|passwd|token|secret|api-key)[= ])(['\"]?)([^\s'\"]+)\2")),
+]
+
+
+def redact(text: str) -> str:
+    if not text:
+        return text
+    for kind, pattern in _PATTERNS:
+        if kind == "secret":
+            text = pattern.sub(lambda m, k=kind: _keep_key(m, k), text)
+        elif kind == "secret-flag":
+            text = pattern.sub(lambda m, k=kind: f"{m.group(1)}[REDACTED:{k}]", text)
+        else:
+            text = pattern.sub(f"[REDACTED:{kind}]", text)
+    return text
+
+
+def _keep_key(m: re.Match[str], kind: str) -> str:
+    value = m.group(4)
+    if value.startswith("[REDACTED") or value.lower() in ("bearer", "basic", "token"):
+        return m.group(0)
+    # "token count" or "password reset" in prose is not a secret: require = or : unless
+    # the value looks like a credential (long, mixed letters and digits).
+    sep = m.group(2)
+    if not sep.strip() and not _looks_secret(value):
+        return m.group(0)
+    return f"{m.group(1)}{sep}{m.group(3)}[REDACTED:{kind}]{m.group(3)}"
+
+
+def _looks_secret(value: str) -> bool:
+    return (len(value) >= 12 and any(c.isdigit() for c in value)
+            and any(c.isalpha() for c in value))

@@ -1,0 +1,95 @@
+"""`memoryd run`: the daemon. Collectors feed the journal, scheduled jobs drain it
+through the worker, and the API serves memory until SIGINT or SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any
+
+from daemon.collect import build_collectors
+from daemon.config import Config
+from daemon.journal import Journal
+from daemon.pipeline import Pipeline
+from daemon.redact import redact
+from daemon.service import MemoryService
+from daemon.token import ensure_token
+from daemon.worker import WorkerEngine
+
+log = logging.getLogger(__name__)
+
+
+def _guarded(name: str, fn: Any) -> Any:
+    """A scheduled job that logs its failure and lets the next run try again."""
+
+    def job() -> None:
+        try:
+            fn()
+        except Exception as exc:
+            log.warning("%s failed: %s (will retry)", name, exc, exc_info=log.isEnabledFor(10))
+
+    return job
+
+
+def run_daemon(cfg: Config) -> int:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    from daemon.api import create_app
+    from daemon.server import bind_tcp, bind_unix, serve
+
+    started = time.time()
+    cfg.data_path.mkdir(parents=True, exist_ok=True)
+    os.chmod(cfg.data_path, 0o700)
+    token = ensure_token(cfg.token_path)
+    unix_sock = bind_unix(cfg.socket_path)
+    tcp_sock = bind_tcp(cfg.api.port)
+    port = tcp_sock.getsockname()[1]
+    (cfg.data_path / "api.port").write_text(f"{port}\n")
+
+    journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact)
+    engine = WorkerEngine(cfg)
+    pipeline = Pipeline(cfg, journal, engine)
+    collectors = build_collectors(cfg)
+    service = MemoryService(cfg, journal, engine, started=started,
+                            collectors=tuple(c.name for c in collectors))
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    p = cfg.pipeline
+    scheduler.add_job(_guarded("indexing", pipeline.index_step), "interval",
+                      seconds=min(p.interval_seconds, 1.0), max_instances=1, coalesce=True,
+                      id="index")
+    scheduler.add_job(_guarded("summarizing", pipeline.summary_step), "interval",
+                      seconds=max(p.interval_seconds, 5.0), max_instances=1, coalesce=True,
+                      id="summarize")
+    for c in collectors:
+        # Backfill what changed while the daemon was away, then hourly as a safety net.
+        scheduler.add_job(_guarded(f"{c.name} backfill", lambda c=c: c.poll(journal)),
+                          "interval", hours=1, next_run_time=_soon(), max_instances=1,
+                          coalesce=True, id=f"backfill-{c.name}")
+    for c in collectors:
+        try:
+            c.start(journal)
+        except Exception as exc:
+            log.warning("collector %s could not start watching: %s; its backfill still runs",
+                        c.name, exc)
+    scheduler.start()
+    log.info("memoryd serving on %s and http://127.0.0.1:%d (collectors: %s)",
+             cfg.socket_path, port, ", ".join(c.name for c in collectors) or "none")
+    try:
+        serve(create_app(service, token, cfg.api.max_request_bytes), [unix_sock, tcp_sock])
+    finally:
+        log.info("memoryd stopping")
+        for c in collectors:
+            c.stop()
+        scheduler.shutdown(wait=True)
+        engine.close()
+        journal.close()
+        cfg.socket_path.unlink(missing_ok=True)
+    return 0
+
+
+def _soon() -> Any:
+    from datetime import UTC, datetime, timedelta
+
+    return datetime.now(UTC) + timedelta(seconds=1)

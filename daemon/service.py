@@ -1,0 +1,59 @@
+"""The service layer the CLI and the API share; it knows nothing of HTTP."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from daemon.config import Config
+from daemon.journal import Journal
+from daemon.store import Hit
+
+
+class Searcher(Protocol):
+    def search(self, query: str, k: int = 10, **filters: Any) -> list[Hit]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def hit_json(h: Hit) -> dict[str, Any]:
+    """The public search-result shape (a contract: keep these keys)."""
+    return {"id": h.id, "source": h.source, "kind": h.kind,
+            "ts": h.ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "title": h.title, "text": h.text, "score": h.score}
+
+
+@dataclass
+class MemoryService:
+    cfg: Config
+    journal: Journal
+    engine: Searcher
+    started: float = 0.0
+    collectors: tuple[str, ...] = ()
+
+    def search(self, query: str, k: int = 10, source: str | None = None,
+               since: datetime | None = None, until: datetime | None = None) -> list[Hit]:
+        if not query.strip():
+            raise ValueError("the query is empty; say what to look for")
+        if not 1 <= k <= 200:
+            raise ValueError("k must be between 1 and 200")
+        return self.engine.search(query, k, source=source, since=since, until=until)
+
+    def status(self, deep: bool = True) -> dict[str, Any]:
+        counts = self.journal.counts()
+        out: dict[str, Any] = {
+            "data_dir": str(self.cfg.data_path),
+            "uptime_seconds": round(time.time() - self.started, 1) if self.started else None,
+            "journal": counts,
+            "collectors": {"enabled": list(self.collectors), "cursors": self.journal.cursors()},
+        }
+        if deep:
+            try:
+                out["engine"] = self.engine.status()
+            except Exception as exc:
+                out["engine"] = {"error": str(exc)}
+        out["memory"] = {"available": "error" not in out.get("engine", {}),
+                         "pending": counts["new"]}
+        return out

@@ -1,0 +1,1 @@
+"""One interface over every model. Nothing here imports `daemon` or `collectors`."""

@@ -1,0 +1,71 @@
+"""Lazy loading with unload after idle: heavy models hold memory only while used."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+
+class IdleHolder(Generic[T]):
+    """Holds an object made by `load`; drops it after `idle_seconds` without use.
+
+    `use()` returns the loaded object (loading it first if needed) and marks it used.
+    A timer thread checks idleness; `idle_seconds <= 0` keeps the object forever.
+    """
+
+    def __init__(self, name: str, load: Callable[[], T], idle_seconds: float) -> None:
+        self.name = name
+        self._load = load
+        self._idle = idle_seconds
+        self._obj: T | None = None
+        self._last = 0.0
+        self._lock = threading.RLock()
+        self._timer: threading.Timer | None = None
+
+    @property
+    def loaded(self) -> bool:
+        return self._obj is not None
+
+    def use(self) -> T:
+        with self._lock:
+            if self._obj is None:
+                started = time.monotonic()
+                self._obj = self._load()
+                log.info("loaded %s in %.1f s", self.name, time.monotonic() - started)
+                self._arm()
+            self._last = time.monotonic()
+            return self._obj
+
+    def _arm(self) -> None:
+        if self._idle <= 0:
+            return
+        self._timer = threading.Timer(self._idle / 4 if self._idle > 4 else self._idle, self._check)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _check(self) -> None:
+        with self._lock:
+            if self._obj is None:
+                return
+            if time.monotonic() - self._last >= self._idle:
+                self.unload(reason=f"idle for {self._idle:.0f} s")
+            else:
+                self._arm()
+
+    def unload(self, reason: str = "asked") -> None:
+        with self._lock:
+            if self._obj is not None:
+                close = getattr(self._obj, "close", None)
+                if callable(close):
+                    close()
+                self._obj = None
+                log.info("unloaded %s (%s)", self.name, reason)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
