@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
 
 from daemon.errors import RetryableError
-from daemon.service import MemoryService, hit_json
+from daemon.memory import MemoryService, hit_json
 
 log = logging.getLogger(__name__)
 ALLOWED_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})

@@ -72,7 +72,7 @@ def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
 
 def _search_local(cfg: Config, query: str, k: int, source: str | None) -> list[dict[str, Any]]:
     from daemon.engine import Engine
-    from daemon.service import hit_json
+    from daemon.memory import hit_json
 
     engine = Engine(cfg)
     try:
@@ -135,9 +135,46 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models(cfg: Config, args: argparse.Namespace) -> int:
+    from models.assets import embedder_path, gguf_path
+
+    started = time.monotonic()
+    gguf = gguf_path(cfg.models.summarizer, cfg.models_path)
+    print(f"summarizer {cfg.models.summarizer}: {gguf} (verified)")
+    folder = embedder_path(cfg.models.embedder)
+    print(f"embedder   {cfg.models.embedder}: {folder} (verified)")
+    log.info("models checked in %.1f s", time.monotonic() - started)
+    return 0
+
+
+def cmd_service(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon import units
+
+    if args.action == "install":
+        what = units.install(cfg, start=args.start)
+        print(f"memoryd installed as {what}")
+        if args.start:
+            if not units.wait_healthy(cfg, 60):
+                print(f"memoryd did not answer /health within 60 s; see "
+                      f"{cfg.data_path / 'memoryd.log'} or `journalctl --user -u memoryd`",
+                      file=sys.stderr)
+                return 1
+            print(f"memoryd is running: socket {cfg.socket_path}, token in {cfg.token_path}")
+    elif args.action == "start":
+        units.start_background(cfg) if units.manager() == "background" else units.install(cfg, True)
+        return 0 if units.wait_healthy(cfg, 60) else 1
+    elif args.action == "uninstall":
+        print(units.uninstall(cfg))
+    else:
+        up = units.wait_healthy(cfg, 0.5)
+        print(f"manager: {units.manager()}; daemon {'answering' if up else 'not answering'}")
+        return 0 if up else 3
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "config": cmd_config, "run": cmd_run, "ingest": cmd_ingest, "search": cmd_search,
-    "status": cmd_status,
+    "status": cmd_status, "models": cmd_models, "service": cmd_service,
 }
 
 
@@ -161,6 +198,11 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--local", action="store_true", help="search in-process, not via the daemon")
     st = sub.add_parser("status", parents=[common], help="what the daemon knows and does")
     st.add_argument("--json", action="store_true")
+    sub.add_parser("models", parents=[common],
+                   help="assemble and verify the configured models (install.sh runs this)")
+    sv = sub.add_parser("service", parents=[common], help="run memoryd as a service")
+    sv.add_argument("action", choices=["install", "uninstall", "start", "status"])
+    sv.add_argument("--start", action="store_true", help="with install: start it now")
     return p
 
 

@@ -16,7 +16,8 @@ from daemon.chunking import Chunk
 from daemon.config import Config
 from daemon.modelcalls import ModelCalls
 from daemon.search import hybrid_search
-from daemon.store import Hit, Store, event_doc, event_row
+from daemon.hits import Hit
+from daemon.store import Store, event_doc, event_row
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,9 @@ def setup_logging(level: int | str = logging.INFO) -> None:
     root.addHandler(handler)
     root.setLevel(level)
     root._memoryd_configured = True  # type: ignore[attr-defined]
-    for noisy in ("httpx", "httpcore", "apscheduler", "sentence_transformers", "transformers",
+    # APScheduler warns at every skipped overlapping run, which is how the jobs are meant to work.
+    logging.getLogger("apscheduler").setLevel(logging.ERROR)
+    for noisy in ("httpx", "httpcore", "sentence_transformers", "transformers",
                   "huggingface_hub", "watchdog", "filelock", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

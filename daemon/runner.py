@@ -13,7 +13,7 @@ from daemon.config import Config
 from daemon.journal import Journal
 from daemon.pipeline import Pipeline
 from daemon.redact import redact
-from daemon.service import MemoryService
+from daemon.memory import MemoryService
 from daemon.token import ensure_token
 from daemon.worker import WorkerEngine
 

@@ -12,7 +12,8 @@ import re
 from dataclasses import replace
 from datetime import datetime
 
-from daemon.store import Hit, Store
+from daemon.hits import Hit
+from daemon.store import Store
 
 log = logging.getLogger(__name__)
 RRF_K = 60

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ import pyarrow as pa
 from lancedb.index import FTS
 
 from daemon.errors import PermanentError
+from daemon.hits import Hit
 
 log = logging.getLogger(__name__)
 SCHEMA_VERSION = "1"
@@ -51,19 +51,6 @@ def memories_schema(dims: int, embedder: str) -> pa.Schema:
         ],
         metadata={"memoryd.schema_version": SCHEMA_VERSION, "memoryd.embedder": embedder},
     )
-
-
-@dataclass(frozen=True)
-class Hit:
-    id: str
-    table: str  # "events" or "memories"
-    source: str
-    kind: str
-    ts: datetime
-    title: str
-    text: str
-    score: float
-    event_ids: tuple[str, ...] = ()
 
 
 class Store:

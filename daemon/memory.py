@@ -9,7 +9,7 @@ from typing import Any, Protocol
 
 from daemon.config import Config
 from daemon.journal import Journal
-from daemon.store import Hit
+from daemon.hits import Hit
 
 
 class Searcher(Protocol):

@@ -1,0 +1,136 @@
+"""`memoryd service …`: run the daemon as a systemd user service, a launchd agent, or —
+where neither exists (containers, minimal servers) — a detached background process."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from daemon.config import Config
+from daemon.errors import PermanentError
+
+TEMPLATES = Path(__file__).resolve().parents[1] / "service"
+UNIT = Path("~/.config/systemd/user/memoryd.service").expanduser()
+PLIST = Path("~/Library/LaunchAgents/dev.memoryd.plist").expanduser()
+
+
+def _exe() -> str:
+    found = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "memoryd" else None
+    return str(found or shutil.which("memoryd") or Path(sys.executable).with_name("memoryd"))
+
+
+def has_systemd_user() -> bool:
+    if not shutil.which("systemctl"):
+        return False
+    r = subprocess.run(["systemctl", "--user", "show-environment"], capture_output=True)
+    return r.returncode == 0
+
+
+def manager() -> str:
+    if sys.platform == "darwin":
+        return "launchd"
+    return "systemd" if has_systemd_user() else "background"
+
+
+def _health(cfg: Config) -> bool:
+    from daemon.client import daemon_get
+
+    try:
+        daemon_get(cfg, "/health", timeout=2)
+        return True
+    except Exception:
+        return False
+
+
+def wait_healthy(cfg: Config, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if _health(cfg):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+def install(cfg: Config, start: bool) -> str:
+    """Register the daemon with the platform's service manager; return what was done."""
+    how = manager()
+    config_arg = f"--config {cfg.source}" if cfg.source else ""
+    if how == "systemd":
+        text = (TEMPLATES / "memoryd.service").read_text()
+        text = text.replace("@EXEC@", _exe()).replace("@CONFIG@", config_arg)
+        text = text.replace("@DOCS@", str(TEMPLATES.parent / "README.md"))
+        UNIT.parent.mkdir(parents=True, exist_ok=True)
+        UNIT.write_text(text)
+        subprocess.run(["systemctl", "--user", "daemon-reload"], check=True)
+        if start:
+            subprocess.run(["systemctl", "--user", "enable", "--now", "memoryd"], check=True)
+        return f"systemd user unit {UNIT}"
+    if how == "launchd":
+        args = f"<string>--config</string><string>{cfg.source}</string>" if cfg.source else ""
+        text = (TEMPLATES / "dev.memoryd.plist").read_text().replace("@EXEC@", _exe())
+        text = text.replace("@CONFIG_ARGS@", args).replace("@LOG@", str(cfg.data_path / "memoryd.log"))
+        PLIST.parent.mkdir(parents=True, exist_ok=True)
+        PLIST.write_text(text)
+        if start:
+            subprocess.run(["launchctl", "load", "-w", str(PLIST)], check=True)
+        return f"launchd agent {PLIST}"
+    if start:
+        start_background(cfg)
+    return "a background process (no systemd user session here)"
+
+
+def start_background(cfg: Config) -> int:
+    """Start `memoryd run` detached, logging to <data_dir>/memoryd.log; return its pid."""
+    if _health(cfg):
+        return read_pid(cfg) or 0
+    cfg.data_path.mkdir(parents=True, exist_ok=True)
+    log = open(cfg.data_path / "memoryd.log", "ab")
+    cmd = [_exe()] + (["--config", cfg.source] if cfg.source else []) + ["run"]
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                            start_new_session=True, close_fds=True)
+    (cfg.data_path / "memoryd.pid").write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def read_pid(cfg: Config) -> int | None:
+    try:
+        return int((cfg.data_path / "memoryd.pid").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def stop_background(cfg: Config) -> bool:
+    pid = read_pid(cfg)
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 15)
+    except ProcessLookupError:
+        return False
+    for _ in range(100):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return True
+
+
+def uninstall(cfg: Config) -> str:
+    how = manager()
+    if how == "systemd" and UNIT.exists():
+        subprocess.run(["systemctl", "--user", "disable", "--now", "memoryd"], check=False)
+        UNIT.unlink()
+        subprocess.run(["systemctl", "--user", "daemon-reload"], check=False)
+        return f"removed {UNIT}"
+    if how == "launchd" and PLIST.exists():
+        subprocess.run(["launchctl", "unload", "-w", str(PLIST)], check=False)
+        PLIST.unlink()
+        return f"removed {PLIST}"
+    if stop_background(cfg):
+        return "stopped the background daemon"
+    raise PermanentError("no memoryd service is installed here")
