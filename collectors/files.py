@@ -125,6 +125,8 @@ class FilesCollector:
     _stop: threading.Event = field(default_factory=threading.Event)
     _flusher: threading.Thread | None = None
     _sink: Sink | None = None
+    _handler: object | None = None
+    _unwatched: list[Path] = field(default_factory=list)
 
     # -- backfill -------------------------------------------------------------------
 
@@ -197,23 +199,38 @@ class FilesCollector:
                     collector._note(os.fsdecode(event.src_path), "file.modified")
 
         self._sink = sink
-        observer = Observer()
+        self._handler = Handler()
+        self._observer = Observer()
+        self._unwatched = []
         for root in self.roots:
             if root.is_dir():
-                try:
-                    observer.schedule(Handler(), str(root), recursive=True)
-                except OSError as exc:
-                    log.warning("cannot watch %s: %s. If inotify watches ran out, raise "
-                                "fs.inotify.max_user_watches; changes there are picked up "
-                                "by the next backfill instead", root, exc)
+                self._watch(root)
             else:
-                log.warning("watched root %s does not exist; it is not watched", root)
-        observer.start()
-        self._observer = observer
+                self._unwatched.append(root)
+                log.warning("watched root %s does not exist yet; it is watched once it does",
+                            root)
+        self._observer.start()
         self._stop.clear()
         self._flusher = threading.Thread(target=self._flush_loop, name="files-flush",
                                          daemon=True)
         self._flusher.start()
+
+    def _watch(self, root: Path) -> None:
+        try:
+            self._observer.schedule(self._handler, str(root), recursive=True)  # type: ignore[attr-defined]
+        except OSError as exc:
+            log.warning("cannot watch %s: %s. If inotify watches ran out, raise "
+                        "fs.inotify.max_user_watches; changes there are picked up "
+                        "by the next backfill instead", root, exc)
+
+    def _watch_new_roots(self) -> None:
+        """Start watching (and backfill) roots that were missing and now exist."""
+        for root in [r for r in self._unwatched if r.is_dir()]:
+            self._unwatched.remove(root)
+            log.info("watched root %s appeared: watching it", root)
+            self._watch(root)
+            if self._sink is not None:
+                FilesCollector([root], self.rules).poll(self._sink)
 
     def _note(self, path: str, kind: str) -> None:
         p = Path(path)
@@ -224,9 +241,13 @@ class FilesCollector:
             self._pending[path] = (time.monotonic(), kind)
 
     def _flush_loop(self) -> None:
+        ticks = 0
         while not self._stop.wait(min(self.settle_seconds / 2, 0.25)):
+            ticks += 1
             try:
                 self.flush()
+                if ticks % 20 == 0 and self._unwatched:
+                    self._watch_new_roots()
             except Exception:  # a bad file must not stop watching
                 log.exception("files collector: flushing changes failed; will retry")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
 from pathlib import Path
 from typing import Any
@@ -55,4 +56,7 @@ def serve(app: Any, sockets: list[socket.socket]) -> None:
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_keep_alive=30, server_header=False)
     server = uvicorn.Server(config)
+    # uvicorn re-raises the signal it caught once it has shut down; with SIGTERM's default
+    # action that would kill the process before the daemon's own clean-up runs.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     server.run(sockets=sockets)

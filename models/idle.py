@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -15,8 +16,9 @@ log = logging.getLogger(__name__)
 class IdleHolder(Generic[T]):
     """Holds an object made by `load`; drops it after `idle_seconds` without use.
 
-    `use()` returns the loaded object (loading it first if needed) and marks it used.
-    A timer thread checks idleness; `idle_seconds <= 0` keeps the object forever.
+    `lease()` is a context manager giving the loaded object (loading it first if needed);
+    while any lease is open the object is never unloaded, and idleness counts from the
+    last lease's end. `idle_seconds <= 0` keeps the object forever.
     """
 
     def __init__(self, name: str, load: Callable[[], T], idle_seconds: float) -> None:
@@ -27,20 +29,28 @@ class IdleHolder(Generic[T]):
         self._last = 0.0
         self._lock = threading.RLock()
         self._timer: threading.Timer | None = None
+        self._leases = 0
 
     @property
     def loaded(self) -> bool:
         return self._obj is not None
 
-    def use(self) -> T:
+    @contextmanager
+    def lease(self) -> Iterator[T]:
         with self._lock:
             if self._obj is None:
                 started = time.monotonic()
                 self._obj = self._load()
                 log.info("loaded %s in %.1f s", self.name, time.monotonic() - started)
                 self._arm()
-            self._last = time.monotonic()
-            return self._obj
+            self._leases += 1
+            obj = self._obj
+        try:
+            yield obj
+        finally:
+            with self._lock:
+                self._leases -= 1
+                self._last = time.monotonic()
 
     def _arm(self) -> None:
         if self._idle <= 0:
@@ -53,13 +63,16 @@ class IdleHolder(Generic[T]):
         with self._lock:
             if self._obj is None:
                 return
-            if time.monotonic() - self._last >= self._idle:
+            if self._leases == 0 and time.monotonic() - self._last >= self._idle:
                 self.unload(reason=f"idle for {self._idle:.0f} s")
             else:
                 self._arm()
 
     def unload(self, reason: str = "asked") -> None:
         with self._lock:
+            if self._leases:
+                log.debug("not unloading %s: in use", self.name)
+                return
             if self._obj is not None:
                 close = getattr(self._obj, "close", None)
                 if callable(close):

@@ -47,8 +47,7 @@ class LlamaCppBackend:
             raise ModelError(f"llama.cpp could not load {self.path}: {exc}") from exc
 
     def complete(self, messages: list[Message], **params: Any) -> Completion:
-        with self._call_lock:
-            llm = self._model.use()
+        with self._call_lock, self._model.lease() as llm:
             started = time.monotonic()
             try:
                 out = llm.create_chat_completion(
@@ -72,8 +71,8 @@ class LlamaCppBackend:
                           seconds=seconds, finish_reason=choice.get("finish_reason") or "stop")
 
     def count_tokens(self, text: str) -> int:
-        llm = self._model.use()
-        return len(llm.tokenize(text.encode("utf-8"), add_bos=False))
+        with self._model.lease() as llm:
+            return len(llm.tokenize(text.encode("utf-8"), add_bos=False))
 
     def unload(self) -> None:
         self._model.unload()

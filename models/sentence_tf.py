@@ -30,7 +30,8 @@ class SentenceTransformerBackend:
     @property
     def dimensions(self) -> int:
         if self._dims is None:
-            self._dims = int(self._model.use().get_sentence_embedding_dimension())
+            with self._model.lease() as model:
+                self._dims = int(model.get_sentence_embedding_dimension())
         return self._dims
 
     def _load(self) -> Any:
@@ -52,8 +53,7 @@ class SentenceTransformerBackend:
     def embed(self, texts: list[str]) -> list[list[float]]:
         if not texts:
             return []
-        with self._lock:
-            model = self._model.use()
+        with self._lock, self._model.lease() as model:
             vecs = model.encode(texts, batch_size=32, normalize_embeddings=True,
                                 convert_to_numpy=True, show_progress_bar=False)
         return vecs.tolist()

@@ -1,0 +1,130 @@
+"""The files collector on a real filesystem with real inotify (watchdog)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from collectors.files import FileRules, FilesCollector
+from daemon.journal import NEW, Journal
+
+
+def journal(tmp_path: Path) -> Journal:
+    return Journal(tmp_path / "journal.sqlite3")
+
+
+def events_for(j: Journal, path: Path) -> list:
+    return [e for e in j.at_stage(NEW, 10_000) if e.subject == str(path)]
+
+
+def make_tree(root: Path) -> None:
+    (root / "proj").mkdir(parents=True)
+    (root / "proj" / "plan.md").write_text("The ocelot rollout starts on Tuesday.\n")
+    (root / "proj" / ".git").mkdir()
+    (root / "proj" / ".git" / "HEAD").write_text("ref: refs/heads/main\n")
+    (root / "proj" / "node_modules" / "x").mkdir(parents=True)
+    (root / "proj" / "node_modules" / "x" / "index.js").write_text("module.exports = 1\n")
+    (root / "proj" / "env").mkdir()
+    (root / "proj" / "env" / "pyvenv.cfg").write_text("home = /usr\n")
+    (root / "proj" / "env" / "lib.py").write_text("print('venv')\n")
+    (root / "proj" / ".plan.md.swp").write_bytes(b"vim swap")
+    (root / "proj" / "plan.md~").write_text("backup\n")
+    (root / "proj" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (root / "proj" / "dump.txt").write_text("big " * 1000)
+
+
+def test_backfill_records_text_skips_noise_and_keeps_binaries_as_metadata(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    make_tree(root)
+    j = journal(tmp_path)
+    c = FilesCollector([root], FileRules(max_file_bytes=2000))
+    assert c.poll(j) == 3
+    by_name = {Path(e.subject).name: e for e in j.at_stage(NEW, 100)}
+    assert set(by_name) == {"plan.md", "logo.png", "dump.txt"}
+    plan = by_name["plan.md"]
+    assert plan.kind == "file.modified" and plan.source == "files"
+    assert "ocelot rollout" in plan.text
+    assert abs(plan.ts.timestamp() - os.stat(root / "proj" / "plan.md").st_mtime_ns / 1e9) < 1e-5
+    assert by_name["logo.png"].text == "" and by_name["logo.png"].attrs["binary"] is True
+    assert by_name["dump.txt"].text == "" and "larger than" in by_name["dump.txt"].attrs["skipped"]
+    assert j.cursor("files") is not None
+    # a second backfill adds nothing; a real change adds exactly one event
+    assert c.poll(j) == 0
+    time.sleep(0.01)
+    (root / "proj" / "plan.md").write_text("The ocelot rollout moved to Friday.\n")
+    assert c.poll(j) == 1
+    assert len(events_for(j, root / "proj" / "plan.md")) == 2
+
+
+def test_memoryd_data_dir_under_a_root_is_never_collected(tmp_path: Path) -> None:
+    root = tmp_path / "home"
+    (root / "notes").mkdir(parents=True)
+    (root / "notes" / "a.txt").write_text("a note\n")
+    data = root / ".local" / "memoryd"
+    data.mkdir(parents=True)
+    (data / "journal.txt").write_text("memoryd's own file\n")
+    j = journal(tmp_path)
+    c = FilesCollector([root], FileRules(exclude_paths=(data,)))
+    c.poll(j)
+    assert [Path(e.subject).name for e in j.at_stage(NEW, 100)] == ["a.txt"]
+
+
+def wait_for(cond, seconds: float = 10.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.1)
+    return cond()
+
+
+def test_live_editor_saves_become_one_event_each(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    target = root / "report.md"
+    target.write_text("draft one\n")
+    j = journal(tmp_path)
+    c = FilesCollector([root], FileRules(), settle_seconds=0.5)
+    c.start(j)
+    try:
+        time.sleep(0.3)
+        # an atomic save through a temp file, as many editors do
+        tmp = root / ".report.md.tmp"
+        tmp.write_text("draft two: the quarterly heron numbers\n")
+        os.replace(tmp, target)
+        assert wait_for(lambda: len(events_for(j, target)) == 1)
+        time.sleep(1.0)
+        # a vim-style save: rename to a backup, write anew, delete the backup, in a burst
+        os.rename(target, root / "report.md~")
+        for i in range(5):
+            with open(target, "a") as fh:
+                fh.write(f"draft three, line {i}\n")
+        os.unlink(root / "report.md~")
+        assert wait_for(lambda: len(events_for(j, target)) == 2)
+        time.sleep(1.5)  # nothing else trickles in
+        evs = events_for(j, target)
+        assert len(evs) == 2
+        assert "heron" in evs[0].text and "draft three, line 4" in evs[1].text
+        assert not [e for e in j.at_stage(NEW, 100) if e.subject.endswith(("~", ".tmp"))]
+        # a delete is recorded
+        target.unlink()
+        assert wait_for(lambda: any(e.kind == "file.deleted" for e in events_for(j, target)))
+    finally:
+        c.stop()
+
+
+def test_a_root_created_after_start_is_watched_and_backfilled(tmp_path: Path) -> None:
+    root = tmp_path / "Documents"
+    j = journal(tmp_path)
+    c = FilesCollector([root], FileRules(), settle_seconds=0.3)
+    c.start(j)
+    try:
+        root.mkdir()
+        (root / "first.txt").write_text("written before the watch began\n")
+        assert wait_for(lambda: len(events_for(j, root / "first.txt")) == 1, seconds=15)
+        time.sleep(0.5)
+        (root / "second.txt").write_text("written while watched\n")
+        assert wait_for(lambda: len(events_for(j, root / "second.txt")) == 1)
+    finally:
+        c.stop()
