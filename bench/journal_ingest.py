@@ -4,8 +4,9 @@ Two modes, as the daemon uses them:
   per-event  one Batch of one event per append() (like a live file save)
   batched    Batches of 1,000 events per append(), with a cursor (like a backfill)
 Each mode is also run with redaction off, side by side in the same run, so the cost of
-daemon.redact.redact is visible. Events are built before timing starts (collectors.base.
-Event.new, ~300 chars of memoryd's own source as text, 1 in 20 carrying a secret that redaction must catch).
+daemon.redact.redact is visible. Events are built before timing starts
+(collectors.base.Event.new, ~300 chars of memoryd's own source as text, 1 in 20 carrying
+a secret that redaction must catch). A per-pattern profile of redact() closes the run.
 
 Targets: per-event >= 1,000 events/s, batched >= 20,000 events/s (redaction on).
 Run:  /root/.local/share/memoryd/venv/bin/python bench/journal_ingest.py
@@ -14,7 +15,6 @@ Run:  /root/.local/share/memoryd/venv/bin/python bench/journal_ingest.py
 from __future__ import annotations
 
 import json
-import platform
 import random
 import statistics
 import sys
@@ -26,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench.common import Contention, machine, write_result  # noqa: E402
 from collectors.base import Batch, Event  # noqa: E402
 from daemon.journal import Journal  # noqa: E402
 from daemon.redact import redact  # noqa: E402
@@ -99,37 +100,45 @@ def run_batched(journal: Journal, events: list[Event]) -> float:
     return len(events) / (time.perf_counter() - started)
 
 
-def main() -> int:
+def measure(tmp: str) -> tuple[dict[str, dict[str, list[float]]], int]:
     results: dict[str, dict[str, list[float]]] = {
         "per_event": {"redact_on": [], "redact_off": []},
         "batched": {"redact_on": [], "redact_off": []},
     }
-    with tempfile.TemporaryDirectory(prefix="memoryd-bench-journal-") as tmp:
-        for trial in range(TRIALS):
-            for mode, n, fn in (("per_event", PER_EVENT_N, run_per_event),
-                                ("batched", BATCHED_N, run_batched)):
-                # Alternate which variant goes first, so drift on a noisy box hits both.
-                order = ["redact_on", "redact_off"] if trial % 2 == 0 else ["redact_off", "redact_on"]
-                for variant in order:
-                    events = make_events(n, f"{mode}{trial}{variant}", seed=trial)
-                    # A fresh journal per trial: the table grows the same way for each.
-                    db = Path(tmp) / f"{mode}-{trial}-{variant}.sqlite3"
-                    journal = Journal(db, redact=redact if variant == "redact_on" else None)
-                    rate = fn(journal, events)
-                    stored = journal.counts()["total"]
-                    journal.close()
-                    assert stored == n, f"{mode}: stored {stored} of {n}"
-                    results[mode][variant].append(rate)
-                    print(f"  trial {trial + 1} {mode:9s} {variant:10s} {rate:10,.0f} events/s",
-                          flush=True)
+    for trial in range(TRIALS):
+        for mode, n, fn in (("per_event", PER_EVENT_N, run_per_event),
+                            ("batched", BATCHED_N, run_batched)):
+            # Alternate which variant goes first, so drift on a noisy box hits both.
+            order = ["redact_on", "redact_off"]
+            if trial % 2:
+                order.reverse()
+            for variant in order:
+                events = make_events(n, f"{mode}{trial}{variant}", seed=trial)
+                # A fresh journal per trial: the table grows the same way for each.
+                db = Path(tmp) / f"{mode}-{trial}-{variant}.sqlite3"
+                journal = Journal(db, redact=redact if variant == "redact_on" else None)
+                rate = fn(journal, events)
+                stored = journal.counts()["total"]
+                journal.close()
+                assert stored == n, f"{mode}: stored {stored} of {n}"
+                results[mode][variant].append(rate)
+                print(f"  trial {trial + 1} {mode:9s} {variant:10s} {rate:10,.0f} events/s",
+                      flush=True)
 
-        # Redaction sanity: the secrets really are gone from what was stored.
-        j = Journal(Path(tmp) / "check.sqlite3", redact=redact)
-        j.append(Batch("files", make_events(40, "check", seed=99), None))
-        leaked = [e.text for e in j.at_stage(0, 100) if "hunter2" in e.text or "ghp_" in e.text]
-        j.close()
+    # Redaction sanity: the secrets really are gone from what was stored.
+    j = Journal(Path(tmp) / "check.sqlite3", redact=redact)
+    j.append(Batch("files", make_events(400, "check", seed=99), None))
+    markers = ("ghp_", "hunter2", "s3cr3t", "eyJzdWIi")  # one from each kind in SECRETS
+    leaked = [e.text for e in j.at_stage(0, 1000) if any(m in e.text for m in markers)]
+    j.close()
+    return results, len(leaked)
 
-    profile = redaction_profile(make_events(2_000, "profile", seed=7))
+
+def main() -> int:
+    box = machine()
+    with Contention() as meter, tempfile.TemporaryDirectory(prefix="memoryd-bench-") as tmp:
+        results, leaked = measure(tmp)
+        profile = redaction_profile(make_events(2_000, "profile", seed=7))
     summary = {}
     print()
     print(f"{'mode':10s} {'redaction':>10s} {'median ev/s':>12s} {'min':>10s} {'max':>10s} "
@@ -150,26 +159,21 @@ def main() -> int:
         summary[mode]["target"] = TARGETS[mode]
         summary[mode]["meets_target"] = on >= TARGETS[mode]
         print(f"{'':10s} redaction costs {summary[mode]['redaction_cost_pct']}% of throughput")
-    print(f"secrets leaked into the journal: {len(leaked)}")
+    print(f"secrets leaked into the journal: {leaked}")
     print()
     print("redaction cost per event (us), by pattern:")
     for kind, us in profile.items():
         print(f"  {kind:32s} {us:8.1f}")
 
-    out = {
-        "benchmark": "journal_ingest",
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": {"platform": platform.platform(), "python": platform.python_version()},
+    print(meter.line())
+    write_result("journal_ingest", {
+        "machine": box, "contention": meter.summary(),
         "params": {"per_event_n": PER_EVENT_N, "batched_n": BATCHED_N,
                    "batch_size": BATCH_SIZE, "trials": TRIALS, "text_chars": 300},
         "results": summary,
-        "secrets_leaked": len(leaked),
+        "secrets_leaked": leaked,
         "redaction_us_per_event": {k: round(v, 1) for k, v in profile.items()},
-    }
-    dest = ROOT / "bench" / "results" / "journal_ingest.json"
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    dest.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"wrote {dest.relative_to(ROOT)}")
+    })
     return 0
 
 

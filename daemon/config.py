@@ -85,7 +85,7 @@ class PipelineConfig:
     interval_seconds: float = 2.0  # how often the daemon drains the journal
     batch_events: int = 256
     chunk_gap_seconds: float = 300.0  # a pause this long ends an activity chunk
-    chunk_max_events: int = 40
+    chunk_max_events: int = 24
     chunk_close_after_seconds: float = 20.0  # a chunk is summarized once quiet this long
     summarize: bool = True
 

@@ -9,8 +9,8 @@ from daemon.chunking import Chunk
 
 SYSTEM = ("You write short, factual notes about what a person did on their computer. "
           "Never invent anything that is not in the log.")
-MAX_PROMPT_CHARS = 9000  # ~2,500 tokens: leaves room for the answer in a 4k context
-PER_EVENT_CHARS = 240
+MAX_PROMPT_CHARS = 5000  # ~1,400 tokens: prompt evaluation dominates a summary's cost
+PER_EVENT_CHARS = 160
 
 
 def _line(ev: Any) -> str:

@@ -1,0 +1,91 @@
+"""Shared bits of the benchmarks: machine facts, a CPU-contention meter, writing results.
+
+The benchmark box is shared: other processes (test suites, builds) may use the same two
+cores. `Contention` samples, every two seconds, how much CPU processes outside this
+benchmark's own process tree use, so each result says how quiet the machine was.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+
+
+def machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "python": platform.python_version(),
+            "cpus": os.cpu_count(), "mem_gb": round(psutil.virtual_memory().total / 2**30, 1),
+            "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
+
+
+class Contention:
+    """Average CPU % (100 = one core) used by processes outside our tree while running."""
+
+    def __init__(self, every: float = 2.0) -> None:
+        self.every = every
+        self.samples: list[float] = []
+        self.busiest: dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._procs: dict[int, psutil.Process] = {}
+
+    def __enter__(self) -> Contention:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _ours(self) -> set[int]:
+        me = psutil.Process()
+        return {me.pid} | {c.pid for c in me.children(recursive=True)}
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every):
+            ours = self._ours()
+            total = 0.0
+            for p in psutil.process_iter(["name", "cmdline"]):
+                proc = self._procs.setdefault(p.pid, p)
+                try:
+                    pct = proc.cpu_percent(None)  # since the previous sample (0.0 the first time)
+                except psutil.Error:
+                    continue
+                if p.pid in ours or pct < 1:
+                    continue
+                total += pct
+                name = " ".join((p.info.get("cmdline") or [p.info.get("name") or "?"])[:4])[:80]
+                self.busiest[name] = max(self.busiest.get(name, 0.0), pct)
+            self.samples.append(total)
+
+    def summary(self) -> dict[str, Any]:
+        s = self.samples[1:] or [0.0]  # the first sample only primes cpu_percent
+        top = sorted(self.busiest.items(), key=lambda kv: -kv[1])[:3]
+        return {"other_cpu_pct_mean": round(statistics.mean(s), 1),
+                "other_cpu_pct_max": round(max(s), 1),
+                "busiest_others": [{"cmd": k, "max_cpu_pct": round(v)} for k, v in top],
+                "loadavg_at_end": [round(x, 2) for x in os.getloadavg()]}
+
+    def line(self) -> str:
+        s = self.summary()
+        return (f"other processes used {s['other_cpu_pct_mean']}% CPU on average "
+                f"(max {s['other_cpu_pct_max']}%; 200% = both cores) during this run")
+
+
+def write_result(name: str, data: dict[str, Any]) -> Path:
+    data = {"benchmark": name, "when": datetime.now(UTC).isoformat(timespec="seconds"), **data}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    dest = RESULTS / f"{name}.json"
+    dest.write_text(json.dumps(data, indent=2) + "\n")
+    print(f"wrote {dest.relative_to(ROOT)}")
+    return dest

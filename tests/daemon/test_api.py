@@ -1,0 +1,81 @@
+"""The running daemon: served on a 0600 Unix socket and 127.0.0.1 only, token required,
+Host checked, and a saved file becomes searchable memory with a local-model summary."""
+
+from __future__ import annotations
+
+import stat
+import time
+from pathlib import Path
+
+import httpx
+
+
+def test_daemon_serves_health_and_guards_everything_else(make_config, start_daemon,
+                                                         tmp_path: Path) -> None:
+    d = start_daemon(make_config([tmp_path / "src"]))
+    assert stat.S_IMODE(d.socket.stat().st_mode) == 0o600
+    assert stat.S_IMODE((d.data_dir / "token").stat().st_mode) == 0o600
+    with d.unix() as u, d.tcp() as t:
+        assert u.get("/health").json()["status"] == "ok"
+        assert t.get("/health").status_code == 200
+        # no token, a wrong token, a wrong scheme: refused on both listeners
+        for client in (u, t):
+            r = client.get("/v1/memory/search", params={"q": "x"})
+            assert r.status_code == 401 and "token" in r.json()["error"]["message"]
+            r = client.get("/v1/status", headers={"Authorization": "Bearer wrong"})
+            assert r.status_code == 401
+            r = client.get("/v1/status", headers={"Authorization": f"Basic {d.token}"})
+            assert r.status_code == 401
+        assert t.get("/v1/status", headers=d.auth()).json()["journal"]["total"] == 0
+        # DNS rebinding: a foreign Host header is refused even with the token
+        r = t.get("/v1/status", headers={**d.auth(), "Host": "attacker.example:7077"})
+        assert r.status_code == 421
+        assert t.get("/health", headers={"Host": "[::1]:7077"}).status_code == 200
+        # malformed and oversized requests get clear JSON errors
+        r = t.get("/v1/memory/search", params={"q": "x", "k": "many"}, headers=d.auth())
+        assert r.status_code == 422
+        r = t.post("/v1/memory/search", content=b"x" * 2_000_000, headers=d.auth())
+        assert r.status_code == 413 and "limited" in r.json()["error"]["message"]
+        r = t.get("/v1/memory/search", params={"q": "   "}, headers=d.auth())
+        assert r.status_code == 400
+        assert "/v1/memory/search" in t.get("/openapi.json").json()["paths"]
+    # only loopback: the TCP listener is bound to 127.0.0.1, nothing else
+    import psutil
+
+    listens = [c.laddr for c in psutil.Process(d.proc.pid).net_connections("inet")
+               if c.status == psutil.CONN_LISTEN]
+    assert listens and all(a.ip == "127.0.0.1" for a in listens)
+
+
+def test_a_saved_file_is_found_with_a_summary_from_the_local_model(make_config, start_daemon,
+                                                                   tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    cfg = make_config([root], pipeline={"chunk_close_after_seconds": 5.0})
+    d = start_daemon(cfg)
+    note = root / "standup.md"
+    note.write_text("Standup: Priya takes ticket CRM-2231, the kestrel dashboard "
+                    "ships Thursday; open question about the churn threshold.\n")
+    saved = time.monotonic()
+    found_event = found_summary = None
+    with d.unix() as u:
+        while time.monotonic() - saved < 120 and not found_summary:
+            r = u.get("/v1/memory/search", params={"q": "kestrel dashboard CRM-2231", "k": 5},
+                      headers=d.auth())
+            assert r.status_code == 200, r.text
+            for hit in r.json()["results"]:
+                if hit["kind"] == "file.modified" and "CRM-2231" in hit["text"]:
+                    found_event = found_event or time.monotonic() - saved
+                if hit["kind"] == "memory.chunk" and "standup.md" in hit["title"]:
+                    found_summary = time.monotonic() - saved
+                    summary = hit["text"]
+            time.sleep(0.5)
+    assert found_event is not None and found_event < 60, d.log.read_text()
+    assert found_summary is not None, d.log.read_text()
+    assert len(summary.split()) >= 5  # sentences from the model, not the file echoed back
+    assert summary.strip() != note.read_text().strip()
+    print(f"searchable after {found_event:.1f} s, summarized after {found_summary:.1f} s")
+    with d.unix() as u:
+        status = u.get("/v1/status", headers=d.auth()).json()
+    assert status["journal"]["summarized"] == 1
+    assert status["engine"]["models_loaded"]["summarizer"] is True
