@@ -54,6 +54,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     exit 1
   fi
 fi
+if [ "$MODE" = test ]; then
+  # Real programs the tests drive: browsers writing real history, real shells.
+  mapfile -t test_apt < <(grep -v '^#' "$SRC/tests/apt-packages.txt" | grep -v '^$')
+  missing=()
+  for p in "${test_apt[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+  if [ ${#missing[@]} -gt 0 ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+      say "installing what the tests drive: ${missing[*]}"
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    else
+      echo "install.sh: the tests need these system packages: ${missing[*]}" >&2
+      exit 1
+    fi
+  fi
+fi
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "install.sh: memoryd needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2; exit 1; }
 

@@ -71,6 +71,7 @@ class Collector(Protocol):
     """A source of events. `poll` catches up from the cursor; `start`/`stop` push live ones."""
 
     name: str
+    poll_seconds: float  # how often the daemon calls poll()
 
     def poll(self, sink: Sink) -> int:
         """Collect everything new since the sink's cursor; return how many events were new."""

@@ -119,6 +119,7 @@ class FilesCollector:
     rules: FileRules = field(default_factory=FileRules)
     settle_seconds: float = 1.0
     name: str = "files"
+    poll_seconds: float = 3600.0  # the live watch does the work; this is a safety net
     _observer: object | None = None
     _pending: dict[str, tuple[float, str]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)

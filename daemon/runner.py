@@ -63,10 +63,13 @@ def run_daemon(cfg: Config) -> int:
                       seconds=max(p.interval_seconds, 5.0), max_instances=1, coalesce=True,
                       id="summarize")
     for c in collectors:
-        # Backfill what changed while the daemon was away, then hourly as a safety net.
-        scheduler.add_job(_guarded(f"{c.name} backfill", lambda c=c: c.poll(journal)),
-                          "interval", hours=1, next_run_time=_soon(), max_instances=1,
-                          coalesce=True, id=f"backfill-{c.name}")
+        # Catch up on what changed while the daemon was away, then poll on the collector's
+        # own schedule (history files every few seconds; the files backfill hourly, as a
+        # safety net behind the live watch).
+        scheduler.add_job(_guarded(f"{c.name} poll", lambda c=c: c.poll(journal)),
+                          "interval", seconds=getattr(c, "poll_seconds", 3600.0),
+                          next_run_time=_soon(), max_instances=1, coalesce=True,
+                          id=f"poll-{c.name}")
     for c in collectors:
         try:
             c.start(journal)
