@@ -130,8 +130,13 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     eng = status.get("engine")
     if eng:
         print(f"engine:   {json.dumps(eng)}")
-    for name, cur in status.get("collectors", {}).get("cursors", {}).items():
-        print(f"collector {name}: last cursor at {cur['updated']}")
+    for h in status.get("collectors", {}).get("running", []):
+        err = f"; last error {h['last_error_at']}: {h['last_error']}" if h["last_error"] else ""
+        print(f"collector {h['name']}: last run {h['last_run'] or 'not yet'}, "
+              f"{h['last_new']} new then, {h['total_new']} since start{err}")
+    if not status.get("collectors", {}).get("running"):
+        for name, cur in status.get("collectors", {}).get("cursors", {}).items():
+            print(f"collector {name}: last cursor at {cur['updated']}")
     return 0
 
 

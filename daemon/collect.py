@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
-from collectors.base import Collector
+from collectors.base import Collector, Sink
 from collectors.files import FileRules, FilesCollector
 from daemon.config import Config
 
@@ -41,3 +43,41 @@ def build_collectors(cfg: Config) -> list[Collector]:
         log.warning("browser and shell history collectors are not built yet; the listed "
                     "history_files are kept in the config but not read")
     return out
+
+
+@dataclass
+class CollectorHealth:
+    name: str
+    runs: int = 0
+    last_run: str | None = None
+    last_new: int = 0
+    total_new: int = 0
+    last_error: str | None = None
+    last_error_at: str | None = None
+
+
+class CollectorRuns:
+    """Polls collectors and remembers, for `memoryd status`, how each one is doing."""
+
+    def __init__(self, collectors: list[Collector]) -> None:
+        self.collectors = collectors
+        self._health = {c.name: CollectorHealth(c.name) for c in collectors}
+
+    def poll(self, c: Collector, sink: Sink) -> int:
+        h = self._health[c.name]
+        now = datetime.now(UTC).isoformat()
+        try:
+            new = c.poll(sink)
+        except Exception as exc:
+            h.last_error, h.last_error_at = f"{type(exc).__name__}: {exc}", now
+            log.warning("collector %s failed: %s (will retry)", c.name, exc)
+            return 0
+        finally:
+            h.runs += 1
+            h.last_run = now
+        h.last_new = new
+        h.total_new += new
+        return new
+
+    def snapshot(self) -> list[dict[str, object]]:
+        return [asdict(h) for h in self._health.values()]

@@ -75,6 +75,9 @@ class ModelsConfig:
     embedder: str = "all-minilm-l6-v2"  # a manifest name or a sentence-transformers folder
     dir: str = ""  # where packaged models are assembled; "" means <data_dir>/models
     threads: int = 0  # llama.cpp threads; 0 means every core
+    embed_threads: int = 1  # torch threads for embeddings; 0 means every core. One keeps
+    # queries and indexing from starving a summary running beside them (llama.cpp slows
+    # many-fold when its threads compete for cores).
     context_tokens: int = 4096
     summary_max_tokens: int = 120
     idle_unload_seconds: float = 300.0  # models (and the worker holding them) leave after this

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from daemon.collect import CollectorRuns
 from daemon.config import Config
 from daemon.journal import Journal
 from daemon.hits import Hit
@@ -31,7 +32,7 @@ class MemoryService:
     journal: Journal
     engine: Searcher
     started: float = 0.0
-    collectors: tuple[str, ...] = ()
+    collector_runs: CollectorRuns | None = None
 
     def search(self, query: str, k: int = 10, source: str | None = None,
                since: datetime | None = None, until: datetime | None = None) -> list[Hit]:
@@ -47,7 +48,10 @@ class MemoryService:
             "data_dir": str(self.cfg.data_path),
             "uptime_seconds": round(time.time() - self.started, 1) if self.started else None,
             "journal": counts,
-            "collectors": {"enabled": list(self.collectors), "cursors": self.journal.cursors()},
+            "collectors": {
+                "running": self.collector_runs.snapshot() if self.collector_runs else [],
+                "cursors": self.journal.cursors(),
+            },
         }
         if deep:
             try:

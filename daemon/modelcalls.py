@@ -26,7 +26,7 @@ class ModelCalls:
         self._chat: LlamaCppBackend | None = None
         self.embedder = SentenceTransformerBackend(
             embedder_path(m.embedder), name=m.embedder, dimensions=embedder_dimensions(m.embedder),
-            threads=m.threads, idle_seconds=m.idle_unload_seconds)
+            threads=m.embed_threads, idle_seconds=m.idle_unload_seconds)
 
     @property
     def chat(self) -> LlamaCppBackend:

@@ -8,7 +8,7 @@ import os
 import time
 from typing import Any
 
-from daemon.collect import build_collectors
+from daemon.collect import CollectorRuns, build_collectors
 from daemon.config import Config
 from daemon.journal import Journal
 from daemon.pipeline import Pipeline
@@ -51,8 +51,8 @@ def run_daemon(cfg: Config) -> int:
     engine = WorkerEngine(cfg)
     pipeline = Pipeline(cfg, journal, engine)
     collectors = build_collectors(cfg)
-    service = MemoryService(cfg, journal, engine, started=started,
-                            collectors=tuple(c.name for c in collectors))
+    runs = CollectorRuns(collectors)
+    service = MemoryService(cfg, journal, engine, started=started, collector_runs=runs)
 
     scheduler = BackgroundScheduler(timezone="UTC")
     p = cfg.pipeline
@@ -66,7 +66,7 @@ def run_daemon(cfg: Config) -> int:
         # Catch up on what changed while the daemon was away, then poll on the collector's
         # own schedule (history files every few seconds; the files backfill hourly, as a
         # safety net behind the live watch).
-        scheduler.add_job(_guarded(f"{c.name} poll", lambda c=c: c.poll(journal)),
+        scheduler.add_job(_guarded(f"{c.name} poll", lambda c=c: runs.poll(c, journal)),
                           "interval", seconds=getattr(c, "poll_seconds", 3600.0),
                           next_run_time=_soon(), max_instances=1, coalesce=True,
                           id=f"poll-{c.name}")

@@ -69,7 +69,7 @@ def test_a_saved_file_is_found_with_a_summary_from_the_local_model(make_config, 
                 if hit["kind"] == "memory.chunk" and "standup.md" in hit["title"]:
                     found_summary = time.monotonic() - saved
                     summary = hit["text"]
-            time.sleep(0.5)
+            time.sleep(2.0)
     assert found_event is not None and found_event < 60, d.log.read_text()
     assert found_summary is not None, d.log.read_text()
     assert len(summary.split()) >= 5  # sentences from the model, not the file echoed back
@@ -78,4 +78,6 @@ def test_a_saved_file_is_found_with_a_summary_from_the_local_model(make_config, 
     with d.unix() as u:
         status = u.get("/v1/status", headers=d.auth()).json()
     assert status["journal"]["summarized"] == 1
+    files = {h["name"]: h for h in status["collectors"]["running"]}["files"]
+    assert files["runs"] >= 1 and files["last_run"] and files["last_error"] is None
     assert status["engine"]["models_loaded"]["summarizer"] is True
