@@ -12,6 +12,7 @@ import os
 import platform
 import statistics
 import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -89,3 +90,37 @@ def write_result(name: str, data: dict[str, Any]) -> Path:
     dest.write_text(json.dumps(data, indent=2) + "\n")
     print(f"wrote {dest.relative_to(ROOT)}")
     return dest
+
+
+def _busy_seconds() -> float:
+    t = psutil.cpu_times()
+    return sum(t) - t.idle - getattr(t, "iowait", 0.0)  # steal counts as busy: it is contention
+
+
+class OtherCpu:
+    """CPU % used outside this process during a `with` block (for in-process benchmarks).
+
+    100 = one core. On a 2-core box, 100 means half the machine was busy with someone else.
+    """
+
+    def __enter__(self) -> OtherCpu:
+        self._me = psutil.Process()
+        self._t0, self._busy0 = time.monotonic(), _busy_seconds()
+        c = self._me.cpu_times()
+        self._own0 = c.user + c.system
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        wall = time.monotonic() - self._t0
+        c = self._me.cpu_times()
+        own = c.user + c.system - self._own0
+        self.pct = max(0.0, (_busy_seconds() - self._busy0 - own) / wall * 100) if wall else 0.0
+
+
+def wait_quiet(threshold: float = 20.0, max_wait: float = 20.0) -> float:
+    """Wait (up to max_wait s) until the box's CPU use is under threshold %; return it."""
+    deadline = time.monotonic() + max_wait
+    while True:
+        pct = psutil.cpu_percent(interval=1.0) * (os.cpu_count() or 1)
+        if pct < threshold or time.monotonic() >= deadline:
+            return pct

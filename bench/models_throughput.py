@@ -7,7 +7,8 @@
               same folder, same 256 sentences, same encode params; sentences/s
 
 Runs alternate A/B then B/A (so drift on the shared box hits both sides), after one
-warm-up call each that is not counted. llama-cpp-python reuses a cached prompt prefix
+warm-up call each that is not counted. Each call records the CPU other processes used
+meanwhile; a pair where that exceeded 25 % of a core is run again (at most 3 times). llama-cpp-python reuses a cached prompt prefix
 across calls, so run i puts a nonce first in the system message (the same for both sides):
 every timed call evaluates its whole prompt, as a summary of new activity does.
 Overhead % = (median memoryd seconds - median direct seconds) / median direct seconds.
@@ -30,7 +31,7 @@ from typing import Any
 os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
                   TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, Contention, machine, write_result  # noqa: E402
+from bench.common import ROOT, Contention, OtherCpu, machine, wait_quiet, write_result  # noqa: E402
 from collectors.base import Event  # noqa: E402
 from daemon import summarize  # noqa: E402
 from daemon.chunking import Chunk  # noqa: E402
@@ -47,6 +48,9 @@ LLM_RUNS = 3  # per side
 EMBED_RUNS = 5  # per side
 N_SENTENCES = 256
 TARGET_OVERHEAD_PCT = 10.0
+CONTENDED = 25  # % CPU (100 = one core) used by other processes that spoils a pair
+MAX_RETRIES = 3
+DROPPED: list[list[Any]] = []
 
 
 def summary_messages(nonce: int) -> list[dict[str, str]]:
@@ -74,14 +78,46 @@ def sentences() -> list[str]:
     return [lines[(i * 7) % len(lines)] for i in range(N_SENTENCES)]
 
 
+def timed(fn: Any, i: int) -> dict[str, Any]:
+    """Run fn(i) and add how much CPU other processes took meanwhile (100 = one core)."""
+    with OtherCpu() as other:
+        out = fn(i)
+    out["other_cpu_pct"] = round(other.pct)
+    return out
+
+
 def alternate(a: Any, b: Any, runs: int) -> tuple[list[Any], list[Any]]:
-    """Call a() and b() `runs` times each: A B, B A, A B, …"""
-    ra, rb = [], []
-    for i in range(runs):
+    """Call a() and b() `runs` times each as pairs: A B, B A, A B, …
+
+    The box is shared: before each pair wait (briefly) for it to be quiet, and run a pair
+    again if another process took more than CONTENDED % CPU during either call (at most
+    MAX_RETRIES times per section; the discarded pairs are kept in the results).
+    """
+    ra: list[Any] = []
+    rb: list[Any] = []
+    dropped: list[Any] = []
+    retries = 0
+    i = 0
+    while len(ra) < runs:
+        wait_quiet()
         if i % 2 == 0:
-            ra.append(a(i)); rb.append(b(i))  # noqa: E702
+            x = timed(a, i)
+            y = timed(b, i)
         else:
-            rb.append(b(i)); ra.append(a(i))  # noqa: E702
+            y = timed(b, i)
+            x = timed(a, i)
+        i += 1
+        if max(x["other_cpu_pct"], y["other_cpu_pct"]) > CONTENDED and retries < MAX_RETRIES:
+            retries += 1
+            dropped.append({"memoryd": x, "direct": y})
+            print(f"  pair {i} dropped: other processes used {x['other_cpu_pct']}% / "
+                  f"{y['other_cpu_pct']}% CPU; running it again", flush=True)
+            continue
+        ra.append(x)
+        rb.append(y)
+        print(f"  pair {i}: memoryd {x['s']:.2f} s, direct {y['s']:.2f} s "
+              f"(other CPU {x['other_cpu_pct']}% / {y['other_cpu_pct']}%)", flush=True)
+    DROPPED.append(dropped)
     return ra, rb
 
 
@@ -174,6 +210,8 @@ def compare(name: str, mem: list[dict[str, Any]], dir_: list[dict[str, Any]], *,
                        "median_s": round(statistics.median(ds), 3),
                        "median_rate": round(statistics.median(rate(r) for r in dir_), 1)},
             "overhead_pct": round(overhead, 1),
+            "other_cpu_pct_per_run": {"memoryd": [r["other_cpu_pct"] for r in mem],
+                                      "direct": [r["other_cpu_pct"] for r in dir_]},
             "paired_overhead_pct": [round(p, 1) for p in paired],
             "meets_target": overhead < TARGET_OVERHEAD_PCT, **extra}
 
@@ -203,13 +241,16 @@ def main() -> int:
           f"{llm['completion_tokens_memoryd']} vs {llm['completion_tokens_direct']}, "
           f"same text each run: {llm['same_text_each_run']}")
     print(f"embed: max |memoryd - direct| = {emb['max_abs_diff']:.2e}")
+    print(f"pairs dropped for contention: summary {len(DROPPED[0])}, embed {len(DROPPED[1])}")
     print(meter.line())
     write_result("models_throughput", {
         "machine": box, "contention": meter.summary(),
         "params": {"gguf": GGUF.name, "threads": THREADS, "n_ctx": CONTEXT, **PARAMS,
                    "llm_runs_per_side": LLM_RUNS, "embedder": EMBEDDER,
                    "embed_runs_per_side": EMBED_RUNS, "sentences": N_SENTENCES},
-        "summary": llm, "embed": emb})
+        "summary": llm, "embed": emb,
+        "dropped_pairs": {"summary": len(DROPPED[0]), "embed": len(DROPPED[1]),
+                          "detail": DROPPED}})
     return 0
 
 

@@ -121,7 +121,7 @@ class FilesCollector:
     name: str = "files"
     poll_seconds: float = 3600.0  # the live watch does the work; this is a safety net
     _observer: object | None = None
-    _pending: dict[str, tuple[float, str]] = field(default_factory=dict)
+    _pending: dict[str, float] = field(default_factory=dict)  # path -> last seen
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _flusher: threading.Thread | None = None
@@ -191,13 +191,11 @@ class FilesCollector:
             def on_any_event(self, event: FileSystemEvent) -> None:
                 if event.is_directory or event.event_type in ("opened", "closed_no_write"):
                     return
+                # Whether a path was changed or deleted is decided when it settles, by
+                # looking: editors delete and re-create files within one save.
+                collector._note(os.fsdecode(event.src_path))
                 if event.event_type == "moved":
-                    collector._note(os.fsdecode(event.src_path), "file.deleted")
-                    collector._note(os.fsdecode(event.dest_path), "file.modified")
-                elif event.event_type == "deleted":
-                    collector._note(os.fsdecode(event.src_path), "file.deleted")
-                else:
-                    collector._note(os.fsdecode(event.src_path), "file.modified")
+                    collector._note(os.fsdecode(event.dest_path))
 
         self._sink = sink
         self._handler = Handler()
@@ -233,13 +231,13 @@ class FilesCollector:
             if self._sink is not None:
                 FilesCollector([root], self.rules).poll(self._sink)
 
-    def _note(self, path: str, kind: str) -> None:
+    def _note(self, path: str) -> None:
         p = Path(path)
         root = next((r for r in self.roots if r in p.parents), None)
         if root is None or self.rules.skip_path(p, root):
             return
         with self._lock:
-            self._pending[path] = (time.monotonic(), kind)
+            self._pending[path] = time.monotonic()
 
     def _flush_loop(self) -> None:
         ticks = 0
@@ -255,12 +253,12 @@ class FilesCollector:
     def flush(self, force: bool = False) -> int:
         now = time.monotonic()
         with self._lock:
-            ready = [(p, k) for p, (t, k) in self._pending.items()
+            ready = [path for path, t in self._pending.items()
                      if force or now - t >= self.settle_seconds]
-            for p, _ in ready:
-                self._pending.pop(p, None)
+            for path in ready:
+                self._pending.pop(path, None)
         events: list[Event] = []
-        for path, kind in ready:
+        for path in ready:
             p = Path(path)
             ev = read_file_event(p, self.rules, root=next(
                 (r for r in self.roots if r in p.parents), None))

@@ -35,7 +35,7 @@ BUILDERS: dict[str, Callable[[Config], Collector | None]] = {
 
 def build_collectors(cfg: Config) -> list[Collector]:
     out = []
-    for name, build in BUILDERS.items():
+    for build in BUILDERS.values():
         c = build(cfg)
         if c is not None:
             out.append(c)

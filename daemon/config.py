@@ -128,7 +128,6 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
                 f"unknown key {where}{key!r} in the config; known keys: "
                 f"{', '.join(sorted(k for k in known if k != 'source'))}"
             )
-        f = known[key]
         default = getattr(cls(), key)
         if is_dataclass(default):
             if not isinstance(value, dict):
@@ -168,7 +167,8 @@ def load_config(path: str | Path | None = None) -> Config:
         try:
             table = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{cfg_path} is not valid TOML: {exc}. Fix the file or move it aside.")
+            raise ConfigError(
+                f"{cfg_path} is not valid TOML: {exc}. Fix the file or move it aside.") from None
     elif explicit:
         raise ConfigError(f"config file {cfg_path} does not exist; create it or drop --config")
     try:

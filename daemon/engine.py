@@ -14,9 +14,9 @@ from collectors.base import Event
 from daemon import summarize
 from daemon.chunking import Chunk
 from daemon.config import Config
+from daemon.hits import Hit
 from daemon.modelcalls import ModelCalls
 from daemon.search import hybrid_search
-from daemon.hits import Hit
 from daemon.store import Store, event_doc, event_row
 
 log = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ from typing import Any, Protocol
 
 from daemon.collect import CollectorRuns
 from daemon.config import Config
-from daemon.journal import Journal
 from daemon.hits import Hit
+from daemon.journal import Journal
 
 
 class Searcher(Protocol):

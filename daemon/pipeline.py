@@ -17,8 +17,8 @@ from typing import Any, Protocol
 from collectors.base import Event
 from daemon.chunking import chunk_events
 from daemon.config import Config
-from daemon.journal import INDEXED, NEW, SUMMARIZED, Journal
 from daemon.errors import RetryableError
+from daemon.journal import INDEXED, NEW, SUMMARIZED, Journal
 from models.errors import ModelError
 
 log = logging.getLogger(__name__)

@@ -36,15 +36,19 @@ def redact(text: str) -> str:
         return text
     for kind, pattern in _PATTERNS:
         if kind == "secret":
-            text = pattern.sub(lambda m, k=kind: _keep_key(m, k), text)
+            text = pattern.sub(_keep_key, text)
         elif kind == "secret-flag":
-            text = pattern.sub(lambda m, k=kind: f"{m.group(1)}[REDACTED:{k}]", text)
+            text = pattern.sub(_flag, text)
         else:
             text = pattern.sub(f"[REDACTED:{kind}]", text)
     return text
 
 
-def _keep_key(m: re.Match[str], kind: str) -> str:
+def _flag(m: re.Match[str]) -> str:
+    return f"{m.group(1)}[REDACTED:secret-flag]"
+
+
+def _keep_key(m: re.Match[str], kind: str = "secret") -> str:
     value = m.group(4)
     if value.startswith("[REDACTED") or value.lower() in ("bearer", "basic", "token"):
         return m.group(0)

@@ -11,9 +11,9 @@ from typing import Any
 from daemon.collect import CollectorRuns, build_collectors
 from daemon.config import Config
 from daemon.journal import Journal
+from daemon.memory import MemoryService
 from daemon.pipeline import Pipeline
 from daemon.redact import redact
-from daemon.memory import MemoryService
 from daemon.token import ensure_token
 from daemon.worker import WorkerEngine
 

@@ -7,8 +7,6 @@ import stat
 import time
 from pathlib import Path
 
-import httpx
-
 
 def test_daemon_serves_health_and_guards_everything_else(make_config, start_daemon,
                                                          tmp_path: Path) -> None:
