@@ -98,6 +98,18 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
     def status() -> dict[str, Any]:
         return service.status()
 
+    @app.post("/v1/pause", dependencies=[Depends(require_token)])
+    def pause(minutes: float | None = Query(None, gt=0, le=7 * 24 * 60)) -> dict[str, Any]:
+        if service.pause is None:
+            raise ValueError("pause is not available")
+        return {"paused": service.pause.pause(minutes, reason="api")}
+
+    @app.post("/v1/resume", dependencies=[Depends(require_token)])
+    def resume() -> dict[str, Any]:
+        if service.pause is not None:
+            service.pause.resume()
+        return {"paused": None}
+
     return HostAndSizeGuard(app, max_request_bytes)
 
 

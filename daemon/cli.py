@@ -42,12 +42,18 @@ def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
         print("memoryd ingest needs --once (the daemon, `memoryd run`, ingests continuously)",
               file=sys.stderr)
         return 2
+    from daemon.privacy import gate_for
+
     started = time.monotonic()
     journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact)
+    gate = gate_for(cfg, journal)
+    if gate.pause.paused():
+        print("collection is paused (memoryd resume); processing what is already journaled",
+              file=sys.stderr)
     collected = 0
     for c in build_collectors(cfg):
         try:
-            n = c.poll(journal)
+            n = c.poll(gate)
         except Exception as exc:  # one broken source must not stop the others
             log.error("collector %s failed: %s", c.name, exc)
             continue
@@ -116,14 +122,20 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         from daemon.journal import Journal
 
         journal = Journal(cfg.data_path / "journal.sqlite3")
+        from daemon.privacy import PauseState
+
         status = {"daemon": f"not running ({exc})", "data_dir": str(cfg.data_path),
-                  "journal": journal.counts(), "collectors": {"cursors": journal.cursors()}}
+                  "journal": journal.counts(), "collectors": {"cursors": journal.cursors()},
+                  "paused": PauseState(cfg.data_path).paused()}
         journal.close()
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
     j = status["journal"]
     print(f"daemon:   {status['daemon']}")
+    if status.get("paused"):
+        print(f"paused:   since {time.ctime(status['paused']['since'])}"
+              + (f", until {time.ctime(status['paused']['until'])}" if status['paused'].get('until') else ""))
     print(f"data dir: {status['data_dir']}")
     print(f"journal:  {j['total']} events ({j['new']} waiting, {j['indexed']} searchable "
           f"awaiting a summary, {j['summarized']} summarized)")
@@ -177,9 +189,27 @@ def cmd_service(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pause(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.privacy import PauseState
+
+    PauseState(cfg.data_path).pause(args.minutes, reason="cli")
+    until = f" for {args.minutes:g} minutes" if args.minutes else " until `memoryd resume`"
+    print(f"collection paused{until}; nothing is recorded meanwhile")
+    return 0
+
+
+def cmd_resume(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.privacy import PauseState
+
+    PauseState(cfg.data_path).resume()
+    print("collection resumed")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
     "config": cmd_config, "run": cmd_run, "ingest": cmd_ingest, "search": cmd_search,
     "status": cmd_status, "models": cmd_models, "service": cmd_service,
+    "pause": cmd_pause, "resume": cmd_resume,
 }
 
 
@@ -203,6 +233,9 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--local", action="store_true", help="search in-process, not via the daemon")
     st = sub.add_parser("status", parents=[common], help="what the daemon knows and does")
     st.add_argument("--json", action="store_true")
+    pa = sub.add_parser("pause", parents=[common], help="stop recording activity (survives restarts)")
+    pa.add_argument("--minutes", type=float, help="resume by itself after this long")
+    sub.add_parser("resume", parents=[common], help="record activity again")
     sub.add_parser("models", parents=[common],
                    help="assemble and verify the configured models (install.sh runs this)")
     sv = sub.add_parser("service", parents=[common], help="run memoryd as a service")

@@ -94,12 +94,20 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class PrivacyConfig:
+    exclude_paths: tuple[str, ...] = ()  # globs: "~/private/*", "*.kdbx"
+    exclude_domains: tuple[str, ...] = ()  # "bank.example" and its subdomains
+    exclude_commands: tuple[str, ...] = ()  # regular expressions over shell commands
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = ""
     collectors: CollectorsConfig = field(default_factory=CollectorsConfig)
     api: ApiConfig = field(default_factory=ApiConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     source: str = ""  # the file this came from, "" for defaults only
 
     @property

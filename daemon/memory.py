@@ -11,6 +11,7 @@ from daemon.collect import CollectorRuns
 from daemon.config import Config
 from daemon.hits import Hit
 from daemon.journal import Journal
+from daemon.privacy import PauseState
 
 
 class Searcher(Protocol):
@@ -33,6 +34,7 @@ class MemoryService:
     engine: Searcher
     started: float = 0.0
     collector_runs: CollectorRuns | None = None
+    pause: PauseState | None = None
 
     def search(self, query: str, k: int = 10, source: str | None = None,
                since: datetime | None = None, until: datetime | None = None) -> list[Hit]:
@@ -58,6 +60,7 @@ class MemoryService:
                 out["engine"] = self.engine.status()
             except Exception as exc:
                 out["engine"] = {"error": str(exc)}
+        out["paused"] = self.pause.paused() if self.pause else None
         out["memory"] = {"available": "error" not in out.get("engine", {}),
                          "pending": counts["new"]}
         return out

@@ -13,6 +13,7 @@ from daemon.config import Config
 from daemon.journal import Journal
 from daemon.memory import MemoryService
 from daemon.pipeline import Pipeline
+from daemon.privacy import gate_for
 from daemon.redact import redact
 from daemon.token import ensure_token
 from daemon.worker import WorkerEngine
@@ -50,9 +51,11 @@ def run_daemon(cfg: Config) -> int:
     journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact)
     engine = WorkerEngine(cfg)
     pipeline = Pipeline(cfg, journal, engine)
+    gate = gate_for(cfg, journal)  # exclusions and pause, before anything is stored
     collectors = build_collectors(cfg)
     runs = CollectorRuns(collectors)
-    service = MemoryService(cfg, journal, engine, started=started, collector_runs=runs)
+    service = MemoryService(cfg, journal, engine, started=started, collector_runs=runs,
+                            pause=gate.pause)
 
     scheduler = BackgroundScheduler(timezone="UTC")
     p = cfg.pipeline
@@ -66,13 +69,13 @@ def run_daemon(cfg: Config) -> int:
         # Catch up on what changed while the daemon was away, then poll on the collector's
         # own schedule (history files every few seconds; the files backfill hourly, as a
         # safety net behind the live watch).
-        scheduler.add_job(_guarded(f"{c.name} poll", lambda c=c: runs.poll(c, journal)),
+        scheduler.add_job(_guarded(f"{c.name} poll", lambda c=c: runs.poll(c, gate)),
                           "interval", seconds=getattr(c, "poll_seconds", 3600.0),
                           next_run_time=_soon(), max_instances=1, coalesce=True,
                           id=f"poll-{c.name}")
     for c in collectors:
         try:
-            c.start(journal)
+            c.start(gate)
         except Exception as exc:
             log.warning("collector %s could not start watching: %s; its backfill still runs",
                         c.name, exc)

@@ -1,0 +1,124 @@
+"""What never reaches the journal: excluded paths, domains and commands, and everything
+collected while the user has paused memoryd.
+
+`PrivacyGate` wraps the journal as the collectors' sink. It drops excluded events before
+they are stored, and while paused drops every event but still lets cursors advance, so
+what happened during a pause is never collected later. The pause is a file in the data
+dir, so it survives a restart and the CLI, the API and the tray share it.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import logging
+import re
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from collectors.base import Batch, Event, Sink
+from daemon.config import Config
+from daemon.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Exclusions:
+    paths: tuple[str, ...] = ()  # globs, "~" allowed: "~/private/*", "*.kdbx"
+    domains: tuple[str, ...] = ()  # "bank.example" also excludes its subdomains
+    commands: tuple[str, ...] = ()  # regular expressions matched against commands
+
+    def excludes(self, ev: Event) -> bool:
+        if ev.source == "files" and self.paths:
+            return any(fnmatch.fnmatch(ev.subject, pat) or fnmatch.fnmatch(
+                ev.subject, pat.rstrip("/") + "/*") for pat in self._paths())
+        if ev.source == "browser" and self.domains:
+            host = (urlsplit(ev.subject).hostname or "").lower()
+            return any(host == d or host.endswith("." + d) for d in self._domains())
+        if ev.source == "shell" and self.commands:
+            return any(p.search(ev.subject) for p in self._commands())
+        return False
+
+    def _paths(self) -> list[str]:
+        return [str(Path(p).expanduser()) for p in self.paths]
+
+    def _domains(self) -> list[str]:
+        return [d.lower().lstrip(".") for d in self.domains]
+
+    def _commands(self) -> list[re.Pattern[str]]:
+        return [re.compile(c) for c in self.commands]
+
+
+class PauseState:
+    """The pause flag, kept in <data_dir>/paused.json."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = data_dir / "paused.json"
+
+    def paused(self) -> dict[str, object] | None:
+        try:
+            state = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return None
+        until = state.get("until")
+        if isinstance(until, (int, float)) and until <= time.time():
+            self.resume()
+            return None
+        return state
+
+    def pause(self, minutes: float | None = None, reason: str = "") -> dict[str, object]:
+        state: dict[str, object] = {"since": time.time(), "reason": reason,
+                                    "until": time.time() + minutes * 60 if minutes else None}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(self.path)
+        log.info("collection paused%s", f" for {minutes:g} min" if minutes else "")
+        return state
+
+    def resume(self) -> None:
+        if self.path.exists():
+            self.path.unlink(missing_ok=True)
+            log.info("collection resumed")
+
+
+class PrivacyGate:
+    """A Sink in front of the journal that honours exclusions and pause."""
+
+    def __init__(self, sink: Sink, exclusions: Exclusions, pause: PauseState) -> None:
+        self.sink = sink
+        self.exclusions = exclusions
+        self.pause = pause
+        self.dropped = 0
+
+    def append(self, batch: Batch) -> int:
+        if self.pause.paused():
+            kept: list[Event] = []
+        else:
+            kept = [e for e in batch.events if not self.exclusions.excludes(e)]
+        self.dropped += len(batch.events) - len(kept)
+        if not kept and batch.cursor is None:
+            return 0
+        return self.sink.append(replace(batch, events=kept))
+
+    def known(self, ids: list[str]) -> set[str]:
+        return self.sink.known(ids)
+
+    def cursor(self, collector: str) -> str | None:
+        return self.sink.cursor(collector)
+
+
+def gate_for(cfg: Config, sink: Sink) -> PrivacyGate:
+    """Build the gate from the config; raise ConfigError if a command pattern is invalid."""
+    p = cfg.privacy
+    for pattern in p.exclude_commands:
+        try:
+            re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"[privacy] exclude_commands: {pattern!r} is not a valid "
+                              f"regular expression ({exc})") from None
+    return PrivacyGate(sink, Exclusions(p.exclude_paths, p.exclude_domains, p.exclude_commands),
+                       PauseState(cfg.data_path))
