@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collectors.base import Batch, Event, Sink
+from collectors.gitignore import GitIgnore
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class FileRules:
     snippet_chars: int = 16_000
     exclude: tuple[str, ...] = ()
     exclude_paths: tuple[Path, ...] = ()  # e.g. memoryd's own data dir
+    gitignore: bool = True  # skip what a root's git repositories ignore
 
     def skip_dir(self, path: Path) -> bool:
         if path.name in SKIP_DIRS or path.name.endswith(".egg-info"):
@@ -128,6 +130,7 @@ class FilesCollector:
     _sink: Sink | None = None
     _handler: object | None = None
     _unwatched: list[Path] = field(default_factory=list)
+    _git: GitIgnore = field(default_factory=GitIgnore)
 
     # -- backfill -------------------------------------------------------------------
 
@@ -139,10 +142,13 @@ class FilesCollector:
                 continue
             for dirpath, dirnames, filenames in os.walk(root, onerror=self._walk_error):
                 here = Path(dirpath)
-                dirnames[:] = sorted(d for d in dirnames if not self.rules.skip_dir(here / d))
-                for name in sorted(filenames):
-                    path = here / name
-                    if not self.rules.skip_file(path) and not path.is_symlink():
+                dirs = [here / d for d in sorted(dirnames) if not self.rules.skip_dir(here / d)]
+                files = [here / f for f in sorted(filenames)
+                         if not self.rules.skip_file(here / f) and not (here / f).is_symlink()]
+                ignored = self._git.ignored(dirs + files) if self.rules.gitignore else set()
+                dirnames[:] = [d.name for d in dirs if d not in ignored]
+                for path in files:
+                    if path not in ignored:
                         yield root, path
 
     @staticmethod
@@ -257,6 +263,9 @@ class FilesCollector:
                      if force or now - t >= self.settle_seconds]
             for path in ready:
                 self._pending.pop(path, None)
+        if self.rules.gitignore and ready:
+            ignored = {str(p) for p in self._git.ignored(Path(x) for x in ready)}
+            ready = [x for x in ready if x not in ignored]
         events: list[Event] = []
         for path in ready:
             p = Path(path)

@@ -128,3 +128,36 @@ def test_a_root_created_after_start_is_watched_and_backfilled(tmp_path: Path) ->
         assert wait_for(lambda: len(events_for(j, root / "second.txt")) == 1)
     finally:
         c.stop()
+
+
+def test_paths_a_git_repository_ignores_are_skipped(tmp_path: Path) -> None:
+    import subprocess
+
+    root = tmp_path / "src"
+    repo = root / "app"
+    repo.mkdir(parents=True)
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / ".gitignore").write_text("secrets.env\ndata/\n*.log\n!keep.log\n")
+    (repo / "main.py").write_text("print('hi')\n")
+    (repo / "secrets.env").write_text("API=1\n")
+    (repo / "debug.log").write_text("noise\n")
+    (repo / "keep.log").write_text("kept on purpose\n")
+    (repo / "data").mkdir()
+    (repo / "data" / "big.csv").write_text("a,b\n")
+    (root / "outside.log").write_text("not in a repo, so kept\n")
+    j = journal(tmp_path)
+    c = FilesCollector([root], FileRules(), settle_seconds=0.3)
+    c.poll(j)
+    names = sorted(Path(e.subject).name for e in j.at_stage(NEW, 100))
+    assert names == [".gitignore", "keep.log", "main.py", "outside.log"]
+    # live changes to ignored files are skipped as well
+    c.start(j)
+    try:
+        time.sleep(0.3)
+        (repo / "debug.log").write_text("more noise\n")
+        (repo / "main.py").write_text("print('hello')\n")
+        assert wait_for(lambda: len(events_for(j, repo / "main.py")) == 2)
+        time.sleep(1.0)
+        assert len(events_for(j, repo / "debug.log")) == 0
+    finally:
+        c.stop()
