@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from collectors.base import Collector, Sink
+from collectors.browser import build_browser_collector
 from collectors.files import FileRules, FilesCollector
 from daemon.config import Config
 
@@ -28,8 +29,14 @@ def _files(cfg: Config) -> Collector | None:
     return FilesCollector(roots=roots, rules=rules, settle_seconds=fc.settle_seconds)
 
 
+def _browser(cfg: Config) -> Collector | None:
+    bc = cfg.collectors.browser
+    return build_browser_collector(list(bc.history_files)) if bc.enabled else None
+
+
 BUILDERS: dict[str, Callable[[Config], Collector | None]] = {
     "files": _files,
+    "browser": _browser,
 }
 
 
@@ -39,8 +46,8 @@ def build_collectors(cfg: Config) -> list[Collector]:
         c = build(cfg)
         if c is not None:
             out.append(c)
-    if cfg.collectors.browser.history_files or cfg.collectors.shell.history_files:
-        log.warning("browser and shell history collectors are not built yet; the listed "
+    if cfg.collectors.shell.history_files:
+        log.warning("the shell history collector is not built yet; the listed "
                     "history_files are kept in the config but not read")
     return out
 

@@ -58,7 +58,9 @@ def make_config(tmp_path: Path, models_dir: Path):
     def make(roots: list[Path] | None = None, **sections: Any) -> Path:
         table: dict[str, Any] = {
             "data_dir": str(tmp_path / "data"),
-            "collectors": {"files": {"roots": [str(r) for r in (roots or [])]}},
+            # tests never read the machine's own browser or shell history
+            "collectors": {"files": {"roots": [str(r) for r in (roots or [])]},
+                           "browser": {"enabled": False}, "shell": {"enabled": False}},
             "api": {"port": 0},
             "models": {"dir": str(models_dir)},
         }

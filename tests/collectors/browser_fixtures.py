@@ -9,10 +9,12 @@
   frames), with prefs that keep it on loopback; quits with `Marionette:Quit`.
 - `build_safari_history`: Safari cannot run on Linux, so its `History.db` is *built*
   here from Safari's published schema, not written by Safari.
+- `site` and `chromium_run`: module-scoped pytest fixtures, a page server and one
+  finished Chromium session (tests that change its History work on a copy).
 
 Both browsers get a fresh profile and their own HOME inside the test's tmp dir, and every
 host name but 127.0.0.1/localhost fails to resolve, so nothing leaves the machine.
-Stdlib only.
+Only the standard library (and pytest for the fixtures).
 """
 
 from __future__ import annotations
@@ -28,9 +30,13 @@ import sqlite3
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
+
+import pytest
 
 PAGES = {
     "/": "Index of the heron field notes",
@@ -44,17 +50,13 @@ REDIRECTS = {"/moved": "/gamma.html"}  # a 302 hop: one user visit, two history 
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         path = self.path.split("?")[0]
-        if path in REDIRECTS:
-            self.send_response(302)
-            self.send_header("Location", REDIRECTS[path])
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-            return
         title = PAGES.get(path)
-        if title is None:
-            self.send_response(404)
+        if title is None:  # a redirect, or nothing here
+            self.send_response(302 if path in REDIRECTS else 404)
+            if path in REDIRECTS:
+                self.send_header("Location", REDIRECTS[path])
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -74,7 +76,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 class PageServer:
     """`with PageServer() as site: site.url("/alpha.html")` on 127.0.0.1, a free port."""
 
-    def __enter__(self) -> PageServer:
+    def __enter__(self) -> Self:
         self._srv = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Handler)
         self._srv.daemon_threads = True
         self.port = self._srv.server_address[1]
@@ -138,7 +140,7 @@ class Chromium:
     def history(self) -> Path:
         return self.user_data_dir / "Default" / "History"
 
-    def __enter__(self) -> Chromium:
+    def __enter__(self) -> Self:
         exe = chromium_binary()
         if exe is None:
             raise RuntimeError("chromium not found: apt-get install chromium")
@@ -155,7 +157,7 @@ class Chromium:
             [exe, *CHROMIUM_FLAGS, "--remote-debugging-pipe",
              f"--user-data-dir={self.user_data_dir}", "about:blank"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            preexec_fn=child_fds, pass_fds=(3, 4),
+            preexec_fn=child_fds, pass_fds=(3, 4),  # noqa: PLW1509 - fds 3/4 must be exact
             env=_browser_env(self.user_data_dir.parent / "chromium-home"))
         os.close(to_r)
         os.close(from_w)
@@ -251,69 +253,38 @@ class Chromium:
 
 # Everything Firefox would fetch by itself is off, and anything not on loopback goes to a
 # dead proxy on 127.0.0.1:9; marionette.port 0 picks a free port (MarionetteActivePort).
-FIREFOX_PREFS = {
-    "browser.shell.checkDefaultBrowser": False,
-    "browser.startup.homepage_override.mstone": "ignore",
-    "browser.startup.page": 0,
-    "browser.aboutwelcome.enabled": False,
-    "datareporting.policy.dataSubmissionEnabled": False,
-    "datareporting.healthreport.uploadEnabled": False,
-    "toolkit.telemetry.enabled": False,
-    "toolkit.telemetry.unified": False,
-    "toolkit.telemetry.server": "",
-    "app.update.enabled": False,
-    "app.update.auto": False,
-    "app.normandy.enabled": False,
-    "app.shield.optoutstudies.enabled": False,
-    "extensions.update.enabled": False,
-    "extensions.getAddons.cache.enabled": False,
-    "extensions.blocklist.enabled": False,
-    "browser.safebrowsing.malware.enabled": False,
-    "browser.safebrowsing.phishing.enabled": False,
-    "browser.safebrowsing.downloads.enabled": False,
-    "browser.safebrowsing.update.enabled": False,
-    "browser.safebrowsing.provider.mozilla.updateURL": "",
-    "browser.newtabpage.enabled": False,
-    "browser.newtabpage.activity-stream.feeds.topsites": False,
-    "browser.newtabpage.activity-stream.feeds.section.topstories": False,
-    "browser.newtabpage.activity-stream.default.sites": "",
-    "browser.search.update": False,
-    "browser.search.geoSpecificDefaults": False,
-    "browser.region.network.url": "",
-    "browser.region.update.enabled": False,
-    "services.settings.server": "http://127.0.0.1:9/v1",
-    "services.sync.enabled": False,
-    "identity.fxaccounts.enabled": False,
-    "dom.push.enabled": False,
-    "dom.push.connection.enabled": False,
-    "network.captive-portal-service.enabled": False,
-    "network.connectivity-service.enabled": False,
-    "network.dns.disablePrefetch": True,
-    "network.prefetch-next": False,
-    "network.http.speculative-parallel-limit": 0,
-    "network.trr.mode": 5,
-    "browser.places.speculativeConnect.enabled": False,
-    "browser.urlbar.speculativeConnect.enabled": False,
-    "geo.enabled": False,
-    "media.gmp-manager.url": "",
-    "media.gmp-gmpopenh264.enabled": False,
-    "browser.ping-centre.telemetry": False,
-    "security.OCSP.enabled": 0,
-    "security.remote_settings.crlite_filters.enabled": False,
-    "security.remote_settings.intermediates.enabled": False,
-    "network.proxy.type": 1,
-    "network.proxy.http": "127.0.0.1",
-    "network.proxy.http_port": 9,
-    "network.proxy.ssl": "127.0.0.1",
-    "network.proxy.ssl_port": 9,
-    "network.proxy.no_proxies_on": "127.0.0.1,localhost",
-    "network.proxy.allow_hijacking_localhost": False,
-    "network.dns.native-is-localhost": True,
-    "network.dns.forceResolve": "127.0.0.1",
-    "network.dns.use_https_rr_as_altsvc": False,
-    "network.dns.echconfig.enabled": False,
-    "marionette.port": 0,
-    "places.history.enabled": True,
+_FIREFOX_OFF = (
+    "browser.shell.checkDefaultBrowser", "browser.aboutwelcome.enabled",
+    "datareporting.policy.dataSubmissionEnabled", "datareporting.healthreport.uploadEnabled",
+    "toolkit.telemetry.enabled", "toolkit.telemetry.unified", "app.update.enabled",
+    "app.update.auto", "app.normandy.enabled", "app.shield.optoutstudies.enabled",
+    "extensions.update.enabled", "extensions.getAddons.cache.enabled",
+    "extensions.blocklist.enabled", "browser.safebrowsing.malware.enabled",
+    "browser.safebrowsing.phishing.enabled", "browser.safebrowsing.downloads.enabled",
+    "browser.safebrowsing.update.enabled", "browser.newtabpage.enabled",
+    "browser.newtabpage.activity-stream.feeds.topsites",
+    "browser.newtabpage.activity-stream.feeds.section.topstories", "browser.search.update",
+    "browser.search.geoSpecificDefaults", "browser.region.update.enabled", "services.sync.enabled",
+    "identity.fxaccounts.enabled", "dom.push.enabled", "dom.push.connection.enabled",
+    "network.captive-portal-service.enabled", "network.connectivity-service.enabled",
+    "network.prefetch-next", "browser.places.speculativeConnect.enabled",
+    "browser.urlbar.speculativeConnect.enabled", "geo.enabled", "media.gmp-gmpopenh264.enabled",
+    "browser.ping-centre.telemetry", "security.remote_settings.crlite_filters.enabled",
+    "security.remote_settings.intermediates.enabled", "network.proxy.allow_hijacking_localhost",
+    "network.dns.use_https_rr_as_altsvc", "network.dns.echconfig.enabled",
+)
+FIREFOX_PREFS: dict[str, object] = {
+    **dict.fromkeys(_FIREFOX_OFF, False),
+    "browser.startup.homepage_override.mstone": "ignore", "browser.startup.page": 0,
+    "toolkit.telemetry.server": "", "browser.safebrowsing.provider.mozilla.updateURL": "",
+    "browser.newtabpage.activity-stream.default.sites": "", "browser.region.network.url": "",
+    "services.settings.server": "http://127.0.0.1:9/v1", "network.dns.disablePrefetch": True,
+    "network.http.speculative-parallel-limit": 0, "network.trr.mode": 5,
+    "media.gmp-manager.url": "", "security.OCSP.enabled": 0, "network.proxy.type": 1,
+    "network.proxy.http": "127.0.0.1", "network.proxy.http_port": 9,
+    "network.proxy.ssl": "127.0.0.1", "network.proxy.ssl_port": 9,
+    "network.proxy.no_proxies_on": "127.0.0.1,localhost", "network.dns.native-is-localhost": True,
+    "network.dns.forceResolve": "127.0.0.1", "marionette.port": 0, "places.history.enabled": True,
 }
 
 
@@ -338,7 +309,7 @@ class Firefox:
     def places(self) -> Path:
         return self.profile / "places.sqlite"
 
-    def __enter__(self) -> Firefox:
+    def __enter__(self) -> Self:
         exe = firefox_binary()
         if exe is None:
             raise RuntimeError("firefox not found: apt-get install firefox-esr")
@@ -489,3 +460,42 @@ def build_safari_history(path: Path, visits: list[tuple[str, str | None, float]]
     finally:
         con.close()
     return path
+
+
+# -- pytest fixtures ---------------------------------------------------------------
+
+needs_chromium = pytest.mark.skipif(chromium_binary() is None,
+                                    reason="needs chromium (apt-get install chromium)")
+needs_firefox = pytest.mark.skipif(firefox_binary() is None,
+                                   reason="needs firefox-esr (apt-get install firefox-esr)")
+
+
+@pytest.fixture(scope="module", name="site")
+def site_fixture() -> Iterator[PageServer]:
+    with PageServer() as s:
+        yield s
+
+
+@dataclass
+class ChromiumRun:
+    user_data_dir: Path
+    history: Path
+    started: float  # wall clock around the visits
+    ended: float
+
+
+@pytest.fixture(scope="module", name="chromium_run")
+def chromium_run_fixture(site: PageServer, tmp_path_factory: pytest.TempPathFactory) -> ChromiumRun:
+    """One real Chromium session: alpha typed in the address bar, beta by a link, a link
+    through a 302 to gamma, beta reloaded; quit with Browser.close."""
+    if chromium_binary() is None:
+        pytest.skip("needs chromium (apt-get install chromium)")
+    udd = tmp_path_factory.mktemp("chromium") / "user-data"
+    with Chromium(udd) as browser:
+        started = time.time()
+        assert browser.navigate(site.url("/alpha.html"), "typed").startswith("Alpha")
+        browser.navigate(site.url("/beta.html"), "link")
+        assert browser.navigate(site.url("/moved"), "link") == "Gamma page three"
+        browser.navigate(site.url("/beta.html"), "reload")
+        ended = time.time()
+    return ChromiumRun(udd, udd / "Default" / "History", started, ended)
