@@ -48,12 +48,14 @@ class FilesConfig:
 class BrowserConfig:
     enabled: bool = True
     history_files: tuple[str, ...] = ()
+    history_days: int = 90  # older visits are not collected on first run; 0 keeps all
 
 
 @dataclass(frozen=True)
 class ShellConfig:
     enabled: bool = True
     history_files: tuple[str, ...] = ()
+    history_days: int = 90  # older commands are not collected on first run; 0 keeps all
 
 
 @dataclass(frozen=True)

@@ -86,19 +86,30 @@ class PauseState:
 
 
 class PrivacyGate:
-    """A Sink in front of the journal that honours exclusions and pause."""
+    """A Sink in front of the journal that honours exclusions and pause.
 
-    def __init__(self, sink: Sink, exclusions: Exclusions, pause: PauseState) -> None:
+    It also applies history horizons: a first read of years of browser or shell history
+    would keep the models busy for hours, so sources may name how many days back to take.
+    """
+
+    def __init__(self, sink: Sink, exclusions: Exclusions, pause: PauseState,
+                 horizon_days: dict[str, int] | None = None) -> None:
         self.sink = sink
         self.exclusions = exclusions
         self.pause = pause
+        self.horizon_days = {k: v for k, v in (horizon_days or {}).items() if v > 0}
         self.dropped = 0
+
+    def _too_old(self, ev: Event) -> bool:
+        days = self.horizon_days.get(ev.source)
+        return days is not None and ev.ts.timestamp() < time.time() - days * 86400
 
     def append(self, batch: Batch) -> int:
         if self.pause.paused():
             kept: list[Event] = []
         else:
-            kept = [e for e in batch.events if not self.exclusions.excludes(e)]
+            kept = [e for e in batch.events
+                    if not self.exclusions.excludes(e) and not self._too_old(e)]
         self.dropped += len(batch.events) - len(kept)
         if not kept and batch.cursor is None:
             return 0
@@ -121,4 +132,6 @@ def gate_for(cfg: Config, sink: Sink) -> PrivacyGate:
             raise ConfigError(f"[privacy] exclude_commands: {pattern!r} is not a valid "
                               f"regular expression ({exc})") from None
     return PrivacyGate(sink, Exclusions(p.exclude_paths, p.exclude_domains, p.exclude_commands),
-                       PauseState(cfg.data_path))
+                       PauseState(cfg.data_path),
+                       {"browser": cfg.collectors.browser.history_days,
+                        "shell": cfg.collectors.shell.history_days})

@@ -88,3 +88,18 @@ def test_pause_and_resume_from_the_cli(make_config, tmp_path: Path) -> None:
     # the backfill sees both files now: a pause drops live activity, it does not hide
     # files that are still there when collection resumes
     assert "collected 2 new events" in out.stdout
+
+
+def test_history_older_than_the_horizon_is_not_collected(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite3")
+    gate = PrivacyGate(j, Exclusions(), PauseState(tmp_path), {"browser": 30, "shell": 0})
+    now = time.time()
+    old = Event.new(ts=now - 40 * 86400, source="browser", kind="browser.visit",
+                    subject="https://old.example/")
+    recent = Event.new(ts=now - 2 * 86400, source="browser", kind="browser.visit",
+                       subject="https://recent.example/")
+    ancient_cmd = Event.new(ts=now - 900 * 86400, source="shell", kind="shell.command",
+                            subject="make release")  # 0 days: keep everything
+    gate.append(Batch("t", [old, recent, ancient_cmd], cursor="3"))
+    assert sorted(e.subject for e in j.at_stage(NEW, 10)) == ["https://recent.example/",
+                                                              "make release"]
