@@ -14,6 +14,7 @@ from pathlib import Path
 from collectors.base import Collector, Sink
 from collectors.browser import build_browser_collector
 from collectors.files import FileRules, FilesCollector
+from collectors.shell import build_shell_collector
 from daemon.config import Config
 
 log = logging.getLogger(__name__)
@@ -34,9 +35,15 @@ def _browser(cfg: Config) -> Collector | None:
     return build_browser_collector(list(bc.history_files)) if bc.enabled else None
 
 
+def _shell(cfg: Config) -> Collector | None:
+    sc = cfg.collectors.shell
+    return build_shell_collector(list(sc.history_files)) if sc.enabled else None
+
+
 BUILDERS: dict[str, Callable[[Config], Collector | None]] = {
     "files": _files,
     "browser": _browser,
+    "shell": _shell,
 }
 
 
@@ -46,9 +53,6 @@ def build_collectors(cfg: Config) -> list[Collector]:
         c = build(cfg)
         if c is not None:
             out.append(c)
-    if cfg.collectors.shell.history_files:
-        log.warning("the shell history collector is not built yet; the listed "
-                    "history_files are kept in the config but not read")
     return out
 
 
