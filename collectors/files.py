@@ -33,6 +33,7 @@ SKIP_FILES = (
     "*.crdownload", "*.part", ".DS_Store", "*.pyc", "*.lock", "*.sqlite-journal", "*-wal", "*-shm",
 )
 SNIFF_BYTES = 8192
+FALLBACK_SCAN_SECONDS = 60  # how often a root that cannot be watched is scanned
 
 
 @dataclass
@@ -131,6 +132,8 @@ class FilesCollector:
     _handler: object | None = None
     _unwatched: list[Path] = field(default_factory=list)
     _git: GitIgnore = field(default_factory=GitIgnore)
+    _moves: dict[str, str] = field(default_factory=dict)  # destination -> source
+    _fallback: list[Path] = field(default_factory=list)  # roots scanned, not watched
 
     # -- backfill -------------------------------------------------------------------
 
@@ -199,14 +202,21 @@ class FilesCollector:
                     return
                 # Whether a path was changed or deleted is decided when it settles, by
                 # looking: editors delete and re-create files within one save.
-                collector._note(os.fsdecode(event.src_path))
+                src = collector._note(os.fsdecode(event.src_path))
                 if event.event_type == "moved":
-                    collector._note(os.fsdecode(event.dest_path))
+                    dest = collector._note(os.fsdecode(event.dest_path))
+                    if src and dest:  # a real move, not an editor's temp-file dance
+                        with collector._lock:
+                            collector._moves[dest] = src
 
         self._sink = sink
         self._handler = Handler()
         self._observer = Observer()
         self._unwatched = []
+        self._fallback = []
+        # Started first, so that scheduling a root starts its inotify watches right away
+        # and a shortage of watches surfaces here, where it is handled, per root.
+        self._observer.start()
         for root in self.roots:
             if root.is_dir():
                 self._watch(root)
@@ -214,7 +224,6 @@ class FilesCollector:
                 self._unwatched.append(root)
                 log.warning("watched root %s does not exist yet; it is watched once it does",
                             root)
-        self._observer.start()
         self._stop.clear()
         self._flusher = threading.Thread(target=self._flush_loop, name="files-flush",
                                          daemon=True)
@@ -224,9 +233,10 @@ class FilesCollector:
         try:
             self._observer.schedule(self._handler, str(root), recursive=True)  # type: ignore[attr-defined]
         except OSError as exc:
-            log.warning("cannot watch %s: %s. If inotify watches ran out, raise "
-                        "fs.inotify.max_user_watches; changes there are picked up "
-                        "by the next backfill instead", root, exc)
+            self._fallback.append(root)
+            log.warning("cannot watch %s (%s). If inotify watches ran out, raise "
+                        "fs.inotify.max_user_watches (sysctl); until then memoryd scans "
+                        "this root every %d s instead", root, exc, FALLBACK_SCAN_SECONDS)
 
     def _watch_new_roots(self) -> None:
         """Start watching (and backfill) roots that were missing and now exist."""
@@ -237,13 +247,15 @@ class FilesCollector:
             if self._sink is not None:
                 FilesCollector([root], self.rules).poll(self._sink)
 
-    def _note(self, path: str) -> None:
+    def _note(self, path: str) -> str | None:
+        """Queue `path` to be looked at once it settles; return it, or None if ignored."""
         p = Path(path)
         root = next((r for r in self.roots if r in p.parents), None)
         if root is None or self.rules.skip_path(p, root):
-            return
+            return None
         with self._lock:
             self._pending[path] = time.monotonic()
+        return path
 
     def _flush_loop(self) -> None:
         ticks = 0
@@ -253,6 +265,8 @@ class FilesCollector:
                 self.flush()
                 if ticks % 20 == 0 and self._unwatched:
                     self._watch_new_roots()
+                if ticks % (FALLBACK_SCAN_SECONDS * 4) == 0 and self._fallback and self._sink:
+                    FilesCollector(list(self._fallback), self.rules).poll(self._sink)
             except Exception:  # a bad file must not stop watching
                 log.exception("files collector: flushing changes failed; will retry")
 
@@ -263,14 +277,22 @@ class FilesCollector:
                      if force or now - t >= self.settle_seconds]
             for path in ready:
                 self._pending.pop(path, None)
+            moves = {dest: self._moves.pop(dest) for dest in ready if dest in self._moves}
         if self.rules.gitignore and ready:
             ignored = {str(p) for p in self._git.ignored(Path(x) for x in ready)}
             ready = [x for x in ready if x not in ignored]
         events: list[Event] = []
+        moved_away = {src for dest, src in moves.items() if not Path(src).exists()}
         for path in ready:
             p = Path(path)
-            ev = read_file_event(p, self.rules, root=next(
+            if path in moved_away:
+                continue  # recorded as the destination's file.moved
+            src = moves.get(path)
+            kind = "file.moved" if src in moved_away else "file.modified"
+            ev = read_file_event(p, self.rules, kind=kind, root=next(
                 (r for r in self.roots if r in p.parents), None))
+            if ev is not None and kind == "file.moved":
+                ev.attrs["moved_from"] = src
             if ev is not None:
                 events.append(ev)
             elif not p.exists():

@@ -3,6 +3,7 @@
 Given a query, its embedding and a store, return the top `k` hits. Each list
 (events × vector, events × text, memories × vector, memories × text) contributes
 1 / (RRF_K + rank) for each hit, so a result found by both meaning and words rises.
+Full-text lists keep only hits near their best score (see FTS_RELATIVE_FLOOR).
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ from daemon.store import Store
 
 log = logging.getLogger(__name__)
 RRF_K = 60
+# Full-text hits far below the best one matched only common words ("the", "token"); fused
+# by rank they would outvote an exact match of a rare identifier, so they are dropped.
+FTS_RELATIVE_FLOOR = 0.3
 _FTS_UNSAFE = re.compile(r"[^\w\s./:-]+", re.UNICODE)
 
 
@@ -47,7 +51,10 @@ def hybrid_search(store: Store, query: str, vector: list[float], k: int, *,
         text = fts_query(query)
         if text:
             try:
-                lists.append(store.text_search(table, text, depth, where))
+                hits = store.text_search(table, text, depth, where)
+                if hits:
+                    floor = hits[0].score * FTS_RELATIVE_FLOOR
+                    lists.append([h for h in hits if h.score >= floor])
             except (ValueError, RuntimeError, OSError) as exc:
                 log.warning("full-text search failed for %r (%s); using vectors only", text, exc)
     fused: dict[str, float] = {}

@@ -161,3 +161,63 @@ def test_paths_a_git_repository_ignores_are_skipped(tmp_path: Path) -> None:
         assert len(events_for(j, repo / "debug.log")) == 0
     finally:
         c.stop()
+
+
+def test_a_move_is_one_file_moved_event(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    (root / "drafts").mkdir(parents=True)
+    (root / "final").mkdir()
+    src = root / "drafts" / "essay.md"
+    src.write_text("On the migration of terns.\n")
+    j = journal(tmp_path)
+    c = FilesCollector([root], FileRules(), settle_seconds=0.3)
+    c.start(j)
+    try:
+        time.sleep(0.3)
+        dest = root / "final" / "essay.md"
+        os.rename(src, dest)
+        assert wait_for(lambda: len(events_for(j, dest)) == 1)
+        time.sleep(1.0)
+        (ev,) = events_for(j, dest)
+        assert ev.kind == "file.moved" and ev.attrs["moved_from"] == str(src)
+        assert "terns" in ev.text
+        assert events_for(j, src) == []  # not also a delete
+    finally:
+        c.stop()
+
+
+def _inotify_limit(value: int | None = None) -> int:
+    path = Path("/proc/sys/fs/inotify/max_user_watches")
+    if value is not None:
+        path.write_text(f"{value}\n")
+    return int(path.read_text())
+
+
+def test_when_inotify_watches_run_out_the_root_is_scanned_instead(tmp_path: Path,
+                                                                  caplog) -> None:
+    import collectors.files as files
+
+    if os.geteuid() != 0:
+        import pytest
+
+        pytest.skip("needs root to lower fs.inotify.max_user_watches for a moment")
+    root = tmp_path / "src"
+    for i in range(30):
+        (root / f"d{i}").mkdir(parents=True)
+    j = journal(tmp_path)
+    c = FilesCollector([root], FileRules(), settle_seconds=0.3)
+    saved = _inotify_limit()
+    old_scan = files.FALLBACK_SCAN_SECONDS
+    files.FALLBACK_SCAN_SECONDS = 1
+    try:
+        _inotify_limit(1)  # every new watch fails now, as on a machine that ran out
+        with caplog.at_level("WARNING"):
+            c.start(j)
+        _inotify_limit(saved)
+        assert "max_user_watches" in caplog.text  # a clear warning, not a crash
+        (root / "d7" / "late.txt").write_text("written while unwatched\n")
+        assert wait_for(lambda: len(events_for(j, root / "d7" / "late.txt")) == 1, seconds=15)
+    finally:
+        _inotify_limit(saved)
+        files.FALLBACK_SCAN_SECONDS = old_scan
+        c.stop()

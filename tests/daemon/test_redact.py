@@ -33,3 +33,36 @@ def test_secrets_are_redacted(text: str, secret: str) -> None:
 ])
 def test_ordinary_text_is_kept(text: str) -> None:
     assert redact(text) == text
+
+
+SECRETS = {
+    "aws.env": ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIK7MDENGbPxRfiCYzz9", "wJalrXUtnFEMIK7MDENGbPxRfiCYzz9"),
+    "deploy.sh": ("git push https://deploy:Tr0ub4dor3x@git.example.com/app.git", "Tr0ub4dor3x"),
+    "client.py": ('client = OpenAI(api_key="sk-proj-Zx81abcdefghijklmnopqrstuv")',
+                  "sk-proj-Zx81abcdefghijklmnopqrstuv"),
+    "notes.md": ("the staging password: lemur-cactus-77", "lemur-cactus-77"),
+    "id_ed25519.txt": ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAQUlNB\n"
+                       "-----END OPENSSH PRIVATE KEY-----\n", "b3BlbnNzaC1rZXktdjEAAAAQUlNB"),
+}
+
+
+def test_no_secret_reaches_the_journal_or_the_store(make_config, tmp_path) -> None:
+    from tests.conftest import run_cli
+
+    root = tmp_path / "src"
+    root.mkdir()
+    for name, (text, _) in SECRETS.items():
+        (root / name).write_text(f"{text}\nordinary words about the quarterly plan\n")
+    cfg = make_config([root], pipeline={"summarize": False})
+    run_cli(cfg, "ingest", "--once")
+    data = tmp_path / "data"
+    from daemon.store import Store
+
+    rows = Store(data / "store", 384, "all-minilm-l6-v2").events.to_arrow().to_pylist()
+    stored = "\n".join(f"{r['subject']}\n{r['title']}\n{r['text']}\n{r['doc']}" for r in rows)
+    journal_bytes = b"".join(p.read_bytes() for p in data.glob("journal.sqlite3*"))
+    assert len(rows) == len(SECRETS) and stored.count("quarterly plan") >= len(SECRETS)
+    assert b"quarterly plan" in journal_bytes  # both places hold the content...
+    for name, (_, secret) in SECRETS.items():  # ...and neither holds a secret
+        assert secret not in stored, f"the secret from {name} reached the store"
+        assert secret.encode() not in journal_bytes, f"the secret from {name} was journaled"
