@@ -23,6 +23,10 @@ def _exe() -> str:
     return str(found or shutil.which("memoryd") or Path(sys.executable).with_name("memoryd"))
 
 
+def _systemctl(*args: str) -> None:
+    subprocess.run(["systemctl", "--user", *args], check=True)
+
+
 def has_systemd_user() -> bool:
     if not shutil.which("systemctl"):
         return False
@@ -65,9 +69,9 @@ def install(cfg: Config, start: bool) -> str:
         text = text.replace("@DOCS@", str(TEMPLATES.parent / "README.md"))
         UNIT.parent.mkdir(parents=True, exist_ok=True)
         UNIT.write_text(text)
-        subprocess.run(["systemctl", "--user", "daemon-reload"], check=True)
+        _systemctl("daemon-reload")
         if start:
-            subprocess.run(["systemctl", "--user", "enable", "--now", "memoryd"], check=True)
+            _systemctl("enable", "--now", "memoryd")
         return f"systemd user unit {UNIT}"
     if how == "launchd":
         args = f"<string>--config</string><string>{cfg.source}</string>" if cfg.source else ""
