@@ -20,9 +20,10 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
     ("url-credentials", re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")),
     ("bearer", re.compile(r"(?i)(?<=\bbearer )[A-Za-z0-9._~+/=-]{12,}")),
-    # key=value and key: value where the key names a secret (passwords, tokens, ...)
+    # key=value and key: value where the key names a secret (passwords, tokens, ...); the
+    # match starts at the telling word, so "AWS_SECRET_ACCESS_KEY=" keeps "AWS_" before it
     ("secret", re.compile(
-        r"(?i)(?<![A-Za-z0-9])((?:[A-Za-z0-9_.-]*?)(?:password|passwd|pwd|secret|token|api[_-]?key"
+        r"(?i)((?:password|passwd|pwd|secret|token|api[_-]?key"
         r"|access[_-]?key|auth|credential)s?[A-Za-z0-9_]*)"
         r"(\s*[:=]\s*|\s+)(['\"]?)([^\s'\"&;,]{4,})\3")),
     # command-line flags: --password X, -p'X' for mysql-like tools
@@ -56,12 +57,38 @@ def redact(text: str) -> str:
         if not any(t in lower for t in _TRIGGERS[kind]):
             continue
         if kind == "secret":
-            text = pattern.sub(_keep_key, text)
+            text = _secret_values(text, lower, pattern)
+            lower = text.lower()
         elif kind == "secret-flag":
             text = pattern.sub(_flag, text)
         else:
             text = pattern.sub(f"[REDACTED:{kind}]", text)
     return text
+
+
+def _secret_values(text: str, lower: str, pattern: re.Pattern[str]) -> str:
+    """Apply the key=value pattern only where a secret-naming word starts: an
+    IGNORECASE alternation cannot use a fast literal scan, str.find can."""
+    matches: list[re.Match[str]] = []
+    for word in _TRIGGERS["secret"]:
+        i = lower.find(word)
+        while i != -1:
+            m = pattern.match(text, i)
+            if m:
+                matches.append(m)
+            i = lower.find(word, i + 1)
+    if not matches:
+        return text
+    out: list[str] = []
+    end = 0
+    for m in sorted(matches, key=lambda m: (m.start(), -m.end())):
+        if m.start() < end:
+            continue  # overlaps a match already taken ("api_key" and "key")
+        out.append(text[end:m.start()])
+        out.append(_keep_key(m))
+        end = m.end()
+    out.append(text[end:])
+    return "".join(out)
 
 
 def _flag(m: re.Match[str]) -> str:
