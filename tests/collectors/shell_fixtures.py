@@ -53,15 +53,19 @@ def bash_history(home: Path, commands: list[str], *, timestamps: bool,
     return histfile
 
 
-def zsh_history(home: Path, commands: list[str]) -> Path:
-    """Run `commands` in a real interactive zsh with EXTENDED_HISTORY; return the file.
+def zsh_history(home: Path, commands: list[str], *, extended: bool = True) -> Path:
+    """Run `commands` in a real interactive zsh; return its ~/.zsh_history.
 
-    INC_APPEND_HISTORY_TIME writes each command when it finishes, with its duration."""
+    With `extended`, EXTENDED_HISTORY and INC_APPEND_HISTORY_TIME write each command when
+    it finishes, as `: <start>:<elapsed>;<command>`. Without, INC_APPEND_HISTORY writes
+    each command as it is entered, plain: no time at all. Either way a later run appends
+    to the file."""
     home.mkdir(parents=True, exist_ok=True)
     histfile = home / ".zsh_history"
+    options = "EXTENDED_HISTORY INC_APPEND_HISTORY_TIME" if extended else "INC_APPEND_HISTORY"
     (home / ".zshrc").write_text(
         f"HISTFILE={histfile}; HISTSIZE=100000; SAVEHIST=100000\n"
-        "setopt EXTENDED_HISTORY INC_APPEND_HISTORY_TIME\n")
+        f"setopt {options}\n")
     script = "".join(c + "\n" for c in commands)
     # -d: skip /etc/zsh's rc files, so only ours shapes the history
     subprocess.run(["zsh", "-d", "-i"], input=script.encode(), capture_output=True,

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import os
 import random
+import re
 import shutil
 import sqlite3
 import subprocess
@@ -27,6 +28,9 @@ BASH_CMDS = ["echo first command", "sleep 1", "cd /tmp && ls -d .", MULTI_BASH,
              "echo 'quote \"double\" and \\backslash'", "echo café ünïcode ✓"]
 ZSH_CMDS = ["echo first command", "sleep 1", MULTI_BASH, "print -r -- 'a \\ and \"quotes\"'",
             "echo café ünïcode ✓ ß", "echo ends with a backslash\\\\"]
+# "é", "ü" and "ï" have no byte zsh metafies; "✓" (e2 9c 93) and "ß" (c3 9f) do
+ZSH_PLAIN_CMDS = ["echo first command", MULTI_BASH, "echo café ünïcode ✓ ß",
+                  "echo ends with a backslash\\\\"]
 FISH_CMDS = ["echo hello from fish", "cd /tmp", 'for i in 1 2\necho "multi $i"\nend',
              "echo 'quote \"double\" and \\\\backslash'", "echo café ünïcode ✓"]
 ATUIN_CMDS = ["echo hello atuin", "cd /tmp", "false", "sleep 0.3",
@@ -148,6 +152,36 @@ def test_zsh_extended_history_with_multiline_commands_and_metafied_bytes(
     assert evs[1].attrs["duration_ms"] >= 1000  # `sleep 1`, timed by zsh itself
     assert evs[2].title == "for i in 1 2; do"
     assert evs[4].subject == "echo café ünïcode ✓ ß"
+
+
+def test_zsh_plain_history_is_stamped_with_the_file_mtime(tmp_path: Path,
+                                                          journal: Journal) -> None:
+    home = tmp_path / "home"
+    file = real.zsh_history(home, ZSH_PLAIN_CMDS, extended=False)
+    raw = file.read_bytes()
+    # the plain format: no `: <start>:<elapsed>;` on any line, yet metafied and continued
+    assert not re.search(rb"(?m)^: \d+:\d+;", raw) and raw.startswith(b"echo first command\n")
+    assert b"\x83" in raw and b"\\\n" in raw
+    c = ShellCollector(home=home)
+    assert c.poll(journal) == len(ZSH_PLAIN_CMDS)
+    evs = events(journal)
+    assert [e.subject for e in evs] == ZSH_PLAIN_CMDS
+    assert evs[1].title == "for i in 1 2; do" and evs[2].subject == "echo café ünïcode ✓ ß"
+    assert all(e.attrs["shell"] == "zsh" and e.attrs["time_from"] == "file mtime"
+               and "duration_ms" not in e.attrs for e in evs)
+    mtime = file.stat().st_mtime
+    assert all(abs(e.ts.timestamp() - mtime) < 1e-3 for e in evs)
+    assert c.poll(journal) == 0
+    assert ShellCollector(home=home).poll(journal) == 0  # restarted: the cursor holds
+    # a later zsh appends one more command to the same file
+    real.zsh_history(home, ["echo appended later"], extended=False)
+    assert file.read_bytes() == raw + b"echo appended later\n"
+    assert c.poll(journal) == 1
+    last = events(journal)[-1]
+    assert last.subject == "echo appended later" and last.attrs["time_from"] == "file mtime"
+    assert abs(last.ts.timestamp() - file.stat().st_mtime) < 1e-3
+    assert c.poll(journal) == 0
+    assert len(events(journal)) == len(ZSH_PLAIN_CMDS) + 1
 
 
 def test_zsh_is_read_as_it_writes_each_command(tmp_path: Path, journal: Journal) -> None:
