@@ -14,7 +14,7 @@ import json
 import logging
 import re
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -25,31 +25,27 @@ from daemon.errors import ConfigError
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
 class Exclusions:
-    paths: tuple[str, ...] = ()  # globs, "~" allowed: "~/private/*", "*.kdbx"
-    domains: tuple[str, ...] = ()  # "bank.example" also excludes its subdomains
-    commands: tuple[str, ...] = ()  # regular expressions matched against commands
+    """Excluded paths (globs, "~" allowed: "~/private/*", "*.kdbx"), domains ("bank.example"
+    also excludes its subdomains) and commands (regular expressions). Patterns are
+    prepared once: this runs for every event."""
+
+    def __init__(self, paths: tuple[str, ...] = (), domains: tuple[str, ...] = (),
+                 commands: tuple[str, ...] = ()) -> None:
+        expanded = [str(Path(p).expanduser()) for p in paths]
+        self._paths = expanded + [p.rstrip("/") + "/*" for p in expanded]
+        self._domains = tuple(d.lower().lstrip(".") for d in domains)
+        self._commands = [re.compile(c) for c in commands]
 
     def excludes(self, ev: Event) -> bool:
-        if ev.source == "files" and self.paths:
-            return any(fnmatch.fnmatch(ev.subject, pat) or fnmatch.fnmatch(
-                ev.subject, pat.rstrip("/") + "/*") for pat in self._paths())
-        if ev.source == "browser" and self.domains:
+        if ev.source == "files" and self._paths:
+            return any(fnmatch.fnmatch(ev.subject, pat) for pat in self._paths)
+        if ev.source == "browser" and self._domains:
             host = (urlsplit(ev.subject).hostname or "").lower()
-            return any(host == d or host.endswith("." + d) for d in self._domains())
-        if ev.source == "shell" and self.commands:
-            return any(p.search(ev.subject) for p in self._commands())
+            return any(host == d or host.endswith("." + d) for d in self._domains)
+        if ev.source == "shell" and self._commands:
+            return any(p.search(ev.subject) for p in self._commands)
         return False
-
-    def _paths(self) -> list[str]:
-        return [str(Path(p).expanduser()) for p in self.paths]
-
-    def _domains(self) -> list[str]:
-        return [d.lower().lstrip(".") for d in self.domains]
-
-    def _commands(self) -> list[re.Pattern[str]]:
-        return [re.compile(c) for c in self.commands]
 
 
 class PauseState:
@@ -57,11 +53,24 @@ class PauseState:
 
     def __init__(self, data_dir: Path) -> None:
         self.path = data_dir / "paused.json"
+        self._cached: tuple[int | None, dict[str, object] | None] = (None, None)
 
     def paused(self) -> dict[str, object] | None:
+        # Asked for every batch: a stat() when nothing changed, a read only when it did.
         try:
-            state = json.loads(self.path.read_text())
-        except (OSError, ValueError):
+            mtime = self.path.stat().st_mtime_ns
+        except OSError:
+            self._cached = (None, None)
+            return None
+        if self._cached[0] == mtime:
+            state = self._cached[1]
+        else:
+            try:
+                state = json.loads(self.path.read_text())
+            except (OSError, ValueError):
+                return None
+            self._cached = (mtime, state)
+        if state is None:
             return None
         until = state.get("until")
         if isinstance(until, (int, float)) and until <= time.time():
