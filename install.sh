@@ -45,29 +45,25 @@ command -v curl >/dev/null || need_apt+=(curl)
 "$PYTHON" -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 "$PYTHON" -c 'import sysconfig,os,sys; sys.exit(not os.path.exists(os.path.join(sysconfig.get_paths()["include"],"Python.h")))' \
   || need_apt+=(python3-dev)
-if [ ${#need_apt[@]} -gt 0 ]; then
+# apt_install WHAT PACKAGE...: install Debian packages as root, or say which are needed.
+apt_install() {
+  local what="$1"; shift
+  [ $# -gt 0 ] || return 0
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    say "installing system packages: ${need_apt[*]}"
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+    say "installing $what: $*"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
   else
-    echo "install.sh: please install these system packages first: ${need_apt[*]}" >&2
+    echo "install.sh: please install these system packages ($what) first: $*" >&2
     exit 1
   fi
-fi
+}
+apt_install "system packages" "${need_apt[@]}"
 if [ "$MODE" = test ]; then
   # Real programs the tests drive: browsers writing real history, real shells.
   mapfile -t test_apt < <(grep -v '^#' "$SRC/tests/apt-packages.txt" | grep -v '^$')
   missing=()
   for p in "${test_apt[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  if [ ${#missing[@]} -gt 0 ]; then
-    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-      say "installing what the tests drive: ${missing[*]}"
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    else
-      echo "install.sh: the tests need these system packages: ${missing[*]}" >&2
-      exit 1
-    fi
-  fi
+  apt_install "what the tests drive" "${missing[@]}"
 fi
 "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
   echo "install.sh: memoryd needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2; exit 1; }
