@@ -11,11 +11,12 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import psutil
 
@@ -23,8 +24,21 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 
 
+def commit() -> str:
+    """The memoryd commit measured ("+dirty" if its tracked code has local changes)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True,
+                              text=True, check=False).stdout.strip()
+
+    head = git("rev-parse", "--short", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "daemon", "collectors",
+                "models")
+    return head + ("+dirty" if dirty else "")
+
+
 def machine() -> dict[str, Any]:
-    return {"platform": platform.platform(), "python": platform.python_version(),
+    return {"commit": commit(), "platform": platform.platform(),
+            "python": platform.python_version(),
             "cpus": os.cpu_count(), "mem_gb": round(psutil.virtual_memory().total / 2**30, 1),
             "loadavg_at_start": [round(x, 2) for x in os.getloadavg()]}
 
@@ -40,7 +54,7 @@ class Contention:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._procs: dict[int, psutil.Process] = {}
 
-    def __enter__(self) -> Contention:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
@@ -103,7 +117,7 @@ class OtherCpu:
     100 = one core. On a 2-core box, 100 means half the machine was busy with someone else.
     """
 
-    def __enter__(self) -> OtherCpu:
+    def __enter__(self) -> Self:
         self._me = psutil.Process()
         self._t0, self._busy0 = time.monotonic(), _busy_seconds()
         c = self._me.cpu_times()
