@@ -26,9 +26,14 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"(?i)((?:password|passwd|pwd|secret|token|api[_-]?key"
         r"|access[_-]?key|auth|credential)s?[A-Za-z0-9_]*)"
         r"(\s*[:=]\s*|\s+)(['\"]?)([^\s'\"&;,]{4,})\3")),
-    # command-line flags: --password X, -p'X' for mysql-like tools
+    # command-line flags: --password X, --token=X
     ("secret-flag", re.compile(
         r"(?i)(--(?:password|passwd|token|secret|api-key)[= ])(['\"]?)([^\s'\"]+)\2")),
+    # -pSECRET as mysql-family clients take it, and sshpass -p SECRET; a generic "-p"
+    # is left alone (mkdir -p, ssh -p 22)
+    ("password-flag", re.compile(
+        r"(?i)(\b(?:mysql|mariadb|mysqldump|mysqladmin|mariadb-dump)\b[^\n|;&]*?\s-p"
+        r"|\bsshpass\s+-p\s*)(['\"]?)(?P<value>[^\s'\"]+)\2")),
 ]
 
 
@@ -46,6 +51,7 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
     "bearer": ("bearer ",),
     "secret": ("pass", "pwd", "secret", "token", "key", "auth", "credential"),
     "secret-flag": ("--pass", "--token", "--secret", "--api-key"),
+    "password-flag": ("mysql", "mariadb", "sshpass"),
 }
 
 
@@ -61,6 +67,8 @@ def redact(text: str) -> str:
             lower = text.lower()
         elif kind == "secret-flag":
             text = pattern.sub(_flag, text)
+        elif kind == "password-flag":
+            text = pattern.sub(_password_flag, text)
         else:
             text = pattern.sub(f"[REDACTED:{kind}]", text)
     return text
@@ -89,6 +97,12 @@ def _secret_values(text: str, lower: str, pattern: re.Pattern[str]) -> str:
         end = m.end()
     out.append(text[end:])
     return "".join(out)
+
+
+def _password_flag(m: re.Match[str]) -> str:
+    start, end = m.span("value")
+    whole = m.group(0)
+    return whole[:start - m.start()] + "[REDACTED:password-flag]" + whole[end - m.start():]
 
 
 def _flag(m: re.Match[str]) -> str:

@@ -13,6 +13,9 @@ from daemon.redact import redact
     ('curl -H "Authorization: Bearer abcdefghijklmnop123"', "abcdefghijklmnop123"),
     ("OPENAI_API_KEY=sk-proj-abcdefghijklmnopqrstuvwxyz123", "sk-proj-abcdefghijklmnopqrstuvwxyz123"),
     ("mysql --password=s3cr3t -u root", "s3cr3t"),
+    ("mysql -u root -pS3cretPw shop", "S3cretPw"),
+    ("mysqldump -h db -u app -p'hunter22' shop > dump.sql", "hunter22"),
+    ("sshpass -p hunter22 ssh deploy@host", "hunter22"),
     ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
     ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----",
      "b3BlbnNzaC1rZXk"),
@@ -30,6 +33,8 @@ def test_secrets_are_redacted(text: str, secret: str) -> None:
     "reset the password reset flow in auth.py",
     "lead scoring threshold = 42",
     "https://docs.python.org/3/library/sqlite3.html",
+    "mkdir -p build/out && ssh -p 2222 host",
+    "mysql -u root -p shop",  # -p alone asks for the password: nothing to hide
 ])
 def test_ordinary_text_is_kept(text: str) -> None:
     assert redact(text) == text
