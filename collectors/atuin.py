@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from collectors.bash import Entry
+from collectors.histfile import Entry
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 MAX_PENDING = 1000

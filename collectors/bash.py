@@ -1,4 +1,4 @@
-"""Bash history files, and the `Entry` every shell history parser returns.
+"""Bash history files.
 
 Bash writes one command a line. With HISTTIMEFORMAT set it writes a `#<epoch>` line
 before each command, and then a command may span several lines (`shopt -s lithist`
@@ -9,32 +9,12 @@ one command. Without HISTTIMEFORMAT the file records no times at all.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+
+from collectors.histfile import Entry, decode
 
 # bash itself takes any line starting "#<digit>" as a time; a whole-line match is
 # stricter, so a comment like "#1 thing" stays a command
 STAMP = re.compile(rb"#(\d{1,12})")
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One command as a history recorded it.
-
-    `start`/`end` are byte offsets into the parsed data (text histories), `ts` is epoch
-    seconds or None when the shell recorded no time, and `key`, when set, is the
-    history's own stable id for the entry (atuin's row id).
-    """
-
-    command: str
-    ts: float | None = None
-    start: int = 0
-    end: int = 0
-    attrs: dict[str, object] = field(default_factory=dict)
-    key: str = ""
-
-
-def decode(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="replace")
 
 
 def parse(data: bytes) -> tuple[list[Entry], int]:

@@ -10,7 +10,7 @@ fish escapes only two things in values: a backslash as `\\\\` and a newline as `
 
 from __future__ import annotations
 
-from collectors.bash import Entry, decode
+from collectors.histfile import Entry, decode
 
 CMD, WHEN, PATHS, ITEM = b"- cmd:", b"  when:", b"  paths:", b"    - "
 

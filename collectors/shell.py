@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 
 from collectors import atuin, bash, fish, zsh
 from collectors.base import Batch, Event, Sink
-from collectors.bash import Entry
+from collectors.histfile import Entry
 
 log = logging.getLogger(__name__)
 

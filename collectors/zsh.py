@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from collectors.bash import Entry, decode
+from collectors.histfile import Entry, decode
 
 META = 0x83
 HEADER = re.compile(rb": (\d+):(\d+);")
