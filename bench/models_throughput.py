@@ -18,11 +18,15 @@ Overhead % per pair = (memoryd seconds - direct seconds) / direct seconds; the t
 (< 10 %) is judged on the median of the pairs, since the box's speed drifts between pairs
 more than within one. The overhead of the two sides' medians is reported beside it.
 
-Run:  /root/.local/share/memoryd/venv/bin/python bench/models_throughput.py
+Run:  /root/.local/share/memoryd/venv/bin/python bench/models_throughput.py [--only summary|embed]
+(--only reruns one section, e.g. after a burst of load spoiled it, and keeps the other
+section of results/models_throughput.json; each section records its own time and load.)
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
 import statistics
 import sys
@@ -35,7 +39,7 @@ from typing import Any
 os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_PROGRESS_BARS="1",
                   TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import ROOT, Contention, OtherCpu, machine, wait_quiet, write_result
+from bench.common import RESULTS, ROOT, Contention, OtherCpu, machine, wait_quiet, write_result
 from collectors.base import Event
 from daemon import summarize
 from daemon.chunking import Chunk
@@ -54,7 +58,7 @@ N_SENTENCES = 256
 TARGET_OVERHEAD_PCT = 10.0
 CONTENDED = 25  # % CPU (100 = one core) used by other processes that spoils a pair
 LLM_BUDGET_S = 110  # keep the whole script near 3 minutes on a busy box
-EMBED_BUDGET_S = 40
+EMBED_BUDGET_S = 60
 
 
 def summary_messages() -> list[dict[str, str]]:
@@ -260,43 +264,64 @@ def compare(name: str, mem: list[dict[str, Any]], dir_: list[dict[str, Any]], *,
 
 
 def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", choices=["summary", "embed"],
+                    help="run one section; the other is kept from the previous results file")
+    only = ap.parse_args().only
     box = machine()
-    with Contention() as meter:
-        print(f"summaries: {GGUF.name}, {THREADS} threads, {LLM_RUNS}+{LLM_RUNS} runs", flush=True)
-        llm = bench_llm()
-        print(f"embeddings: {EMBEDDER}, {N_SENTENCES} sentences, {EMBED_RUNS}+{EMBED_RUNS} runs",
-              flush=True)
-        emb = bench_embed()
+    previous = RESULTS / "models_throughput.json"
+    old = json.loads(previous.read_text()) if only and previous.exists() else {}
+    sections: dict[str, Any] = {}
+    titles = {"summary": f"summaries: {GGUF.name}, {THREADS} threads, {LLM_RUNS}+{LLM_RUNS} runs",
+              "embed": f"embeddings: {EMBEDDER}, {N_SENTENCES} sentences, "
+                       f"{EMBED_RUNS}+{EMBED_RUNS} runs"}
+    for name, bench in (("summary", bench_llm), ("embed", bench_embed)):
+        title = titles[name]
+        if only and name != only:
+            if name in old:
+                sections[name] = old[name]
+                print(f"{name}: kept from the run of {old[name].get('when', '?')}")
+            continue
+        print(title, flush=True)
+        with Contention() as meter:
+            sections[name] = bench()
+        sections[name].update(when=datetime.now(UTC).isoformat(timespec="seconds"),
+                              commit=box["commit"], contention=meter.summary())
+        print(f"  {meter.line()}")
     print()
     print(f"{'what':8s} {'memoryd':>14s} {'direct':>14s} {'overhead':>9s} {'of medians':>11s}"
           f" {'target':>7s} ok   pairs (memoryd s / direct s)")
-    for what, r in (("summary", llm), ("embed", emb)):
+    for what, r in sections.items():
         m, d = r["memoryd"], r["direct"]
         runs = ", ".join(f"{x:.2f}/{y:.2f}" for x, y in zip(m["seconds"], d["seconds"]))
         print(f"{what:8s} {m['median_rate']:>7.1f} {r['unit']:6s} {d['median_rate']:>7.1f} "
               f"{r['unit']:6s} {r['median_paired_overhead_pct']:>+8.1f}% "
               f"{r['overhead_pct']:>+10.1f}% {'<10%':>7s} {'yes' if r['meets_target'] else 'NO':4s}"
               f" {runs}")
-    tot = llm["median_prompt_plus_completion_tok_s"]
-    print(f"summary: (prompt + completion) tok/s memoryd {tot['memoryd']}, direct {tot['direct']}")
-    ph = llm["median_llama_phases_tok_s"]
-    print(f"summary: llama.cpp timings: prompt eval {ph['memoryd']['prompt_eval_tok_s']} / "
-          f"{ph['direct']['prompt_eval_tok_s']} tok/s, decode {ph['memoryd']['decode_tok_s']} / "
-          f"{ph['direct']['decode_tok_s']} tok/s (memoryd / direct)")
-    print(f"summary: prompt tokens {llm['prompt_tokens']}, completion tokens "
-          f"{llm['completion_tokens_memoryd']} vs {llm['completion_tokens_direct']}, "
-          f"same text each run: {llm['same_text_each_run']}")
-    print(f"embed: max |memoryd - direct| = {emb['max_abs_diff']:.2e}")
-    for what, r in (("summary", llm), ("embed", emb)):
+    if llm := sections.get("summary"):
+        tot = llm["median_prompt_plus_completion_tok_s"]
+        ph = llm["median_llama_phases_tok_s"]
+        print(f"summary: (prompt + completion) tok/s memoryd {tot['memoryd']}, "
+              f"direct {tot['direct']}")
+        print(f"summary: llama.cpp timings: prompt eval {ph['memoryd']['prompt_eval_tok_s']} / "
+              f"{ph['direct']['prompt_eval_tok_s']} tok/s, decode "
+              f"{ph['memoryd']['decode_tok_s']} / {ph['direct']['decode_tok_s']} tok/s "
+              "(memoryd / direct)")
+        print(f"summary: prompt tokens {llm['prompt_tokens']}, completion tokens "
+              f"{llm['completion_tokens_memoryd']} vs {llm['completion_tokens_direct']}, "
+              f"same text each run: {llm['same_text_each_run']}")
+    if emb := sections.get("embed"):
+        print(f"embed: max |memoryd - direct| = {emb['max_abs_diff']:.2e}")
+    for what, r in sections.items():
         print(f"{what}: {r['pairs_clean']} clean of {r['pairs_run']} pairs; medians over "
-              f"{r['medians_over']}")
-    print(meter.line())
+              f"{r['medians_over']}; run {r.get('when')}, other processes "
+              f"{r['contention']['other_cpu_pct_mean']}% CPU on average")
     write_result("models_throughput", {
-        "machine": box, "contention": meter.summary(),
+        "machine": box,
         "params": {"gguf": GGUF.name, "threads": THREADS, "n_ctx": CONTEXT, **PARAMS,
                    "llm_runs_per_side": LLM_RUNS, "embedder": EMBEDDER,
                    "embed_runs_per_side": EMBED_RUNS, "sentences": N_SENTENCES},
-        "summary": llm, "embed": emb})
+        **sections})
     return 0
 
 
