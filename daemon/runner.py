@@ -88,8 +88,10 @@ def run_daemon(cfg: Config) -> int:
         log.info("memoryd stopping")
         for c in collectors:
             c.stop()
-        scheduler.shutdown(wait=True)
+        # The worker goes first: a running summary is abandoned (its events stay in the
+        # journal and are summarized next time) instead of holding up the shutdown.
         engine.close()
+        scheduler.shutdown(wait=True)
         journal.close()
         cfg.socket_path.unlink(missing_ok=True)
     return 0

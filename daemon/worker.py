@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import logging
 import multiprocessing as mp
+import os
 import threading
 import time
 from concurrent.futures import Future
@@ -56,14 +57,16 @@ def _serve(cfg: Config, conn: Connection, log_level: int) -> None:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
-            break
+            # The daemon is gone (killed, crashed): nobody will read an answer, so leave
+            # now rather than finish a summary as an orphan. The journal still holds it.
+            os._exit(0)
         if msg == _EXIT:
             break
         t = threading.Thread(target=answer, args=msg, daemon=True)
         t.start()
         threads = [x for x in threads if x.is_alive()] + [t]
     for t in threads:
-        t.join(timeout=60)
+        t.join(timeout=5)
     if engine is not None:
         engine.close()
 
@@ -129,7 +132,9 @@ class WorkerEngine:
                 "the model worker process ended during a call (out of memory or a crash in "
                 "native code); the work stays in the journal and will be retried"))
 
-    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+    def call(self, method: str, *args: Any, touch: bool = True, **kwargs: Any) -> Any:
+        """Run `method` in the worker; `touch=False` (status polls) leaves the idle clock
+        alone, so a tray polling status does not keep the models loaded forever."""
         fut: Future[Any] = Future()
         with self._lock:
             if self._closed:
@@ -143,7 +148,8 @@ class WorkerEngine:
         try:
             return fut.result()
         finally:
-            self._last = time.monotonic()
+            if touch:
+                self._last = time.monotonic()
 
     def _reap(self) -> None:
         while not self._closed:
@@ -163,8 +169,8 @@ class WorkerEngine:
             except OSError:
                 pass
         if proc is not None:
-            proc.join(timeout=30)
-            if proc.is_alive():
+            proc.join(timeout=10)
+            if proc.is_alive():  # stuck in native code: the journal keeps its work anyway
                 proc.kill()
                 proc.join()
         if conn is not None:
@@ -191,6 +197,6 @@ class WorkerEngine:
     def status(self) -> dict[str, Any]:
         if not self.alive:
             return {"worker": "stopped (idle)", "models_loaded": {}}
-        out = dict(self.call("status"))
+        out = dict(self.call("status", touch=False))
         out["worker"] = f"running (pid {self.pid})"
         return out

@@ -27,6 +27,7 @@ def test_worker_exits_when_idle_and_comes_back_after_a_crash(make_config, tmp_pa
         assert first is not None
         deadline = time.monotonic() + 20
         while w.alive and time.monotonic() < deadline:
+            w.status()  # polling status (as a tray does) must not keep the worker alive
             time.sleep(0.2)
         assert not w.alive, "the idle worker should have exited"
         assert _gone(first, seconds=30), "the idle worker's process should be gone"
@@ -53,3 +54,35 @@ def _gone(pid: int, seconds: float) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+ORPHAN = r"""
+import sys, time
+from daemon.config import load_config
+from daemon.worker import WorkerEngine
+w = WorkerEngine(load_config(sys.argv[1]), idle_seconds=600)
+w.call("status")
+import threading
+threading.Thread(target=w.search, args=("anything", 3), daemon=True).start()  # in flight
+time.sleep(0.5)
+print(w.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_worker_does_not_outlive_a_killed_daemon(make_config) -> None:
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN, str(make_config())],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        worker_pid = int(parent.stdout.readline())
+        os.kill(worker_pid, 0)  # running
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        # it leaves at once, not after finishing the call in flight (~6 s of model loading)
+        assert _gone(worker_pid, seconds=3), "the worker kept running after its daemon died"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
