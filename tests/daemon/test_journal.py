@@ -69,16 +69,25 @@ for i in range(start, total, batch):
 """
 
 
+def _stored(db: Path) -> int:
+    try:
+        with sqlite3.connect(db) as c:
+            return c.execute("SELECT COUNT(*) FROM events").fetchone()[0]
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
 def _run_writer(db: Path, total: int, batch: int, replay: bool = False,
-                kill_after: float | None = None) -> int | None:
+                kill_at: int | None = None) -> int:
+    """Run the writer; with `kill_at`, SIGKILL it once that many events are stored.
+    Return its exit code (-9 when killed)."""
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(db), str(total), str(batch),
                              "1" if replay else "0"])
-    if kill_after is None:
-        return proc.wait(timeout=120)
-    time.sleep(kill_after)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    return None
+    if kill_at is not None:
+        while proc.poll() is None and _stored(db) < kill_at:
+            time.sleep(0.002)
+        proc.send_signal(signal.SIGKILL)
+    return proc.wait(timeout=120)
 
 
 def test_kill_minus_nine_loses_nothing_and_duplicates_nothing(tmp_path: Path) -> None:
@@ -86,16 +95,18 @@ def test_kill_minus_nine_loses_nothing_and_duplicates_nothing(tmp_path: Path) ->
     total = 20_000
     rng = random.Random(7)
     kills = 0
-    for _ in range(12):  # kill the collector at random points, then let it resume
-        _run_writer(db, total, batch=rng.choice([1, 7, 50]), kill_after=rng.uniform(0.3, 1.2))
-        kills += 1
+    for _ in range(6):  # kill the collector at random points, then let it resume
+        stored = _stored(db)
+        if total - stored < 100:
+            break
+        target = stored + rng.randint(1, (total - stored) // 2)
+        if _run_writer(db, total, batch=rng.choice([1, 3, 7]), kill_at=target) == -9:
+            kills += 1
         with sqlite3.connect(db) as c:
             stored = c.execute("SELECT COUNT(*) FROM events").fetchone()[0]
             cursor = c.execute("SELECT value FROM cursors WHERE collector='gen'").fetchone()
         # the cursor always matches exactly what was stored: never ahead, never behind
         assert stored == (int(cursor[0]) if cursor else 0)
-        if stored == total:
-            break
     assert kills >= 2
     assert _run_writer(db, total, batch=50) == 0
     assert _run_writer(db, total, batch=13, replay=True) == 0  # a full replay adds nothing
