@@ -7,6 +7,7 @@ JSON that says what to do.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import secrets
 from datetime import datetime
@@ -21,6 +22,16 @@ from daemon.memory import MemoryService, hit_json
 log = logging.getLogger(__name__)
 ALLOWED_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 VERSION = "0.1.0"
+# Features that bring their own routes: each module has
+# `router(service, require) -> fastapi.APIRouter`, where `require(scope)` is the
+# dependency for a route needing that scope: `dependencies=[require("memory:read")]`.
+# A new feature is one line here.
+FEATURE_ROUTERS: tuple[str, ...] = (
+)
+# What a token may do. memory:read = search, digests, context; memory:raw = raw events
+# and timeline; memory:write = forget, pause; complete = completions and embeddings;
+# sync = push/pull between daemons; admin = everything, including telemetry and tokens.
+SCOPES = ("memory:read", "memory:raw", "memory:write", "complete", "sync", "admin")
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
@@ -64,6 +75,12 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
         scheme, _, given = auth.partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), token):
             raise _Unauthorized()
+
+    def require(scope: str) -> Any:
+        """The dependency guarding a route that needs `scope` (one of SCOPES)."""
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}")
+        return Depends(require_token)
 
     @app.exception_handler(_Unauthorized)
     async def unauthorized(_: Request, __: Exception) -> JSONResponse:
@@ -110,6 +127,8 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
             service.pause.resume()
         return {"paused": None}
 
+    for module in FEATURE_ROUTERS:
+        app.include_router(importlib.import_module(module).router(service, require))
     return HostAndSizeGuard(app, max_request_bytes)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -213,6 +214,12 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
 }
 
 
+# Features that bring their own subcommands: each module has
+# `add_commands(sub, common) -> dict[name, handler]`. A new feature is one line here.
+FEATURE_COMMANDS: tuple[str, ...] = (
+)
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
@@ -241,6 +248,8 @@ def parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("service", parents=[common], help="run memoryd as a service")
     sv.add_argument("action", choices=["install", "uninstall", "start", "status"])
     sv.add_argument("--start", action="store_true", help="with install: start it now")
+    for module in FEATURE_COMMANDS:
+        COMMANDS.update(importlib.import_module(module).add_commands(sub, common))
     return p
 
 

@@ -11,7 +11,7 @@ import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin, get_type_hints
 
 import platformdirs
 
@@ -129,6 +129,22 @@ class Config:
         return self.data_path / "token"
 
 
+def _table_item_type(cls: type, key: str) -> type | None:
+    """The dataclass X when field `key` of `cls` is declared `tuple[X, ...]`, else None."""
+    hint = get_type_hints(cls).get(key)
+    if get_origin(hint) is tuple:
+        args = get_args(hint)
+        if args and isinstance(args[0], type) and is_dataclass(args[0]):
+            return args[0]
+    return None
+
+
+def _is_str_list_map(cls: type, key: str) -> bool:
+    """True when field `key` of `cls` is declared `dict[str, tuple[str, ...]]`."""
+    hint = get_type_hints(cls).get(key)
+    return get_origin(hint) is dict and get_origin(get_args(hint)[1]) is tuple
+
+
 def _build(cls: type, table: dict[str, Any], where: str) -> Any:
     known = {f.name: f for f in fields(cls)}
     kwargs: dict[str, Any] = {}
@@ -139,7 +155,19 @@ def _build(cls: type, table: dict[str, Any], where: str) -> Any:
                 f"{', '.join(sorted(k for k in known if k != 'source'))}"
             )
         default = getattr(cls(), key)
-        if is_dataclass(default):
+        item = _table_item_type(cls, key)
+        if item is not None:  # an array of tables: [[sync.targets]]
+            if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+                raise ConfigError(f"{where}{key} must be an array of tables ([[{where}{key}]])")
+            kwargs[key] = tuple(_build(item, v, f"{where}{key}[{i}].")
+                                for i, v in enumerate(value))
+        elif _is_str_list_map(cls, key):  # a table of lists: {compaction = ["a", "b"]}
+            if not isinstance(value, dict) or not all(
+                    isinstance(v, list) and all(isinstance(x, str) for x in v)
+                    for v in value.values()):
+                raise ConfigError(f"[{where}{key}] must map names to lists of strings")
+            kwargs[key] = {k: tuple(v) for k, v in value.items()}
+        elif is_dataclass(default):
             if not isinstance(value, dict):
                 raise ConfigError(f"[{where}{key}] must be a table")
             kwargs[key] = _build(type(default), value, f"{where}{key}.")

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import tomllib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -75,3 +76,30 @@ def test_cli_reports_a_bad_config_without_a_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "api.port must be a number" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@dataclass(frozen=True)
+class _Target:
+    name: str = ""
+    url: str = ""
+
+
+@dataclass(frozen=True)
+class _Section:
+    targets: tuple[_Target, ...] = ()
+    routes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+def test_arrays_of_tables_and_tables_of_lists_are_typed_and_checked() -> None:
+    from daemon.config import _build
+
+    built = _build(_Section, {"targets": [{"name": "a", "url": "dir:///x"}],
+                              "routes": {"compaction": ["big", "local"]}}, "sync.")
+    assert built.targets == (_Target("a", "dir:///x"),)
+    assert built.routes == {"compaction": ("big", "local")}
+    with pytest.raises(ConfigError, match=r"sync\.targets\[0\]\.'nme'"):
+        _build(_Section, {"targets": [{"nme": "a"}]}, "sync.")
+    with pytest.raises(ConfigError, match="array of tables"):
+        _build(_Section, {"targets": {"name": "a"}}, "sync.")
+    with pytest.raises(ConfigError, match="lists of strings"):
+        _build(_Section, {"routes": {"compaction": "big"}}, "sync.")
