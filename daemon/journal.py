@@ -15,12 +15,14 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from collectors.base import Batch, Event
+from daemon.errors import RetryableError
 
 NEW, INDEXED, SUMMARIZED = 0, 1, 2
 
@@ -62,6 +64,15 @@ def _m1_events_and_cursors(db: sqlite3.Connection) -> None:
 
 # Ordered migrations; PRAGMA user_version says how many have run. Append, never edit.
 MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_events_and_cursors]
+
+
+class JournalUnwritable(RetryableError):
+    """The journal cannot be written now (disk full, read-only); retry when it can."""
+
+
+def _unwritable(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return any(w in text for w in ("disk is full", "readonly", "read-only", "disk i/o error"))
 
 
 def _row_event(row: sqlite3.Row) -> Event:
@@ -116,24 +127,39 @@ class Journal:
              e.attrs_json(), now)
             for e in map(self._clean, batch.events)
         ]
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                before = self._db.total_changes
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO events(id, ts, source, kind, subject, title, text,"
-                    " attrs, added) VALUES (?,?,?,?,?,?,?,?,?)", rows)
-                new = self._db.total_changes - before
-                if batch.cursor is not None:
-                    self._db.execute(
-                        "INSERT INTO cursors(collector, value, updated) VALUES (?,?,?) "
-                        "ON CONFLICT(collector) DO UPDATE SET value=excluded.value,"
-                        " updated=excluded.updated", (batch.collector, batch.cursor, now))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, self._writing("store new events"):
+            before = self._db.total_changes
+            self._db.executemany(
+                "INSERT OR IGNORE INTO events(id, ts, source, kind, subject, title, text,"
+                " attrs, added) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+            new = self._db.total_changes - before
+            if batch.cursor is not None:
+                self._db.execute(
+                    "INSERT INTO cursors(collector, value, updated) VALUES (?,?,?) "
+                    "ON CONFLICT(collector) DO UPDATE SET value=excluded.value,"
+                    " updated=excluded.updated", (batch.collector, batch.cursor, now))
         return new
+
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """One write transaction: committed whole or rolled back whole.
+
+        A full disk or a read-only data dir becomes a `JournalUnwritable` that says so:
+        nothing of the transaction is kept (the collector's cursor did not move, so the
+        same events are read again once the journal can be written).
+        """
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            if self._db.in_transaction:  # SQLite may have rolled back already
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and _unwritable(exc):
+                raise JournalUnwritable(
+                    f"cannot {what}: {exc} ({self.path}); free space or make the data dir "
+                    "writable, and memoryd carries on where it stopped") from exc
+            raise
 
     def cursor(self, collector: str) -> str | None:
         with self._lock:
@@ -173,19 +199,13 @@ class Journal:
     def advance(self, ids: Iterable[str], stage: int) -> None:
         """Move events forward to `stage` (never backwards)."""
         ids = list(ids)
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                for i in range(0, len(ids), 500):
-                    part = ids[i:i + 500]
-                    marks = ",".join("?" * len(part))
-                    self._db.execute(
-                        f"UPDATE events SET stage=? WHERE stage<? AND id IN ({marks})",
-                        [stage, stage, *part])
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+        with self._lock, self._writing("mark events processed"):
+            for i in range(0, len(ids), 500):
+                part = ids[i:i + 500]
+                marks = ",".join("?" * len(part))
+                self._db.execute(
+                    f"UPDATE events SET stage=? WHERE stage<? AND id IN ({marks})",
+                    [stage, stage, *part])
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -5,11 +5,15 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from collectors.base import Batch, Event
-from daemon.journal import INDEXED, NEW, SUMMARIZED, Journal
+from daemon.journal import INDEXED, NEW, SUMMARIZED, Journal, JournalUnwritable
 from daemon.redact import redact
 
 
@@ -114,3 +118,54 @@ def test_kill_minus_nine_loses_nothing_and_duplicates_nothing(tmp_path: Path) ->
         rows = c.execute("SELECT subject FROM events").fetchall()
     assert len(rows) == total
     assert {r[0] for r in rows} == {f"n/{n}" for n in range(total)}
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 1 MiB tmpfs, so the journal meets a genuinely full disk."""
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"mounting a tmpfs needs root and mount rights here: {proc.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def test_a_full_disk_is_a_clear_error_keeps_what_was_stored_and_recovers(tiny_disk: Path) -> None:
+    j = Journal(tiny_disk / "j.sqlite3")
+    stored, cursor, i = 0, None, 0
+    with pytest.raises(JournalUnwritable, match="full.*free space"):
+        while True:  # write batches of ~40 KB until the disk refuses one
+            batch = Batch("t", [ev(i * 10 + n, "x" * 4000 + str(n)) for n in range(10)],
+                          str(i))
+            stored += j.append(batch)
+            cursor, i = str(i), i + 1
+    assert stored > 0
+    # the refused batch left nothing behind, and its cursor did not move
+    assert j.counts()["total"] == stored
+    assert j.cursor("t") == cursor
+    # space returns: the same journal carries on, no restart needed
+    subprocess.run(["mount", "-o", "remount,size=8m", str(tiny_disk)], check=True)
+    assert j.append(batch) == 10
+    assert j.cursor("t") == str(i)
+    j.close()
+    db = sqlite3.connect(tiny_disk / "j.sqlite3")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert db.execute("SELECT COUNT(*) FROM events").fetchone()[0] == stored + 10
+
+
+def test_a_read_only_journal_says_so(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite3")
+    j.append(Batch("t", [ev(1)], "1"))
+    j.close()
+    ro = Journal.__new__(Journal)  # the same file opened read-only, as a read-only mount would
+    ro.path, ro._redact, ro._lock = tmp_path / "j.sqlite3", (lambda s: s), threading.RLock()
+    ro._db = sqlite3.connect(f"file:{tmp_path / 'j.sqlite3'}?mode=ro", uri=True,
+                             isolation_level=None, check_same_thread=False)
+    with pytest.raises(JournalUnwritable, match="make the data dir writable"):
+        ro.append(Batch("t", [ev(2)], "2"))
+    assert ro.counts()["total"] == 1
