@@ -27,6 +27,7 @@ VERSION = "0.1.0"
 # dependency for a route needing that scope: `dependencies=[require("memory:read")]`.
 # A new feature is one line here.
 FEATURE_ROUTERS: tuple[str, ...] = (
+    "daemon.api_events",
 )
 # What a token may do. memory:read = search, digests, context; memory:raw = raw events
 # and timeline; memory:write = forget, pause; complete = completions and embeddings;

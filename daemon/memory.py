@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from collectors.base import Sink
 from daemon.collect import CollectorRuns
 from daemon.config import Config
 from daemon.hits import Hit
@@ -35,6 +36,7 @@ class MemoryService:
     started: float = 0.0
     collector_runs: CollectorRuns | None = None
     pause: PauseState | None = None
+    intake: Sink | None = None  # the privacy gate in front of the journal, for pushed events
 
     def search(self, query: str, k: int = 10, source: str | None = None,
                since: datetime | None = None, until: datetime | None = None) -> list[Hit]:

@@ -38,14 +38,23 @@ class Exclusions:
         self._commands = [re.compile(c) for c in commands]
 
     def excludes(self, ev: Event) -> bool:
-        if ev.source == "files" and self._paths:
-            return any(fnmatch.fnmatch(ev.subject, pat) for pat in self._paths)
-        if ev.source == "browser" and self._domains:
-            host = (urlsplit(ev.subject).hostname or "").lower()
-            return any(host == d or host.endswith("." + d) for d in self._domains)
-        if ev.source == "shell" and self._commands:
-            return any(p.search(ev.subject) for p in self._commands)
+        # By what the subject is, not only by who collected it: events pushed through the
+        # API (an editor, an agent) name paths, URLs and commands too.
+        subject = ev.subject
+        if self._paths and (ev.source == "files" or subject.startswith(("/", "~"))):
+            if any(fnmatch.fnmatch(subject, pat) for pat in self._paths):
+                return True
+        if self._domains and (ev.source == "browser" or subject.startswith(_URL_SCHEMES)):
+            host = (urlsplit(subject).hostname or "").lower()
+            if any(host == d or host.endswith("." + d) for d in self._domains):
+                return True
+        if self._commands and (ev.source == "shell" or ev.kind.endswith(".command")):
+            if any(p.search(subject) for p in self._commands):
+                return True
         return False
+
+
+_URL_SCHEMES = ("http://", "https://", "ws://", "wss://", "ftp://")
 
 
 class PauseState:

@@ -55,7 +55,7 @@ def run_daemon(cfg: Config) -> int:
     collectors = build_collectors(cfg)
     runs = CollectorRuns(collectors)
     service = MemoryService(cfg, journal, engine, started=started, collector_runs=runs,
-                            pause=gate.pause)
+                            pause=gate.pause, intake=gate)
 
     scheduler = BackgroundScheduler(timezone="UTC")
     p = cfg.pipeline
