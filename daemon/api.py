@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from daemon.errors import RetryableError
 from daemon.memory import MemoryService, hit_json
+from daemon.tokens import TokenStore
 
 log = logging.getLogger(__name__)
 ALLOWED_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
@@ -27,7 +28,12 @@ VERSION = "0.1.0"
 # dependency for a route needing that scope: `dependencies=[require("memory:read")]`.
 # A new feature is one line here.
 FEATURE_ROUTERS: tuple[str, ...] = (
+    "daemon.openai_api",
+    "daemon.mcp_tools",
+    "daemon.sync.api",
     "daemon.api_events",
+    "daemon.statuspage",
+    "daemon.api_memory",
 )
 # What a token may do. memory:read = search, digests, context; memory:raw = raw events
 # and timeline; memory:write = forget, pause; complete = completions and embeddings;
@@ -72,16 +78,43 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
     app = FastAPI(title="memoryd", version=VERSION, docs_url=None, redoc_url=None)
 
     def require_token(request: Request) -> None:
+        # Step 1: a status-page browser session (daemon/sessions.py) counts as admin.
+        if browser_session_ok(request):
+            return
         auth = request.headers.get("authorization", "")
         scheme, _, given = auth.partition(" ")
         if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), token):
             raise _Unauthorized()
 
+    tokens = TokenStore(service.cfg.data_path / "tokens.json")
+
     def require(scope: str) -> Any:
-        """The dependency guarding a route that needs `scope` (one of SCOPES)."""
+        """The dependency guarding a route that needs `scope` (one of SCOPES): the admin
+        token (or whatever `require_token` accepts) passes every scope; a scoped token
+        (`memoryd token create`) passes the scopes it was made with."""
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}")
-        return Depends(require_token)
+
+        async def check(request: Request) -> None:
+            try:
+                require_token(request)
+                return
+            except _Unauthorized:
+                pass
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            given = given.strip()
+            granted = tokens.scopes(given) if scheme.lower() == "bearer" and given else None
+            if granted is None:
+                raise _Unauthorized()
+            if scope not in granted and "admin" not in granted:
+                raise _Forbidden(scope)
+
+        return Depends(check)
+
+    @app.exception_handler(_Forbidden)
+    async def forbidden(_: Request, exc: Exception) -> JSONResponse:
+        return _error(403, "forbidden", f"this token lacks the {exc} scope; make one that has "
+                      f"it with `memoryd token create --scope {exc}`")
 
     @app.exception_handler(_Unauthorized)
     async def unauthorized(_: Request, __: Exception) -> JSONResponse:
@@ -105,24 +138,26 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": VERSION}
 
-    @app.get("/v1/memory/search", dependencies=[Depends(require_token)])
+    @app.get("/v1/memory/search", dependencies=[require("memory:read")])
     def search(q: str = Query(..., min_length=1, max_length=2000, description="what to find"),
                k: int = Query(10, ge=1, le=200), source: str | None = None,
-               since: datetime | None = None, until: datetime | None = None) -> dict[str, Any]:
-        hits = service.search(q, k, source=source, since=since, until=until)
+               since: datetime | None = None, until: datetime | None = None,
+               kind: str | None = None, project: str | None = None) -> dict[str, Any]:
+        hits = service.search(q, k, source=source, since=since, until=until, kind=kind,
+                              project=project)
         return {"results": [hit_json(h) for h in hits]}
 
-    @app.get("/v1/status", dependencies=[Depends(require_token)])
+    @app.get("/v1/status", dependencies=[require("memory:read")])
     def status() -> dict[str, Any]:
         return service.status()
 
-    @app.post("/v1/pause", dependencies=[Depends(require_token)])
+    @app.post("/v1/pause", dependencies=[require("memory:write")])
     def pause(minutes: float | None = Query(None, gt=0, le=7 * 24 * 60)) -> dict[str, Any]:
         if service.pause is None:
             raise ValueError("pause is not available")
         return {"paused": service.pause.pause(minutes, reason="api")}
 
-    @app.post("/v1/resume", dependencies=[Depends(require_token)])
+    @app.post("/v1/resume", dependencies=[require("memory:write")])
     def resume() -> dict[str, Any]:
         if service.pause is not None:
             service.pause.resume()
@@ -135,3 +170,15 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
 
 class _Unauthorized(Exception):
     pass
+
+
+class _Forbidden(Exception):
+    """A valid token without the scope the route needs (the scope is the message)."""
+
+
+def browser_session_ok(request: Request) -> bool:
+    """Whether the request carries a live status-page session cookie (`memoryd open`).
+    Its own step, separate from the bearer-token check: a session is the admin scope."""
+    from daemon.sessions import COOKIE, STORE
+
+    return STORE.valid(request.cookies.get(COOKIE))

@@ -61,13 +61,21 @@ def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
         log.info("collector %s: %d new events", c.name, n)
         collected += n
     engine = Engine(cfg)
-    report = Pipeline(cfg, journal, engine).drain()
+    pipeline = Pipeline(cfg, journal, engine)
+    report = pipeline.drain()
+    digests: list[str] = []
+    if not report.errors:
+        try:  # day and week digests of what was just summarized (and of late arrivals)
+            digests = pipeline.compact_step()
+        except Exception as exc:
+            log.error("compaction failed: %s; the next run retries it", exc)
     engine.optimize()
     counts = journal.counts()
     engine.close()
     journal.close()
     print(f"collected {collected} new events, indexed {report.indexed}, summarized "
           f"{report.summarized_events} events into {report.summarized_chunks} memories "
+          f"(+{len(digests)} digests) "
           f"in {time.monotonic() - started:.1f} s")
     if report.errors or counts["new"]:
         print(f"incomplete: {counts['new']} events not indexed, "
@@ -129,6 +137,12 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
                   "journal": journal.counts(), "collectors": {"cursors": journal.cursors()},
                   "paused": PauseState(cfg.data_path).paused()}
         journal.close()
+        if cfg.sync.targets:  # the states last recorded, refusals included
+            from daemon.sync.service import SyncService
+
+            sync = SyncService(cfg, None)
+            status["sync"] = sync.status()
+            sync.close()
     if args.json:
         print(json.dumps(status, indent=2))
         return 0
@@ -150,6 +164,10 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     if not status.get("collectors", {}).get("running"):
         for name, cur in status.get("collectors", {}).get("cursors", {}).items():
             print(f"collector {name}: last cursor at {cur['updated']}")
+    if status.get("sync", {}).get("targets"):
+        from daemon.sync.cli import render
+
+        print(render(status["sync"]))
     return 0
 
 
@@ -217,6 +235,10 @@ COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
 # Features that bring their own subcommands: each module has
 # `add_commands(sub, common) -> dict[name, handler]`. A new feature is one line here.
 FEATURE_COMMANDS: tuple[str, ...] = (
+    "daemon.router_cli",
+    "daemon.cli_memory",
+    "daemon.sync.cli",
+    "daemon.desktop",
 )
 
 

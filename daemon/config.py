@@ -96,10 +96,93 @@ class PipelineConfig:
 
 
 @dataclass(frozen=True)
+class SearchConfig:
+    timezone: str = ""  # IANA name ("Europe/Berlin") for "yesterday", "this week"; "" = the machine's
+    context_budget_tokens: int = 2000  # `memoryd context` without --budget
+
+
+@dataclass(frozen=True)
 class PrivacyConfig:
     exclude_paths: tuple[str, ...] = ()  # globs: "~/private/*", "*.kdbx"
     exclude_domains: tuple[str, ...] = ()  # "bank.example" and its subdomains
     exclude_commands: tuple[str, ...] = ()  # regular expressions over shell commands
+
+
+@dataclass(frozen=True)
+class SyncTarget:
+    """One place memory is published to and merged from: [[sync.targets]]."""
+
+    name: str = ""
+    url: str = ""  # dir:///mnt/share/memoryd, ssh://user@host:2222/srv/memoryd, http://127.0.0.1:7078
+    keep: int = 5  # snapshot generations kept at the target and locally
+    max_shrink: float = 0.5  # refuse a snapshot with fewer than (1 - this) x the previous count
+    interval_seconds: float = 60.0  # probe interval while the target is up
+    max_backoff_seconds: float = 600.0  # longest wait between probes while it is down
+    timeout_seconds: float = 20.0  # connect/read timeout; a frozen peer fails after this
+    push_every_seconds: float = 0.0  # publish on this schedule; 0 only on `memoryd sync push`
+    pull_every_seconds: float = 0.0  # merge the target's snapshot on this schedule; 0: on demand
+    token_file: str = ""  # http: file holding the peer daemon's token
+    token_env: str = ""  # http: environment variable holding it
+    identity_file: str = ""  # ssh: a key to use besides the user's own (~/.ssh, agent)
+    known_hosts_file: str = ""  # ssh: a known_hosts to use besides the user's; never unchecked
+
+
+@dataclass(frozen=True)
+class SyncConfig:
+    targets: tuple[SyncTarget, ...] = ()
+    context_memories: int = 30  # memories listed in the agent-readable context.md
+
+
+@dataclass(frozen=True)
+class RouterModel:
+    """One model the router may send work to: [[router.models]]."""
+
+    name: str = ""  # what requests and routes call it
+    backend: str = "openai"  # openai (vLLM, Ollama, llama.cpp server, hosted) | llama_cpp
+    endpoint: str = ""  # openai: the base URL, e.g. http://127.0.0.1:8080/v1
+    model: str = ""  # the upstream's name for it (openai) or a manifest name/GGUF (llama_cpp)
+    api_key_env: str = ""  # environment variable holding the key; never the key itself
+    context_tokens: int = 4096
+    usd_per_mtok_in: float = 0.0
+    usd_per_mtok_out: float = 0.0
+    privacy: str = ""  # local | remote; "" means local for loopback endpoints, else remote
+    skills: tuple[str, ...] = ()  # tasks it is good at (compaction, extract, code, ...)
+    concurrency: int = 8  # calls at once; more wait their turn
+    timeout_seconds: float = 60.0  # whole call, or the first chunk of a stream
+
+
+@dataclass(frozen=True)
+class RouterConfig:
+    """Routed completions: the model registry, chains per task, fallback and breaker."""
+
+    models: tuple[RouterModel, ...] = ()  # the embedded summarizer and embedder are implicit
+    # task -> chain of model names, tried in order (compaction, classify, extract, reasoning,
+    # code, default, embed). A task without a chain uses "default"; the built-in default of
+    # every chain is the embedded summarizer, so an unconfigured router changes nothing.
+    routes: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    memory_remote_models: tuple[str, ...] = ()  # remote models allowed to see captured memory
+    retries: int = 1  # extra passes over a chain after every model failed
+    backoff_seconds: float = 0.2  # wait before a retry pass, doubling each time
+    breaker_failures: int = 3  # consecutive failures that open a backend's circuit
+    breaker_reset_seconds: float = 15.0  # how long it stays open before a half-open probe
+    health_interval_seconds: float = 30.0  # background probes of HTTP backends; 0 disables
+    telemetry: bool = True  # record every attempt in <data_dir>/telemetry.sqlite3
+
+
+@dataclass(frozen=True)
+class CompactionConfig:
+    """Chunk summaries and hour→day→week digests (the memory write path)."""
+
+    enabled: bool = True  # write day and week digests
+    interval_seconds: float = 3600.0  # how often the daemon looks for new or stale digests
+    chunk_max_tokens: int = 256  # a chunk summary's JSON answer (summary, lists)
+    digest_max_tokens: int = 320  # a day or week digest's JSON answer
+    yield_cpu_percent: float = 75.0  # the daemon's summaries wait while the machine's CPU is
+    # this busy (100 = every core); 0 never waits. `ingest --once` never waits.
+    yield_on_battery: bool = True  # ... and while the laptop runs on battery
+    max_defer_seconds: float = 1800.0  # after waiting this long a job runs anyway
+    retain_events_days: int = 0  # raw events older than this leave the store (digests and
+    # chunk memories stay); 0 keeps every event
 
 
 @dataclass(frozen=True)
@@ -110,6 +193,10 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    compaction: CompactionConfig = field(default_factory=CompactionConfig)
+    sync: SyncConfig = field(default_factory=SyncConfig)
+    router: RouterConfig = field(default_factory=RouterConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
     source: str = ""  # the file this came from, "" for defaults only
 
     @property

@@ -7,17 +7,18 @@ so the daemon itself stays small. `ingest --once` and a local `search` use it in
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from collectors.base import Event
-from daemon import summarize
+from daemon import recall, summarize
 from daemon.chunking import Chunk
 from daemon.config import Config
 from daemon.hits import Hit
 from daemon.modelcalls import ModelCalls
-from daemon.search import hybrid_search
+from daemon.search import Filters
 from daemon.store import Store, event_doc, event_row
+from models.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -44,31 +45,146 @@ class Engine:
         return len(events)
 
     def summarize(self, events: list[Event]) -> dict[str, Any]:
-        """Summarize one chunk with the local model and store it as a memory."""
+        """Summarize one chunk (model under a JSON schema, identifiers checked and put
+        back) and store it as a memory. A memory the model wrote is never replaced by a
+        fallback one: when the model fails on a chunk it summarized before, the old
+        memory stays."""
         chunk = Chunk(tuple(sorted(events, key=lambda e: (e.ts, e.id))))
         out = self.models.complete("compaction", summarize.prompt(chunk),
-                                   max_tokens=self.cfg.models.summary_max_tokens,
-                                   temperature=0.2)
-        text = out.text or "(the model returned no summary)"
-        row = summarize.memory_row(chunk, text, out.model, [])
-        row["vector"] = self.models.embed([f"{row['title']}\n{text}"])[0]
+                                   max_tokens=self.cfg.compaction.chunk_max_tokens,
+                                   temperature=0.2, response_format=summarize.RESPONSE_FORMAT)
+        fields = summarize.chunk_fields(chunk, out.text)
+        model = summarize.FALLBACK_MODEL if fields.fallback else out.model
+        result = {"id": chunk.id, "events": len(events), "tokens": out.completion_tokens,
+                  "seconds": out.seconds, "fallback": fields.fallback,
+                  "model_text": fields.model_text}
+        if fields.fallback:
+            log.warning("the model's summary of %d %s events was empty or unusable; "
+                        "writing one from the events", len(events), chunk.source)
+            old = self.store.memory_rows(f"id = '{chunk.id}'", ["id", "model", "text"])
+            if old and old[0]["model"] != summarize.FALLBACK_MODEL and old[0]["text"]:
+                return {**result, "summary": old[0]["text"], "kept": True}
+        row = summarize.memory_row(chunk, fields, model, [])
+        row["vector"] = self.models.embed([f"{row['title']}\n{row['text']}"[:2000]])[0]
         self.store.upsert_memories([row])
-        return {"id": row["id"], "events": len(events), "tokens": out.completion_tokens,
-                "seconds": out.seconds, "summary": text}
+        return {**result, "summary": row["text"]}
+
+    def compact(self, max_digests: int = 0) -> dict[str, Any]:
+        """Write the day digests, then the week digests, that are missing or stale; at
+        most `max_digests` model calls (0: no limit). Return what was written."""
+        from daemon import compaction
+
+        written: list[str] = []
+        tz = recall.user_tz(self.cfg)  # the user's days and weeks, as the read path's
+        for level, below in (("day", "chunk"), ("week", "day")):
+            members = self.store.memory_rows(f"level = '{below}'", compaction.ROW_COLUMNS)
+            digests = self.store.memory_rows(f"level = '{level}'", compaction.ROW_COLUMNS)
+            old = {d["id"]: d for d in digests}
+            for key, rows in compaction.stale_periods(level, members, digests, tz).items():
+                if max_digests and len(written) >= max_digests:
+                    break
+                written.append(self._digest(level, key, rows,
+                                            old.get(compaction.digest_id(level, key)), tz))
+        return {"written": written}
+
+    def prune_events(self, older_than_days: int) -> int:
+        """Drop raw events older than `older_than_days` from the store (retention); the
+        chunk memories and digests made from them stay. Return how many left."""
+        if older_than_days <= 0:
+            return 0
+        cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).replace(tzinfo=None)
+        where = f"ts < CAST('{cutoff.isoformat(timespec='seconds')}' AS TIMESTAMP)"
+        before = self.store.events.count_rows()
+        self.store.events.delete(where)
+        gone = before - self.store.events.count_rows()
+        if gone:
+            log.info("retention: dropped %d raw events older than %d days", gone,
+                     older_than_days)
+        return gone
+
+    def _digest(self, level: str, key: str, rows: list[dict[str, Any]],
+                old: dict[str, Any] | None, tz: tzinfo) -> str:
+        from daemon import compaction
+
+        try:
+            out = self.models.complete("compaction", compaction.prompt(level, key, rows),
+                                       max_tokens=self.cfg.compaction.digest_max_tokens,
+                                       temperature=0.2,
+                                       response_format=compaction.RESPONSE_FORMAT)
+            answer, model = out.text, out.model
+        except ModelError as exc:  # the merged fields are still worth writing
+            log.warning("the %s digest %s got no model answer (%s)", level, key, exc)
+            answer, model = "", ""
+        fields = compaction.digest_fields(level, key, rows, answer)
+        if fields.fallback:
+            fields = compaction.keep_prose(fields, old)
+            kept = fields.summary != compaction.fallback_summary(level, key, rows)
+            model = old["model"] if kept and old else summarize.FALLBACK_MODEL
+        row = compaction.digest_row(level, key, rows, fields, model, [], tz)
+        row["vector"] = self.models.embed([f"{row['title']}\n{row['text']}"[:2000]])[0]
+        self.store.upsert_memories([row])
+        log.info("wrote the %s digest %s from %d memories (%s)", level, key, len(rows), model)
+        return str(row["id"])
 
     def search(self, query: str, k: int = 10, source: str | None = None,
-               since: datetime | None = None, until: datetime | None = None) -> list[Hit]:
-        vector = self.models.embed([query])[0]
-        return hybrid_search(self.store, query, vector, k, source=source, since=since,
-                             until=until)
+               since: datetime | None = None, until: datetime | None = None,
+               kind: str | None = None, project: str | None = None,
+               level: str | None = None, now: datetime | None = None) -> list[Hit]:
+        """Hybrid search; a time expression in the query becomes the range (daemon/recall)."""
+        return recall.search(self.store, self.models.embed, query, k,
+                             Filters(source=source, since=since, until=until, kind=kind,
+                                     project=project, level=level),
+                             now=now, tz=recall.user_tz(self.cfg))
+
+    # The read path besides search (daemon/recall.py, daemon/context.py).
+    def recent(self, limit: int = 20, source: str | None = None) -> list[Hit]:
+        return recall.recent(self.store, limit, source)
+
+    def timeline(self, since: datetime | None, until: datetime | None,
+                 source: str | None = None) -> list[Hit]:
+        return recall.timeline(self.store, since, until, source)
+
+    def digest(self, period: str = "day", day: date | None = None) -> dict[str, Any]:
+        tz = recall.user_tz(self.cfg)
+        return recall.digest(self.store, period, day or datetime.now(tz).date(), tz)
+
+    def context(self, query: str, budget_tokens: int, now: datetime | None = None) -> dict[str, Any]:
+        return recall.context(self.store, self.models.embed, query, budget_tokens, now=now,
+                              tz=recall.user_tz(self.cfg))
+
+    def forget(self, since: datetime | None = None, until: datetime | None = None,
+               source: str | None = None, query: str | None = None,
+               dry_run: bool = False) -> dict[str, Any]:
+        return recall.forget(self.store, since, until, source, query, dry_run)
 
     def optimize(self) -> None:
         self.store.optimize()
 
+    def export_memories(self, context_rows: int = 30) -> dict[str, Any]:
+        """The `memories` table as Parquet bytes with counts, for a sync snapshot."""
+        from daemon.sync.exchange import export_memories
+
+        return export_memories(self.store, context_rows)
+
+    def import_memories(self, segments: list[bytes]) -> dict[str, Any]:
+        """Merge a peer's exported memories by id; never deletes local memory."""
+        from daemon.sync.exchange import import_memories
+
+        return import_memories(self.store, segments)
+
     def status(self) -> dict[str, Any]:
         return {"store": self.store.counts(), "models_loaded": self.models.loaded()}
 
+    def complete_local(self, name: str, messages: list[Any],
+                       params: dict[str, Any]) -> Any:
+        """An embedded llama.cpp model's answer (the daemon's router calls this)."""
+        return self.models.local_complete(name, messages, params)
+
+    def embed_local(self, name: str, texts: list[str]) -> list[list[float]]:
+        return self.models.local_embed(name, texts)
+
     def close(self) -> None:
+        self.models.flush()
         self.models.embedder.unload()
         if self.models._chat is not None:
             self.models._chat.unload()

@@ -17,3 +17,8 @@ class Hit:
     text: str
     score: float
     event_ids: tuple[str, ...] = ()
+    # Read-path additions (all optional, so older callers keep working):
+    ts_end: datetime | None = None  # a memory's period end
+    project: str = ""
+    memory_ids: tuple[str, ...] = ()  # a digest's sources: the memories it came from
+    covers: tuple[Hit, ...] = ()  # matching hits folded into this one by de-duplication

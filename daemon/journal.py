@@ -207,6 +207,46 @@ class Journal:
                     f"UPDATE events SET stage=? WHERE stage<? AND id IN ({marks})",
                     [stage, stage, *part])
 
+    def forget(self, ids: Iterable[str] = (), since: datetime | None = None,
+               until: datetime | None = None, source: str | None = None,
+               query: str | None = None) -> int:
+        """Delete the events with `ids`, and those matching every condition given (time in
+        [since, until), `source`, `query` as a case-insensitive substring of subject,
+        title or text); return how many rows went. No condition deletes only `ids`."""
+        ids = list(ids)
+        conds: list[str] = []
+        args: list[object] = []
+        if since is not None:
+            conds.append("ts >= ?")
+            args.append(since.timestamp())
+        if until is not None:
+            conds.append("ts < ?")
+            args.append(until.timestamp())
+        if source:
+            conds.append("source = ?")
+            args.append(source)
+        if query and query.strip():
+            like = "%" + query.strip().lower().replace("\\", "\\\\").replace(
+                "%", "\\%").replace("_", "\\_") + "%"
+            conds.append("(lower(subject) LIKE ? ESCAPE '\\' OR lower(title) LIKE ? ESCAPE "
+                         "'\\' OR lower(text) LIKE ? ESCAPE '\\')")
+            args += [like, like, like]
+        with self._lock:
+            # Overwrite deleted rows' bytes too, and empty the WAL after: forget means gone
+            # from the file, not only from queries.
+            self._db.execute("PRAGMA secure_delete=ON")
+            with self._writing("forget events"):
+                before = self._db.total_changes
+                if conds:
+                    self._db.execute(f"DELETE FROM events WHERE {' AND '.join(conds)}", args)
+                for i in range(0, len(ids), 500):
+                    part = ids[i:i + 500]
+                    self._db.execute(
+                        f"DELETE FROM events WHERE id IN ({','.join('?' * len(part))})", part)
+                gone = self._db.total_changes - before
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return gone
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = dict(self._db.execute("SELECT stage, COUNT(*) FROM events GROUP BY stage")

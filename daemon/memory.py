@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from collectors.base import Sink
@@ -25,7 +25,13 @@ def hit_json(h: Hit) -> dict[str, Any]:
     """The public search-result shape (a contract: keep these keys)."""
     return {"id": h.id, "source": h.source, "kind": h.kind,
             "ts": h.ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "title": h.title, "text": h.text, "score": h.score}
+            "title": h.title, "text": h.text, "score": h.score,
+            # additions (optional keys): a memory's period end and project, and what
+            # de-duplication folded into this hit
+            **({"ts_end": h.ts_end.astimezone(UTC).isoformat().replace("+00:00", "Z")}
+               if h.ts_end else {}),
+            **({"project": h.project} if h.project else {}),
+            **({"covers": [c.id for c in h.covers]} if h.covers else {})}
 
 
 @dataclass
@@ -37,14 +43,67 @@ class MemoryService:
     collector_runs: CollectorRuns | None = None
     pause: PauseState | None = None
     intake: Sink | None = None  # the privacy gate in front of the journal, for pushed events
+    sync: Any = None  # daemon.sync.service.SyncService (the daemon sets it)
 
     def search(self, query: str, k: int = 10, source: str | None = None,
-               since: datetime | None = None, until: datetime | None = None) -> list[Hit]:
+               since: datetime | None = None, until: datetime | None = None,
+               kind: str | None = None, project: str | None = None) -> list[Hit]:
+        """Hybrid search; a time expression in `query` is a range unless since/until given."""
         if not query.strip():
             raise ValueError("the query is empty; say what to look for")
         if not 1 <= k <= 200:
             raise ValueError("k must be between 1 and 200")
-        return self.engine.search(query, k, source=source, since=since, until=until)
+        since, until = _range(since, until)
+        filters = {n: v for n, v in (("kind", kind), ("project", project)) if v}
+        return self.engine.search(query, k, source=source, since=since, until=until, **filters)
+
+    # -- the read path (daemon/recall.py runs these in the engine) -------------------
+
+    def recent(self, limit: int = 20, source: str | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` raw events, newest first."""
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be between 1 and 1000")
+        return [hit_json(h) for h in self._engine.recent(limit, source)]
+
+    def timeline(self, since: datetime | None, until: datetime | None,
+                 source: str | None = None) -> list[dict[str, Any]]:
+        """Raw events in [since, until), oldest first (at most the newest 2000)."""
+        since, until = _range(since, until)
+        return [hit_json(h) for h in self._engine.timeline(since, until, source)]
+
+    def digest(self, period: str = "day", day: date | None = None) -> dict[str, Any]:
+        """The day or week digest holding `day` (default today), with its children."""
+        if period not in ("day", "week"):
+            raise ValueError(f"period must be 'day' or 'week', not {period!r}")
+        return dict(self._engine.digest(period, day))
+
+    def context(self, query: str, budget_tokens: int) -> dict[str, Any]:
+        """A markdown context pack (key `markdown`) for `query` within `budget_tokens`."""
+        if not 64 <= budget_tokens <= 200_000:
+            raise ValueError("budget_tokens must be between 64 and 200000")
+        return dict(self._engine.context(query, budget_tokens))
+
+    def forget(self, since: datetime | None = None, until: datetime | None = None,
+               source: str | None = None, query: str | None = None,
+               dry_run: bool = False) -> dict[str, Any]:
+        """Delete matching events and memories from the store (rows, full-text index, old
+        versions) and the journal, so a re-index cannot bring them back; return counts."""
+        since, until = _range(since, until)
+        if not any((since, until, source, query and query.strip())):
+            raise ValueError("say what to forget: since/until, a source or a query")
+        out = dict(self._engine.forget(since=since, until=until, source=source, query=query,
+                                       dry_run=dry_run))
+        ids = out.pop("event_ids", [])
+        if dry_run:
+            out["journal"] = len(ids)
+            return out
+        out["journal"] = self.journal.forget(ids, since=since, until=until, source=source,
+                                             query=query)
+        return out
+
+    @property
+    def _engine(self) -> Any:
+        return self.engine
 
     def status(self, deep: bool = True) -> dict[str, Any]:
         counts = self.journal.counts()
@@ -65,4 +124,22 @@ class MemoryService:
         out["paused"] = self.pause.paused() if self.pause else None
         out["memory"] = {"available": "error" not in out.get("engine", {}),
                          "pending": counts["new"]}
+        if self.sync is not None:  # published memory: say when a target cannot get it
+            out["sync"] = self.sync.status()
+            down = [t for t in out["sync"]["targets"] if t["state"] == "down"]
+            out["memory"]["sync_available"] = not down
+            if down:
+                out["memory"]["reason"] = "; ".join(
+                    f"sync target {t['name']} down since {t['since']}: {t['reason']}"
+                    for t in down)
         return out
+
+
+def _range(since: datetime | None, until: datetime | None) -> tuple[datetime | None,
+                                                                     datetime | None]:
+    """UTC-aware bounds (a naive time is taken as UTC); refuse an empty range."""
+    since, until = (None if t is None else t if t.tzinfo else t.replace(tzinfo=UTC)
+                    for t in (since, until))
+    if since and until and since >= until:
+        raise ValueError("since must be before until")
+    return since, until

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from collectors.base import Event
 from daemon.chunking import chunk_events
+from daemon.compaction import local_tz
 from daemon.config import Config
 from daemon.errors import RetryableError
 from daemon.journal import INDEXED, NEW, SUMMARIZED, Journal
@@ -28,6 +29,10 @@ class EngineLike(Protocol):
     def index(self, events: list[Event]) -> int: ...
 
     def summarize(self, events: list[Event]) -> dict[str, Any]: ...
+
+    def compact(self, max_digests: int = 0) -> dict[str, Any]: ...
+
+    def prune_events(self, older_than_days: int) -> int: ...
 
 
 @dataclass
@@ -73,7 +78,8 @@ class Pipeline:
             events = self.journal.at_stage(INDEXED, p.batch_events * 4)
             chunks = chunk_events(events, gap_seconds=p.chunk_gap_seconds,
                                   max_events=p.chunk_max_events, now=now or datetime.now(UTC),
-                                  close_after_seconds=p.chunk_close_after_seconds, flush=flush)
+                                  close_after_seconds=p.chunk_close_after_seconds, flush=flush,
+                                  tz=local_tz(self.cfg.search.timezone))
             for chunk in chunks[:max_chunks]:
                 try:
                     result = self.engine.summarize(list(chunk.events))
@@ -89,6 +95,20 @@ class Pipeline:
                 log.info("summarized %d %s events in %.1f s (%d tokens)", len(chunk.events),
                          chunk.source, result.get("seconds", 0.0), result.get("tokens", 0))
         return report
+
+    def compact_step(self, max_digests: int = 0) -> list[str]:
+        """Write the day and week digests that are missing or stale; return their ids.
+        Runs after summaries, never beside them: one model job at a time."""
+        if not (self.cfg.compaction.enabled and self.cfg.pipeline.summarize):
+            return []
+        with self._summary_lock:
+            written = list(self.engine.compact(max_digests).get("written", []))
+            if not max_digests and self.cfg.compaction.retain_events_days > 0:
+                # every day is digested now: raw events past retention may go
+                self.engine.prune_events(self.cfg.compaction.retain_events_days)
+        if written:
+            log.info("compaction wrote %d digests: %s", len(written), ", ".join(written))
+        return written
 
     def drain(self) -> StepReport:
         """Index and summarize everything in the journal; stop early on repeated failure."""

@@ -8,10 +8,12 @@ import os
 import time
 from typing import Any
 
+from daemon.citizen import Polite, busy_reason
 from daemon.collect import CollectorRuns, build_collectors
 from daemon.config import Config
 from daemon.journal import Journal
 from daemon.memory import MemoryService
+from daemon.notify import Supervision
 from daemon.pipeline import Pipeline
 from daemon.privacy import gate_for
 from daemon.redact import redact
@@ -62,9 +64,23 @@ def run_daemon(cfg: Config) -> int:
     scheduler.add_job(_guarded("indexing", pipeline.index_step), "interval",
                       seconds=min(p.interval_seconds, 1.0), max_instances=1, coalesce=True,
                       id="index")
-    scheduler.add_job(_guarded("summarizing", pipeline.summary_step), "interval",
+    def polite(name: str, job: Any) -> Polite:
+        """Heavy jobs wait while the user's CPU is busy or the laptop is on battery."""
+        cc = cfg.compaction
+        return Polite(name, job, lambda: busy_reason(cc.yield_cpu_percent, cc.yield_on_battery),
+                      cc.max_defer_seconds)
+
+    scheduler.add_job(_guarded("summarizing", polite("summarizing", pipeline.summary_step)),
+                      "interval",
                       seconds=max(p.interval_seconds, 5.0), max_instances=1, coalesce=True,
                       id="summarize")
+    scheduler.add_job(_guarded("compaction", polite("compaction", pipeline.compact_step)),
+                      "interval",
+                      seconds=max(cfg.compaction.interval_seconds, 60.0), max_instances=1,
+                      coalesce=True, id="compact")
+    from daemon.sync.monitor import start_sync
+
+    start_sync(cfg, engine, service, scheduler)  # sync targets: probes, pending syncs
     for c in collectors:
         # Catch up on what changed while the daemon was away, then poll on the collector's
         # own schedule (history files every few seconds; the files backfill hourly, as a
@@ -82,10 +98,14 @@ def run_daemon(cfg: Config) -> int:
     scheduler.start()
     log.info("memoryd serving on %s and http://127.0.0.1:%d (collectors: %s)",
              cfg.socket_path, port, ", ".join(c.name for c in collectors) or "none")
+    # systemd Type=notify: READY=1 once the API answers, watchdog pings while it and the
+    # scheduler are alive, STOPPING=1 on the way out (all no-ops outside systemd).
+    supervision = Supervision(cfg.socket_path, scheduler).start()
     try:
         serve(create_app(service, token, cfg.api.max_request_bytes), [unix_sock, tcp_sock])
     finally:
         log.info("memoryd stopping")
+        supervision.stop()
         for c in collectors:
             c.stop()
         # The worker goes first: a running summary is abandoned (its events stay in the

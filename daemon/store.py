@@ -24,8 +24,14 @@ from daemon.errors import PermanentError
 from daemon.hits import Hit
 
 log = logging.getLogger(__name__)
-SCHEMA_VERSION = "1"
+MIGRATABLE = ("1",)  # older schema versions `Store` rewrites to the current one when opened
+# 2: memories gained project, sources and the structured fields (identifiers, entities,
+# decisions, open_tasks, dates). An older store is migrated in place when opened.
+SCHEMA_VERSION = "2"
 TS = pa.timestamp("us", tz="UTC")
+
+
+LIST_FIELDS = ("identifiers", "entities", "decisions", "open_tasks", "dates")
 
 
 def events_schema(dims: int, embedder: str) -> pa.Schema:
@@ -48,6 +54,9 @@ def memories_schema(dims: int, embedder: str) -> pa.Schema:
             ("event_ids", pa.list_(pa.string())), ("model", pa.string()),
             ("created", TS), ("doc", pa.string()),
             ("vector", pa.list_(pa.float32(), dims)),
+            # schema 2: digests link to the memories they came from; structured fields
+            ("project", pa.string()), ("sources", pa.list_(pa.string())),
+            *((name, pa.list_(pa.string())) for name in LIST_FIELDS),
         ],
         metadata={"memoryd.schema_version": SCHEMA_VERSION, "memoryd.embedder": embedder},
     )
@@ -68,6 +77,10 @@ class Store:
         if name in self._db.list_tables().tables:
             table = self._db.open_table(name)
             meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+            if meta.get("memoryd.schema_version") in MIGRATABLE:
+                table = self._migrate(name, table, schema, meta.get("memoryd.schema_version"))
+                meta = {k.decode(): v.decode()
+                        for k, v in (table.schema.metadata or {}).items()}
             if meta.get("memoryd.schema_version") != SCHEMA_VERSION:
                 raise PermanentError(
                     f"the store's {name} table has schema version "
@@ -82,6 +95,31 @@ class Store:
         table = self._db.create_table(name, schema=schema, exist_ok=True)
         table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
                                              remove_stop_words=False), replace=True)
+        return table
+
+    def _migrate(self, name: str, table: Any, schema: pa.Schema, old: str | None) -> Any:
+        """Rewrite an older table in `schema`: columns it lacks get empty values, nothing
+        it holds is dropped. LanceDB keeps the previous version on disk until cleanup,
+        and the journal holds every event, so an interrupted migration loses nothing."""
+        if (table.schema.metadata or {}).get(b"memoryd.embedder") != \
+                (schema.metadata or {}).get(b"memoryd.embedder"):
+            return table  # refused below with the embedder message
+        data = table.to_arrow()
+        log.warning("migrating the store's %s table (%d rows) from schema version %s to %s",
+                    name, data.num_rows, old, SCHEMA_VERSION)
+        columns = []
+        for f in schema:
+            if f.name in data.column_names:
+                columns.append(data.column(f.name).cast(f.type))
+            elif pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type):
+                columns.append(pa.array([[] for _ in range(data.num_rows)], type=f.type))
+            else:
+                columns.append(pa.array([""] * data.num_rows, type=f.type))
+        migrated = pa.Table.from_arrays(columns, schema=schema)
+        table = self._db.create_table(name, data=migrated, schema=schema, mode="overwrite")
+        table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
+                                             remove_stop_words=False), replace=True)
+        log.warning("migrated the store's %s table: %d rows kept", name, table.count_rows())
         return table
 
     # -- writing ---------------------------------------------------------------------
@@ -114,6 +152,20 @@ class Store:
 
     # -- reading ---------------------------------------------------------------------
 
+    def memory_rows(self, where: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+        """Every `memories` row matching the SQL filter `where` (all of them, no ranking),
+        with only `columns` when given; timestamps come back UTC-aware."""
+        q = self.memories.search().where(where)
+        if columns:
+            q = q.select(columns)
+        rows = q.limit(None).to_list()
+        for r in rows:
+            for key in ("ts", "ts_end", "created"):
+                v = r.get(key)
+                if v is not None and getattr(v, "tzinfo", 1) is None:
+                    r[key] = v.replace(tzinfo=UTC)
+        return rows
+
     def counts(self) -> dict[str, int]:
         return {"events": self.events.count_rows(), "memories": self.memories.count_rows()}
 
@@ -140,9 +192,77 @@ class Store:
         if table == "events":
             return Hit(id=r["id"], table=table, source=r["source"], kind=r["kind"], ts=ts,
                        title=r["title"] or r["subject"], text=r["text"], score=score)
+        end = r.get("ts_end")
+        if end is not None and end.tzinfo is None:
+            end = end.replace(tzinfo=UTC)
         return Hit(id=r["id"], table=table, source=r["source"], kind=f"memory.{r['level']}",
-                   ts=ts, title=r["title"], text=r["text"], score=score,
-                   event_ids=tuple(r["event_ids"] or ()))
+                   ts=ts, title=r["title"], text=memory_text(r), score=score,
+                   event_ids=tuple(r["event_ids"] or ()), ts_end=end,
+                   project=r.get("project") or "", memory_ids=tuple(r.get("sources") or ()))
+
+    # -- listing and forgetting (the read path) -------------------------------------
+
+    def rows(self, table: str, where: str | None = None, limit: int | None = None,
+             newest_first: bool = True) -> list[Hit]:
+        """Return the rows of `table` matching `where` as hits (score 0), ordered by time.
+
+        Only ids and times are scanned to order; full rows are read for the `limit` kept.
+        """
+        t = self.events if table == "events" else self.memories
+        q = t.search().select(["id", "ts"])
+        if where:
+            q = q.where(where)
+        keys = q.limit(None).to_arrow() if hasattr(q, "to_arrow") else None
+        if keys is None or keys.num_rows == 0:
+            return []
+        pairs = sorted(zip(keys.column("ts").to_pylist(), keys.column("id").to_pylist(),
+                           strict=True), reverse=newest_first)
+        ids = [i for _, i in pairs[:limit] if i] if limit else [i for _, i in pairs]
+        out: list[Hit] = []
+        for n in range(0, len(ids), 500):
+            part = ids[n:n + 500]
+            quoted = ", ".join(sql_str(i) for i in part)
+            found = t.search().where(f"id IN ({quoted})").limit(len(part)).to_list()
+            out.extend(self._hit(table, r, 0.0) for r in found)
+        out.sort(key=lambda h: (h.ts, h.id), reverse=newest_first)
+        return out
+
+    def ids(self, table: str, where: str) -> list[str]:
+        t = self.events if table == "events" else self.memories
+        return [str(i) for i in t.search().select(["id"]).where(where).limit(None)
+                .to_arrow().column("id").to_pylist()]
+
+    def memory_links(self) -> dict[str, tuple[list[str], list[str]]]:
+        """Every memory's id with the event ids and memory ids (`sources`) it came from."""
+        cols = [c for c in ("id", "event_ids", "sources") if c in self.memories.schema.names]
+        data = self.memories.search().select(cols).limit(None).to_arrow()
+        ids = data.column("id").to_pylist()
+        evs = data.column("event_ids").to_pylist()
+        srcs = data.column("sources").to_pylist() if "sources" in cols else [[]] * len(ids)
+        return {i: (e or [], s or []) for i, e, s in zip(ids, evs, srcs, strict=True)}
+
+    def delete(self, table: str, where: str) -> int:
+        """Delete the rows of `table` matching `where`; return how many went."""
+        t = self.events if table == "events" else self.memories
+        with self._lock:
+            n = int(t.count_rows(where))
+            if n:
+                t.delete(where)
+        return n
+
+    def purge(self) -> None:
+        """Fold deletions into the indexes and drop old versions from disk, so deleted
+        rows cannot be read back from an earlier version of a table (forget means gone)."""
+        import warnings
+        from datetime import timedelta
+
+        with self._lock, warnings.catch_warnings():
+            # LanceDB warns that readers of older versions fail: here that is the point,
+            # and this process is the store's only writer.
+            warnings.filterwarnings("ignore", message=".*cleanup_older_than.*")
+            for name, t in (("events", self.events), ("memories", self.memories)):
+                t.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+                self._unindexed[name] = 0
 
 
 def event_row(ev: Any, vector: list[float]) -> dict[str, Any]:
@@ -158,3 +278,22 @@ def event_row(ev: Any, vector: list[float]) -> dict[str, Any]:
 def event_doc(ev: Any) -> str:
     """The text an event is found by: its title, subject and content."""
     return "\n".join(p for p in (ev.title, ev.subject, ev.text) if p)
+
+
+def sql_str(value: str) -> str:
+    """Quote `value` as an SQL string literal for a LanceDB filter."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+def memory_text(r: dict[str, Any]) -> str:
+    """A memory's text: its summary, then the structured facts the summary does not
+    already spell out (an identifier lost in the prose is still found and shown)."""
+    text = r.get("text") or ""
+    lines = [text]
+    low = text.lower()
+    for name, label in (("identifiers", "Identifiers"), ("decisions", "Decisions"),
+                        ("open_tasks", "Open tasks"), ("dates", "Dates")):
+        values = [v for v in (r.get(name) or ()) if v and v.lower() not in low]
+        if values:
+            lines.append(f"{label}: " + "; ".join(values))
+    return "\n".join(lines)

@@ -1,21 +1,92 @@
-"""Turn an activity chunk into a prompt, and the model's answer into a memory row."""
+"""Turn an activity chunk into a prompt, the model's JSON answer into a faithful memory.
+
+The model answers under a JSON schema (llama.cpp turns it into a grammar): summary,
+entities, identifiers, dates, decisions, open tasks. Its answer is then checked against
+the events: identifiers, entities and dates it names that the events do not contain
+are dropped (a small model invents), and every identifier the events do contain but the
+answer lost is put back (`daemon.identifiers`). An empty or unparseable answer never
+makes an empty memory: `fallback_summary` writes one from the events themselves.
+"""
 
 from __future__ import annotations
 
+import json
+import re
+from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from daemon import identifiers as idf
 from daemon.chunking import Chunk
 
 SYSTEM = ("You write short, factual notes about what a person did on their computer. "
-          "Never invent anything that is not in the log.")
+          "Never invent anything that is not in the log. Answer in JSON.")
 MAX_PROMPT_CHARS = 5000  # ~1,400 tokens: prompt evaluation dominates a summary's cost
 PER_EVENT_CHARS = 160
+FALLBACK_MODEL = "deterministic"  # the `model` of a memory no model wrote
+LIST_MAX = 12  # items kept per structured list of a chunk memory
+
+
+def _list(max_items: int) -> dict[str, Any]:
+    return {"type": "array", "items": {"type": "string"}, "maxItems": max_items}
+
+
+# Key order is generation order: the summary comes first, so an answer cut off by
+# max_tokens still carries it (`parse` recovers it from the unfinished JSON).
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "summary": {"type": "string"},
+        "entities": _list(4),
+        "identifiers": _list(6),
+        "dates": _list(2),
+        "decisions": _list(2),
+        "open_tasks": _list(2),
+    },
+    "required": ["summary", "entities", "identifiers", "dates", "decisions", "open_tasks"],
+}
+RESPONSE_FORMAT = {"type": "json_object", "schema": SCHEMA}
+
+
+@dataclass
+class Fields:
+    """A memory's text and structured fields, as stored."""
+
+    summary: str
+    identifiers: list[str] = field(default_factory=list)
+    entities: list[str] = field(default_factory=list)
+    dates: list[str] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
+    open_tasks: list[str] = field(default_factory=list)
+    fallback: bool = False  # the model's answer was empty or unusable
+    model_text: str = ""  # what the model wrote, before anything was put back
+
+    def text(self) -> str:
+        """The memory's text: the summary, decisions, open tasks, and every identifier
+        the prose does not already name, so full-text search finds them all."""
+        parts = [self.summary.strip()]
+        if self.decisions:
+            parts.append("Decisions: " + "; ".join(self.decisions))
+        if self.open_tasks:
+            parts.append("Open tasks: " + "; ".join(self.open_tasks))
+        lost = idf.missing(self.identifiers, "\n".join(parts))
+        # `tests/x.py` already carries `x.py`: list only what no other lost item contains
+        lost = [i for i in lost if not any(i != j and i.lower() in j.lower() for j in lost)]
+        if lost:
+            parts.append("Identifiers: " + ", ".join(lost))
+        return "\n".join(parts)
+
+    def columns(self) -> dict[str, list[str]]:
+        return {"identifiers": self.identifiers, "entities": self.entities,
+                "dates": self.dates, "decisions": self.decisions,
+                "open_tasks": self.open_tasks}
 
 
 def _line(ev: Any) -> str:
-    what = ev.subject if ev.source == "files" else (ev.title or ev.subject)
-    snippet = " ".join(ev.text.split())[:PER_EVENT_CHARS]
+    what = ev.subject if ev.source in ("files", "browser") else (ev.title or ev.subject)
+    extra = ev.title if ev.source == "browser" else " ".join(ev.text.split())
+    snippet = extra[:PER_EVENT_CHARS] if extra != what else ""
     when = ev.ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
     return f"- {when} {ev.kind} {what}" + (f" :: {snippet}" if snippet else "")
 
@@ -31,10 +102,100 @@ def prompt(chunk: Chunk) -> list[dict[str, str]]:
         lines.append(line)
         used += len(line) + 1
     log = "\n".join(lines)
-    user = (f"Activity log:\n{log}\n\n"
-            "In two or three sentences, say what the person was working on. Name the main "
-            "files, projects, pages or commands.")
+    project = f" (project: {chunk.project})" if chunk.project else ""
+    user = (f"Activity log{project}:\n{log}\n\n"
+            "Answer with a JSON object. summary: two or three sentences on what the person "
+            "was working on, naming the exact files, pages, commands, tickets and branches. "
+            "entities: projects, people, tools. identifiers: exact paths, URLs, ticket or PR "
+            "numbers, commands, branch names copied from the log. dates: YYYY-MM-DD. "
+            "decisions: what was decided. open_tasks: what is left to do. Use [] when none.")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+_SUMMARY = re.compile(r'"summary"\s*:\s*"((?:[^"\\]|\\.)*)')
+
+
+def parse(text: str) -> dict[str, Any]:
+    """Given the model's answer, return its fields; {} when there is nothing usable.
+    An answer cut off by the token limit keeps its summary when that much was written."""
+    text = (text or "").strip()
+    if not text:
+        return {}
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        m = _SUMMARY.search(text)
+        if not m:
+            return {}
+        try:
+            summary = json.loads(f'"{m.group(1)}"')
+        except json.JSONDecodeError:
+            summary = m.group(1)
+        return {"summary": summary}
+    return data if isinstance(data, dict) else {}
+
+
+def strings(value: Any, limit: int = LIST_MAX, max_chars: int = 240) -> list[str]:
+    if not isinstance(value, list):
+        return []
+    out = [" ".join(v.split())[:max_chars] for v in value if isinstance(v, str) and v.strip()]
+    return idf.merge(out, limit=limit)
+
+
+def usable(summary: str) -> bool:
+    """A summary worth keeping: some words, not an echo of the instructions or JSON."""
+    words = re.findall(r"[A-Za-z]{2,}", summary)
+    return len(words) >= 3 and not summary.lstrip().startswith(("{", "["))
+
+
+def _name(ev: Any) -> str:
+    if ev.source == "files":
+        return ev.subject.rsplit("/", 1)[-1]
+    if ev.source == "shell":
+        return idf.command_identifier(ev.subject) or ev.subject[:60]
+    return ev.title or ev.subject
+
+
+def fallback_summary(chunk: Chunk) -> str:
+    """A summary written from the events alone, for when the model gives nothing."""
+    verbs = {"files": "Worked on", "browser": "Visited", "shell": "Ran"}
+    kinds = Counter(ev.kind for ev in chunk.events)
+    names = idf.merge(_name(ev) for ev in chunk.events)
+    start = chunk.start.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    end = chunk.end.astimezone(UTC).strftime("%H:%M")
+    where = f" in {chunk.project}" if chunk.project else ""
+    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
+    what = ", ".join(f"{n} {k}" for k, n in kinds.most_common())
+    return (f"{verbs.get(chunk.source, 'Activity:')} {shown}{where} "
+            f"({what}, {start}–{end} UTC).")
+
+
+def chunk_fields(chunk: Chunk, answer: str) -> Fields:
+    """Given a chunk and the model's raw answer, return the checked and completed fields."""
+    data = parse(answer)
+    source_text = "\n".join(f"{ev.subject}\n{ev.title}\n{ev.text}" for ev in chunk.events)
+    raw = data.get("summary")
+    summary = " ".join(raw.split()) if isinstance(raw, str) else ""
+    fallback = not usable(summary)
+    if fallback:
+        summary = fallback_summary(chunk)
+    # what the model names counts only when the events contain it verbatim
+    said = [i for i in strings(data.get("identifiers")) if idf.present(i, source_text)
+            and len(i) >= 4 and re.search(r"[/.#_\-\d]", i)]
+    entities = [e for e in strings(data.get("entities"), 8, 80) if idf.present(e, source_text)]
+    dates = [d for d in strings(data.get("dates"), 6, 10) if idf.DATE.fullmatch(d)
+             and (d in source_text or d in {ev.ts.date().isoformat() for ev in chunk.events})]
+    return Fields(
+        summary=summary,
+        identifiers=idf.merge(idf.of_events(chunk.events), said),
+        entities=idf.merge([chunk.project] if chunk.project else [], entities, limit=LIST_MAX),
+        dates=idf.merge(idf.dates_of(chunk.events), dates),
+        decisions=[] if fallback else strings(data.get("decisions"), 4),
+        open_tasks=idf.merge([] if fallback else strings(data.get("open_tasks"), 4),
+                             idf.todos_of(chunk.events), limit=8),
+        fallback=fallback,
+        model_text=answer if not fallback else "",
+    )
 
 
 def title(chunk: Chunk) -> str:
@@ -46,15 +207,22 @@ def title(chunk: Chunk) -> str:
         if name and name not in subjects:
             subjects.append(name)
     more = f" +{len(subjects) - 3} more" if len(subjects) > 3 else ""
-    return f"{chunk.source} {start}–{end}: {', '.join(subjects[:3])}{more}"
+    where = f" [{chunk.project}]" if chunk.project else ""
+    return f"{chunk.source}{where} {start}–{end}: {', '.join(subjects[:3])}{more}"
 
 
-def memory_row(chunk: Chunk, summary: str, model: str, vector: list[float]) -> dict[str, Any]:
+def memory_row(chunk: Chunk, summary: str | Fields, model: str,
+               vector: list[float]) -> dict[str, Any]:
+    """Given a chunk and its summary (plain text or checked `Fields`), return a
+    `memories` row of level `chunk`."""
+    fields = summary if isinstance(summary, Fields) else Fields(summary=summary)
+    text = fields.text()
     subjects = "\n".join(sorted({ev.subject for ev in chunk.events}))
     t = title(chunk)
     return {
         "id": chunk.id, "ts": chunk.start, "ts_end": chunk.end, "level": "chunk",
-        "source": chunk.source, "title": t, "text": summary,
+        "source": chunk.source, "title": t, "text": text,
         "event_ids": [ev.id for ev in chunk.events], "model": model,
-        "created": datetime.now(UTC), "doc": f"{t}\n{summary}\n{subjects}", "vector": vector,
+        "created": datetime.now(UTC), "doc": f"{t}\n{text}\n{subjects}", "vector": vector,
+        "project": chunk.project, "sources": [], **fields.columns(),
     }

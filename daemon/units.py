@@ -19,8 +19,12 @@ PLIST = Path("~/Library/LaunchAgents/dev.memoryd.plist").expanduser()
 
 
 def _exe() -> str:
-    found = Path(sys.argv[0]).resolve() if Path(sys.argv[0]).name == "memoryd" else None
-    return str(found or shutil.which("memoryd") or Path(sys.executable).with_name("memoryd"))
+    """The `memoryd` of the environment running this code (not whichever is first on PATH,
+    which may belong to another install)."""
+    if Path(sys.argv[0]).name == "memoryd":
+        return str(Path(sys.argv[0]).absolute())
+    sibling = Path(sys.executable).with_name("memoryd")
+    return str(sibling if sibling.exists() else shutil.which("memoryd") or sibling)
 
 
 def _systemctl(*args: str) -> None:
@@ -67,6 +71,9 @@ def install(cfg: Config, start: bool) -> str:
         text = (TEMPLATES / "memoryd.service").read_text()
         text = text.replace("@EXEC@", _exe()).replace("@CONFIG@", config_arg)
         text = text.replace("@DOCS@", str(TEMPLATES.parent / "README.md"))
+        if os.environ.get("MEMORYD_HOME"):  # the service must see the same data dir
+            text = text.replace("[Service]\n", "[Service]\nEnvironment=\"MEMORYD_HOME="
+                                f"{os.environ['MEMORYD_HOME']}\"\n", 1)
         UNIT.parent.mkdir(parents=True, exist_ok=True)
         UNIT.write_text(text)
         _systemctl("daemon-reload")
@@ -114,13 +121,15 @@ def stop_background(cfg: Config) -> bool:
     try:
         os.kill(pid, 15)
     except ProcessLookupError:
+        (cfg.data_path / "memoryd.pid").unlink(missing_ok=True)  # stale: that daemon is gone
         return False
     for _ in range(100):
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return True
+            break
         time.sleep(0.1)
+    (cfg.data_path / "memoryd.pid").unlink(missing_ok=True)
     return True
 
 

@@ -188,11 +188,39 @@ class WorkerEngine:
     def summarize(self, events: list[Any]) -> dict[str, Any]:
         return dict(self.call("summarize", events))
 
+    def compact(self, max_digests: int = 0) -> dict[str, Any]:
+        return dict(self.call("compact", max_digests))
+
+    def prune_events(self, older_than_days: int) -> int:
+        return int(self.call("prune_events", older_than_days))
+
     def search(self, query: str, k: int = 10, **filters: Any) -> list[Any]:
         return list(self.call("search", query, k, **filters))
 
+    # The read path (daemon/recall.py).
+    def recent(self, limit: int = 20, source: str | None = None) -> list[Any]:
+        return list(self.call("recent", limit, source))
+
+    def timeline(self, since: Any, until: Any, source: str | None = None) -> list[Any]:
+        return list(self.call("timeline", since, until, source))
+
+    def digest(self, period: str = "day", day: Any = None) -> dict[str, Any]:
+        return dict(self.call("digest", period, day))
+
+    def context(self, query: str, budget_tokens: int, **kwargs: Any) -> dict[str, Any]:
+        return dict(self.call("context", query, budget_tokens, **kwargs))
+
+    def forget(self, **scope: Any) -> dict[str, Any]:
+        return dict(self.call("forget", **scope))
+
     def optimize(self) -> None:
         self.call("optimize")
+
+    def export_memories(self, context_rows: int = 30) -> dict[str, Any]:
+        return dict(self.call("export_memories", context_rows))
+
+    def import_memories(self, segments: list[bytes]) -> dict[str, Any]:
+        return dict(self.call("import_memories", segments))
 
     def status(self) -> dict[str, Any]:
         if not self.alive:
@@ -200,3 +228,10 @@ class WorkerEngine:
         out = dict(self.call("status", touch=False))
         out["worker"] = f"running (pid {self.pid})"
         return out
+
+    # The router's way to the embedded models: the daemon never loads its own copy.
+    def complete_local(self, name: str, messages: list[Any], params: dict[str, Any]) -> Any:
+        return self.call("complete_local", name, messages, params)
+
+    def embed_local(self, name: str, texts: list[str]) -> list[list[float]]:
+        return list(self.call("embed_local", name, texts))

@@ -19,6 +19,9 @@ class Profile:
     usd_per_mtok_in: float = 0.0
     usd_per_mtok_out: float = 0.0
     skills: tuple[str, ...] = ()
+    concurrency: int = 1  # calls this backend serves at once; more wait their turn
+    timeout_seconds: float = 120.0  # a call (or a stream's first chunk) slower than this fails
+    backend: str = "llama_cpp"  # llama_cpp | openai | sentence_transformers
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,8 @@ def make_config(tmp_path: Path, models_dir: Path):
                            "browser": {"enabled": False}, "shell": {"enabled": False}},
             "api": {"port": 0},
             "models": {"dir": str(models_dir)},
+            # the test box is busy by design: summaries must not wait for a quiet CPU
+            "compaction": {"yield_cpu_percent": 0, "yield_on_battery": False},
         }
         table = _merge(table, sections)
         path = tmp_path / "config.toml"

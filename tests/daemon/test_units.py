@@ -6,6 +6,7 @@ from __future__ import annotations
 import plistlib
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,6 +30,11 @@ def test_the_systemd_unit_verifies(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     units.install(load_config(cfg_file), start=False)
     text = (tmp_path / "memoryd.service").read_text()
     assert f"ExecStart={exe} --config {cfg_file} run" in text
+    # The daemon speaks the notify protocol (tests/daemon/test_notify.py), so the unit
+    # waits for READY=1 and restarts a daemon whose watchdog pings stop.
+    for line in ("Type=notify", "NotifyAccess=main", "WatchdogSec=60", "Restart=on-failure",
+                 "StandardError=journal", "NoNewPrivileges=true"):
+        assert line in text.splitlines(), line
     runtime = tmp_path / "runtime"  # a user manager's runtime dir, as a session would have
     runtime.mkdir(mode=0o700)
     proc = subprocess.run(["systemd-analyze", "verify", "--user", str(tmp_path / "memoryd.service")],
@@ -67,3 +73,16 @@ def test_without_a_service_manager_the_daemon_runs_in_the_background(make_config
     finally:
         run_cli(cfg, "service", "uninstall", check=False)
     assert run_cli(cfg, "service", "status", check=False).returncode == 3
+
+
+@pytest.mark.skipif(sys.platform != "darwin", reason="launchd exists only on macOS; on this "
+                    "machine the plist is checked as data by test_the_launchd_plist_parses")
+def test_launchctl_accepts_the_plist(tmp_path: Path) -> None:  # pragma: no cover - macOS
+    monkey = pytest.MonkeyPatch()
+    monkey.setattr(units, "PLIST", tmp_path / "dev.memoryd.plist")
+    monkey.setattr(units, "manager", lambda: "launchd")
+    try:
+        units.install(load_config(None), start=False)
+        subprocess.run(["plutil", "-lint", str(tmp_path / "dev.memoryd.plist")], check=True)
+    finally:
+        monkey.undo()

@@ -1,0 +1,173 @@
+"""Identifiers taken from events without a model: paths, URLs, tickets, branches, commands.
+
+A small model paraphrases and drops details ("edited the scoring module" instead of
+`~/src/lead-scoring/model/features.py`). The harness extracts the identifiers from the
+events deterministically, checks the model's memory against them, and puts back what the
+model lost (`missing`, `restore`). Only what the events contain counts: file paths, the
+URLs visited, shell commands and the paths, URLs, ticket numbers and git branches inside
+them, ticket numbers in page titles. File *contents* are not mined for paths or URLs
+(a source file names hundreds); only their TODO/FIXME lines are kept, as open tasks.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+from collections.abc import Iterable
+from typing import Any
+
+URL = re.compile(r"https?://[^\s<>\"'`)\]}|]+")
+JIRA = re.compile(r"\b[A-Z][A-Z0-9]{1,9}-\d{1,6}\b")
+HASH_REF = re.compile(r"(?<![\w&/])#\d{1,6}\b")
+PR_REF = re.compile(r"\b(?:PR|MR|pull request)\s*#?\s*(\d{1,6})\b", re.IGNORECASE)
+PATHLIKE = re.compile(r"(?:~|\.{1,2})?/?(?:[\w.@+-]+/)+[\w.@+-]*[\w@+-]")
+FILENAME = re.compile(
+    r"\b[\w.-]+\.(?:py|md|rst|txt|toml|ya?ml|json|ini|cfg|sh|js|ts|tsx|jsx|css|html|sql|go|rs"
+    r"|java|kt|c|h|cc|cpp|hpp|rb|php|ipynb|csv|lock|tf|proto)\b")
+DATE = re.compile(r"\b20\d\d-[01]\d-[0-3]\d\b")
+TODO = re.compile(r"\b(?:TODO|FIXME|XXX)\b(?:\(([^)\n]{1,40})\))?[:\s-]*(.{4,160})")
+GIT_BRANCH = re.compile(
+    r"\bgit\s+(?:checkout\s+(?:-[bB]\s+)?|switch\s+(?:-[cC]\s+)?|push\s+(?:-u\s+)?\S+\s+"
+    r"|merge\s+|rebase\s+|branch\s+(?:-[dDmM]\s+)?)([\w./-]+)")
+TRIVIAL = {"ls", "ll", "la", "cd", "pwd", "clear", "exit", "history", "fg", "bg", "jobs",
+           "top", "htop", "whoami", "date", "true", "false", ":", "cd ..", "cd -", "ls -la",
+           "ls -l", "ls -al", "git status", "git diff", "git log", "vim", "nvim", "nano"}
+MAX_COMMAND_CHARS = 200
+TRAILING = ".,;:!?'\")]}>"
+
+
+def _clean(token: str) -> str:
+    return token.rstrip(TRAILING)
+
+
+def _add(out: list[str], seen: set[str], item: str) -> None:
+    item = item.strip()
+    if len(item) >= 3 and item.lower() not in seen:
+        seen.add(item.lower())
+        out.append(item)
+
+
+def from_text(text: str) -> list[str]:
+    """Return the URLs, tickets, paths and file names named in a short text (a command,
+    a page title), in order of appearance."""
+    out: list[str] = []
+    seen: set[str] = set()
+    urls = [_clean(u) for u in URL.findall(text)]
+    for u in urls:
+        _add(out, seen, u)
+    rest = URL.sub(" ", text)
+    for m in JIRA.finditer(rest):
+        _add(out, seen, m.group(0))
+    for m in PR_REF.finditer(rest):
+        _add(out, seen, f"#{m.group(1)}")
+    for m in HASH_REF.finditer(rest):
+        _add(out, seen, m.group(0))
+    for m in GIT_BRANCH.finditer(rest):
+        branch = _clean(m.group(1))
+        if not branch.startswith("-") and branch not in {".", "..", "HEAD"}:
+            _add(out, seen, branch)
+    for m in PATHLIKE.finditer(rest):
+        token = _clean(m.group(0))
+        if "/" in token.strip("/") or token.startswith(("/", "~/", "./", "../")):
+            _add(out, seen, token)
+    for m in FILENAME.finditer(rest):
+        _add(out, seen, m.group(0))
+    return out
+
+
+def command_identifier(command: str) -> str | None:
+    """The command itself when it says more than a bare `ls`: its first line, trimmed."""
+    first = " ".join(command.strip().split("\n", 1)[0].split())
+    if not first or first in TRIVIAL or len(first) < 4:
+        return None
+    try:
+        words = shlex.split(first)
+    except ValueError:
+        words = first.split()
+    if len(words) == 1 and words[0] in TRIVIAL:
+        return None
+    return first[:MAX_COMMAND_CHARS]
+
+
+def of_event(ev: Any) -> list[str]:
+    """Given an Event, return its identifiers (most specific first)."""
+    out: list[str] = []
+    seen: set[str] = set()
+    if ev.source == "files":
+        _add(out, seen, ev.subject)
+    elif ev.source == "browser":
+        _add(out, seen, ev.subject)
+        for item in from_text(ev.title or ""):
+            _add(out, seen, item)
+    elif ev.source == "shell":
+        cmd = command_identifier(ev.subject)
+        if cmd:
+            _add(out, seen, cmd)
+            for item in from_text(cmd):
+                _add(out, seen, item)
+    else:
+        for item in from_text(f"{ev.subject}\n{ev.title}"):
+            _add(out, seen, item)
+    return out
+
+
+def of_events(events: Iterable[Any]) -> list[str]:
+    """The identifiers of all `events`, de-duplicated, in order of first appearance."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for ev in events:
+        for item in of_event(ev):
+            _add(out, seen, item)
+    return out
+
+
+def dates_of(events: Iterable[Any]) -> list[str]:
+    """The days the events happened on and the ISO dates their titles and commands name."""
+    found: set[str] = set()
+    for ev in events:
+        found.add(ev.ts.date().isoformat())
+        found.update(DATE.findall(f"{ev.subject}\n{ev.title}"))
+    return sorted(found)
+
+
+def todos_of(events: Iterable[Any], limit: int = 6) -> list[str]:
+    """TODO/FIXME lines in the saved files' text: the user's own list of open tasks."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for ev in events:
+        if ev.source != "files" or not ev.text:
+            continue
+        for m in TODO.finditer(ev.text):
+            task = m.group(2).strip().rstrip("*/#-> ").strip()
+            task = f"{m.group(1)}: {task}" if m.group(1) else task
+            if task and len(out) < limit:
+                _add(out, seen, task)
+    return out
+
+
+def present(item: str, text: str) -> bool:
+    return item.lower() in text.lower()
+
+
+def missing(identifiers: Iterable[str], text: str) -> list[str]:
+    """The identifiers that `text` does not contain (case-insensitive, verbatim)."""
+    low = text.lower()
+    return [i for i in identifiers if i.lower() not in low]
+
+
+def preserved_share(identifiers: list[str], text: str) -> float:
+    """The share of `identifiers` found verbatim in `text` (1.0 when there are none)."""
+    if not identifiers:
+        return 1.0
+    return 1.0 - len(missing(identifiers, text)) / len(identifiers)
+
+
+def merge(*lists: Iterable[str], limit: int | None = None) -> list[str]:
+    """Union of string lists, case-insensitively de-duplicated, order kept."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for items in lists:
+        for item in items:
+            if isinstance(item, str):
+                _add(out, seen, item)
+    return out[:limit] if limit is not None else out

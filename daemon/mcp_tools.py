@@ -1,0 +1,182 @@
+"""MCP: memory search, recent activity, digest and context as tools for agents.
+
+One set of tools over a small `MemoryTools` seam, served two ways:
+- streamable HTTP at /mcp on the daemon (behind the token; the caller needs the
+  memory:raw scope, since recent activity is raw events), calling the service in-process;
+- `memoryd mcp` on stdio, for agents that launch their tools, calling the running
+  daemon's REST API over its Unix socket.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any, Protocol
+
+import anyio
+
+log = logging.getLogger(__name__)
+
+
+class MemoryTools(Protocol):
+    def search(self, query: str, k: int) -> list[dict[str, Any]]: ...
+
+    def recent(self, limit: int, source: str | None) -> list[dict[str, Any]]: ...
+
+    def digest(self, period: str, date: str | None) -> dict[str, Any]: ...
+
+    def context(self, query: str, budget_tokens: int) -> dict[str, Any]: ...
+
+
+class ServiceTools:
+    """The tools over the MemoryService (inside the daemon)."""
+
+    def __init__(self, service: Any) -> None:
+        self.service = service
+
+    def search(self, query: str, k: int) -> list[dict[str, Any]]:
+        from daemon.memory import hit_json
+
+        return [hit_json(h) for h in self.service.search(query, k)]
+
+    def recent(self, limit: int, source: str | None) -> list[dict[str, Any]]:
+        return list(self.service.recent(limit, source))
+
+    def digest(self, period: str, date: str | None) -> dict[str, Any]:
+        from datetime import date as date_type
+
+        day = date_type.fromisoformat(date) if date else None
+        return dict(self.service.digest(period, day))
+
+    def context(self, query: str, budget_tokens: int) -> dict[str, Any]:
+        return dict(self.service.context(query, budget_tokens))
+
+
+class DaemonTools:
+    """The tools over a running daemon's REST API (for `memoryd mcp` on stdio)."""
+
+    def __init__(self, cfg: Any) -> None:
+        self.cfg = cfg
+
+    def _get(self, path: str, params: dict[str, Any]) -> Any:
+        from daemon.client import daemon_get
+
+        return daemon_get(self.cfg, path, {k: v for k, v in params.items() if v is not None})
+
+    def search(self, query: str, k: int) -> list[dict[str, Any]]:
+        return list(self._get("/v1/memory/search", {"q": query, "k": k})["results"])
+
+    def recent(self, limit: int, source: str | None) -> list[dict[str, Any]]:
+        return list(self._get("/v1/memory/recent", {"limit": limit, "source": source})["results"])
+
+    def digest(self, period: str, date: str | None) -> dict[str, Any]:
+        return dict(self._get("/v1/memory/digest", {"period": period, "date": date}))
+
+    def context(self, query: str, budget_tokens: int) -> dict[str, Any]:
+        return dict(self._get("/v1/memory/context",
+                              {"query": query, "budget_tokens": budget_tokens}))
+
+
+def build_server(tools: MemoryTools) -> Any:
+    """An MCPServer exposing the four memory tools over `tools`."""
+    from mcp.server.mcpserver import MCPServer
+
+    mcp = MCPServer("memoryd", instructions=(
+        "memoryd remembers what the user did on this computer (files, browser, shell). "
+        "Use memory_context for a ready prompt pack, memory_search to find specific "
+        "things, recent_activity for the latest raw events, digest for a day or week."))
+
+    async def run(fn: Any, *args: Any) -> str:
+        try:
+            out = await anyio.to_thread.run_sync(fn, *args)
+        except (ValueError, LookupError) as exc:
+            raise ValueError(str(exc)) from None
+        return json.dumps(out, ensure_ascii=False, default=str)
+
+    @mcp.tool(description="Search the user's captured memory (hybrid full-text and "
+                          "semantic). Returns JSON results with id, ts, title, text, score.")
+    async def memory_search(query: str, k: int = 10) -> str:
+        return await run(tools.search, query, k)
+
+    @mcp.tool(description="The newest raw activity events (optionally of one source: "
+                          "files, browser, shell), newest first, as JSON.")
+    async def recent_activity(limit: int = 20, source: str | None = None) -> str:
+        return await run(tools.recent, limit, source)
+
+    @mcp.tool(description="The day or week digest holding a date (YYYY-MM-DD, default "
+                          "today), as JSON.")
+    async def digest(period: str = "day", date: str | None = None) -> str:
+        return await run(tools.digest, period, date)
+
+    @mcp.tool(description="A markdown context pack about `query` within a token budget, "
+                          "ready to paste into a prompt.")
+    async def memory_context(query: str, budget_tokens: int = 1500) -> str:
+        out = await anyio.to_thread.run_sync(tools.context, query, budget_tokens)
+        return str(out.get("markdown") or "")
+
+    return mcp
+
+
+class MCPEndpoint:
+    """The ASGI app behind /mcp: checks the token, then hands over to the MCP SDK's
+    streamable-HTTP session manager. The SDK (~25 MB) is imported and the manager started
+    on first use: an idle daemon stays small, and its uvicorn runs without lifespan events."""
+
+    def __init__(self, service: Any, check: Any) -> None:
+        self._service = service
+        self._check = check
+        self._app: Any = None
+        self._started: anyio.Event | None = None
+        self._task: Any = None
+
+    async def _ensure_started(self) -> None:
+        if self._started is not None:
+            await self._started.wait()
+            return
+        import asyncio
+
+        from mcp.server.transport_security import TransportSecuritySettings
+
+        ready = self._started = anyio.Event()
+        server = build_server(ServiceTools(self._service))
+        # The daemon's own middleware already refuses foreign Host headers.
+        self._app = server.streamable_http_app(
+            streamable_http_path="/mcp", stateless_http=True, json_response=True,
+            transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
+        manager = server.session_manager
+
+        async def hold() -> None:
+            async with manager.run():
+                ready.set()
+                await anyio.sleep_forever()
+
+        self._task = asyncio.get_running_loop().create_task(hold())
+        await ready.wait()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        from starlette.requests import Request
+        from starlette.responses import JSONResponse
+
+        try:
+            await self._check(Request(scope, receive))
+        except Exception as exc:  # the API's 401/403, answered here (no FastAPI handler)
+            forbidden = type(exc).__name__ == "_Forbidden"
+            msg = (f"this token lacks the {exc} scope" if forbidden
+                   else "missing or wrong bearer token")
+            await JSONResponse({"error": {"type": "forbidden" if forbidden else "unauthorized",
+                                          "message": msg}},
+                               status_code=403 if forbidden else 401)(scope, receive, send)
+            return
+        await self._ensure_started()
+        await self._app(scope, receive, send)
+
+
+def router(service: Any, require: Any) -> Any:
+    """The /mcp route (a feature router, see daemon/api.py)."""
+    from fastapi import APIRouter
+    from starlette.routing import Route
+
+    r = APIRouter()
+    r.routes.append(Route("/mcp", endpoint=MCPEndpoint(service, require("memory:raw").dependency),
+                          methods=["GET", "POST", "DELETE"], include_in_schema=False))
+    return r

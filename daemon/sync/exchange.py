@@ -1,0 +1,145 @@
+"""Export and import of the `memories` table, in the worker (it imports pyarrow).
+
+Every column the table has travels, vectors included, so a peer with the same embedder
+needs no re-embedding; columns one side lacks are filled with nulls or dropped, so two
+memoryd versions with different schemas still merge. Import merges by id: new ids are
+inserted, an existing id is replaced only by a newer copy (`created`), and nothing local
+is ever deleted.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from daemon.errors import PermanentError
+
+log = logging.getLogger(__name__)
+
+
+def _meta(schema: pa.Schema) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in (schema.metadata or {}).items()}
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    return str(value)
+
+
+def _parquet(table: pa.Table) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    return bytes(sink.getvalue().to_pybytes())
+
+
+def _canonical(table: pa.Table) -> bytes:
+    """Parquet bytes that depend only on the rows, so an unchanged day keeps its name:
+    the schema metadata's key order varies between opens of the same table."""
+    meta = dict(sorted((table.schema.metadata or {}).items()))  # its order varies too
+    return _parquet(table.replace_schema_metadata(meta))
+
+
+def export_memories(store: Any, context_rows: int = 30) -> dict[str, Any]:
+    """Given a Store, return the `memories` table as Parquet segments, one per UTC day of
+    `ts` (rows sorted by id, so an unchanged day gives the same bytes and is not sent
+    again), with counts, time range, embedder and the newest rows (for context.md)."""
+    try:  # another process (an `ingest --once`, a test) may have written since we opened it
+        store.memories.checkout_latest()
+    except Exception as exc:
+        log.debug("checkout_latest: %s", exc)
+    table: pa.Table = store.memories.to_arrow()
+    segments = []
+    if table.num_rows:
+        days = pc.fill_null(pc.strftime(table["ts"], format="%Y-%m-%d"), "undated")
+        for day in sorted(pc.unique(days).to_pylist()):
+            rows = table.filter(pc.equal(days, day))
+            # one chunk, sorted: the same rows always give the same bytes (chunk
+            # boundaries, which vary with the store's fragments, would change them)
+            rows = rows.take(pc.sort_indices(rows, sort_keys=[("id", "ascending")]))
+            rows = rows.combine_chunks()
+            segments.append({"key": day, "rows": rows.num_rows, "data": _canonical(rows)})
+    levels: dict[str, int] = {}
+    if table.num_rows:
+        for item in pc.value_counts(table["level"]).to_pylist():
+            levels[str(item["values"])] = int(item["counts"])
+    ts_min = ts_max = None
+    if table.num_rows:
+        ts_min = _iso(pc.min(table["ts"]).as_py())
+        end = table["ts_end"] if "ts_end" in table.column_names else table["ts"]
+        ts_max = _iso(pc.max(end).as_py())
+    recent: list[dict[str, Any]] = []
+    if table.num_rows and context_rows > 0:
+        # The newest digests (day, week) first, then the newest memories of any level.
+        wanted = [c for c in ("id", "ts", "level", "title", "text", "open_tasks")
+                  if c in table.column_names]
+        slim = table.select(wanted)
+        digests = slim.filter(pc.is_in(slim["level"], pa.array(["day", "week"])))
+        seen: set[str] = set()
+        for part, n in ((digests, context_rows // 2), (slim, context_rows)):
+            order = pc.array_sort_indices(part["ts"], order="descending")
+            for r in part.take(order[:n]).to_pylist():
+                if r["id"] not in seen and len(recent) < context_rows:
+                    seen.add(r["id"])
+                    r["ts"] = _iso(r.get("ts"))
+                    recent.append(r)
+    vec = table.schema.field("vector").type
+    return {
+        "segments": segments, "rows": table.num_rows, "levels": levels,
+        "ts_min": ts_min, "ts_max": ts_max, "columns": table.column_names,
+        "embedder": _meta(table.schema).get("memoryd.embedder", ""),
+        "dims": getattr(vec, "list_size", 0), "recent": recent,
+    }
+
+
+def import_memories(store: Any, segments: list[bytes]) -> dict[str, Any]:
+    """Merge Parquet segments from export_memories into the Store by id; return counts.
+    Raise PermanentError if they were embedded by another model or with other dims."""
+    if not segments:
+        return {"received": 0, "inserted": 0, "total": store.memories.count_rows()}
+    tables = [pq.read_table(pa.BufferReader(b)) for b in segments]
+    incoming = pa.concat_tables(tables, promote_options="default")
+    local = store.memories.schema
+    theirs, ours = _meta(incoming.schema).get("memoryd.embedder"), _meta(local).get("memoryd.embedder")
+    if theirs != ours:
+        raise PermanentError(f"the snapshot was embedded with {theirs!r}, this store with "
+                             f"{ours!r}; set the same [models] embedder on both machines")
+    columns = []
+    for field in local:
+        if field.name in incoming.column_names:
+            try:
+                columns.append(incoming[field.name].cast(field.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                raise PermanentError(f"the snapshot's {field.name} column does not fit this "
+                                     f"store ({exc}); is the embedder the same size?") from exc
+        elif pa.types.is_list(field.type):  # as the store's own migration fills them
+            columns.append(pa.array([[] for _ in range(incoming.num_rows)], type=field.type))
+        elif pa.types.is_string(field.type):
+            columns.append(pa.array([""] * incoming.num_rows, type=field.type))
+        else:
+            columns.append(pa.nulls(incoming.num_rows, field.type))
+    dropped = sorted(set(incoming.column_names) - set(local.names))
+    if dropped:
+        log.info("snapshot columns this store does not have, left out: %s", ", ".join(dropped))
+    rows = pa.Table.from_arrays(columns, schema=local)
+    if rows.num_rows == 0:
+        return {"received": 0, "inserted": 0, "total": store.memories.count_rows()}
+    with store._lock:  # the Store's writer lock: one merge at a time with the pipeline
+        before = store.memories.count_rows()
+        merge = store.memories.merge_insert("id")
+        if "created" in local.names:
+            merge = merge.when_matched_update_all(where="target.created < source.created")
+        merge.when_not_matched_insert_all().execute(rows)
+        after = store.memories.count_rows()
+        store._unindexed["memories"] += rows.num_rows
+    return {"received": rows.num_rows, "inserted": after - before, "total": after,
+            "dropped_columns": dropped}

@@ -1,0 +1,254 @@
+"""Telemetry: every model attempt, written off the request path, and what it tells.
+
+`Telemetry.record` only appends to a queue; a background thread writes batches into
+<data_dir>/telemetry.sqlite3 (WAL, so the daemon and the worker both write to it).
+`summary()` answers the questions a user asks of it: which tasks eat the tokens; cost,
+latency and failure rate per model; which fallback recovered from which failure; which
+model is overqualified; which tasks could move local. `prometheus()` is /metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from dataclasses import astuple, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    ts: float
+    request_id: str
+    route: str  # "api", "api-stream", "pipeline", "probe"
+    task: str
+    model: str
+    backend: str
+    privacy: str
+    tokens_in: int
+    tokens_out: int
+    cost_usd: float
+    latency_ms: float
+    ttft_ms: float | None
+    outcome: str  # ok | error | skipped
+    error_class: str  # "" when ok
+    fallback_depth: int
+    memory_used: int  # memories placed in the prompt
+
+
+_COLUMNS = [f.name for f in fields(Attempt)]
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS attempts (ts REAL, request_id TEXT, route TEXT, task TEXT, "
+    "model TEXT, backend TEXT, privacy TEXT, tokens_in INTEGER, tokens_out INTEGER, "
+    "cost_usd REAL, latency_ms REAL, ttft_ms REAL, outcome TEXT, error_class TEXT, "
+    "fallback_depth INTEGER, memory_used INTEGER)",
+    "CREATE INDEX IF NOT EXISTS attempts_ts ON attempts (ts)",
+    "CREATE INDEX IF NOT EXISTS attempts_request ON attempts (request_id)",
+)
+
+
+def connect(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, timeout=10, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    for stmt in _SCHEMA:
+        db.execute(stmt)
+    db.commit()
+    return db
+
+
+class Telemetry:
+    """Records attempts in batches from a background thread; `enabled=False` drops them."""
+
+    def __init__(self, path: Path, enabled: bool = True, flush_seconds: float = 0.25) -> None:
+        self.path = path
+        self.enabled = enabled
+        self._queue: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
+        self._flush_seconds = flush_seconds
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._idle = threading.Event()
+        self._idle.set()
+
+    def record(self, attempt: Attempt) -> None:
+        if not self.enabled:
+            return
+        self._idle.clear()
+        self._queue.put(attempt)
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._writer, name="telemetry",
+                                                    daemon=True)
+                    self._thread.start()
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything recorded so far is on disk."""
+        self._idle.wait(timeout)
+
+    def _writer(self) -> None:
+        db = connect(self.path)
+        insert = f"INSERT INTO attempts ({', '.join(_COLUMNS)}) VALUES " \
+                 f"({', '.join('?' for _ in _COLUMNS)})"
+        while True:
+            first = self._queue.get()
+            if first is None:
+                break
+            batch = [first]
+            time.sleep(self._flush_seconds)  # let a burst gather into one transaction
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not None:
+                    batch.append(item)
+            try:
+                with db:
+                    db.executemany(insert, [astuple(a) for a in batch])
+            except sqlite3.Error as exc:  # telemetry never breaks the real work
+                log.warning("telemetry: %d attempts not recorded: %s", len(batch), exc)
+            if self._queue.empty():
+                self._idle.set()
+        db.close()
+
+
+def _rows(db: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
+    cur = db.execute(sql, args)
+    names = [d[0] for d in cur.description]
+    return [{n: (round(v, 6) if isinstance(v, float) else v) for n, v in zip(names, r,
+                                                                             strict=True)}
+            for r in cur.fetchall()]
+
+
+def summary(path: Path, since: float = 0.0) -> dict[str, Any]:
+    """Given the telemetry database, return the answers, each a list of numeric rows."""
+    if not path.exists():
+        return {"attempts": 0, "since": since, "tasks_by_tokens": [], "models": [],
+                "fallback_recoveries": [], "overqualified": [], "could_move_local": []}
+    db = connect(path)
+    try:
+        a = (since,)
+        total = db.execute("SELECT count(*) FROM attempts WHERE ts >= ?", a).fetchone()[0]
+        tasks = _rows(db, """
+            SELECT task, sum(tokens_in) AS tokens_in, sum(tokens_out) AS tokens_out,
+                   sum(tokens_in + tokens_out) AS tokens, count(*) AS attempts,
+                   sum(cost_usd) AS cost_usd
+            FROM attempts WHERE ts >= ? AND outcome != 'skipped'
+            GROUP BY task ORDER BY tokens DESC""", a)
+        models = _rows(db, """
+            SELECT model, backend, privacy, count(*) AS attempts,
+                   sum(outcome = 'ok') AS ok, sum(outcome = 'error') AS errors,
+                   round(1.0 * sum(outcome = 'error') / count(*), 4) AS failure_rate,
+                   sum(cost_usd) AS cost_usd, sum(tokens_in) AS tokens_in,
+                   sum(tokens_out) AS tokens_out,
+                   avg(CASE WHEN outcome = 'ok' THEN latency_ms END) AS avg_latency_ms,
+                   max(CASE WHEN outcome = 'ok' THEN latency_ms END) AS max_latency_ms,
+                   avg(ttft_ms) AS avg_ttft_ms
+            FROM attempts WHERE ts >= ? AND outcome != 'skipped'
+            GROUP BY model ORDER BY attempts DESC""", a)
+        recoveries = _rows(db, """
+            SELECT f.model AS failed_model, f.error_class AS failure, s.model AS recovered_by,
+                   count(*) AS times
+            FROM attempts s JOIN attempts f
+              ON f.request_id = s.request_id AND f.outcome != 'ok'
+             AND f.fallback_depth < s.fallback_depth
+            WHERE s.outcome = 'ok' AND s.fallback_depth > 0 AND s.ts >= ?
+            GROUP BY failed_model, failure, recovered_by ORDER BY times DESC""", a)
+        per_task = _rows(db, """
+            SELECT task, model, privacy, count(*) AS attempts,
+                   1.0 * sum(outcome = 'ok') / count(*) AS success_rate,
+                   avg(CASE WHEN outcome = 'ok' THEN cost_usd END) AS avg_cost_usd,
+                   sum(cost_usd) AS cost_usd, sum(tokens_in + tokens_out) AS tokens
+            FROM attempts WHERE ts >= ? AND outcome != 'skipped'
+            GROUP BY task, model""", a)
+    finally:
+        db.close()
+    return {"attempts": total, "since": since, "tasks_by_tokens": tasks, "models": models,
+            "fallback_recoveries": recoveries, "overqualified": _overqualified(per_task),
+            "could_move_local": _could_move_local(per_task)}
+
+
+GOOD = 0.9  # a model "succeeds at" a task when at least this share of its attempts is ok
+
+
+def _overqualified(per_task: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Expensive models doing a task that a cheaper model also succeeds at."""
+    out = []
+    for row in per_task:
+        cheaper = [r for r in per_task if r["task"] == row["task"] and r["model"] != row["model"]
+                   and r["success_rate"] >= GOOD
+                   and (r["avg_cost_usd"] or 0.0) < (row["avg_cost_usd"] or 0.0)]
+        if row["success_rate"] >= GOOD and cheaper:
+            best = min(cheaper, key=lambda r: r["avg_cost_usd"] or 0.0)
+            per_call = (row["avg_cost_usd"] or 0.0) - (best["avg_cost_usd"] or 0.0)
+            out.append({"task": row["task"], "model": row["model"],
+                        "avg_cost_usd": row["avg_cost_usd"], "cheaper_model": best["model"],
+                        "cheaper_avg_cost_usd": best["avg_cost_usd"],
+                        "cheaper_success_rate": round(best["success_rate"], 4),
+                        "saving_usd": round(per_call * row["attempts"], 6)})
+    return sorted(out, key=lambda r: -r["saving_usd"])
+
+
+def _could_move_local(per_task: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Tasks sent to remote models that a local model already does well."""
+    out = []
+    for task in sorted({r["task"] for r in per_task}):
+        rows = [r for r in per_task if r["task"] == task]
+        remote = [r for r in rows if r["privacy"] == "remote"]
+        local = [r for r in rows if r["privacy"] == "local" and r["success_rate"] >= GOOD]
+        if remote and local:
+            best = max(local, key=lambda r: r["success_rate"])
+            out.append({"task": task, "remote_attempts": sum(r["attempts"] for r in remote),
+                        "remote_cost_usd": round(sum(r["cost_usd"] or 0.0 for r in remote), 6),
+                        "remote_tokens": sum(r["tokens"] or 0 for r in remote),
+                        "local_model": best["model"],
+                        "local_success_rate": round(best["success_rate"], 4)})
+    return sorted(out, key=lambda r: -r["remote_cost_usd"])
+
+
+def prometheus(path: Path, breakers: dict[str, str]) -> str:
+    """The Prometheus text exposition of the attempts so far and the breaker states."""
+    lines = ["# HELP memoryd_model_attempts_total Model attempts by model and outcome.",
+             "# TYPE memoryd_model_attempts_total counter"]
+    rows: list[tuple[Any, ...]] = []
+    if path.exists():
+        db = connect(path)
+        try:
+            rows = db.execute("SELECT model, task, outcome, count(*), sum(tokens_in), "
+                              "sum(tokens_out), sum(cost_usd), sum(latency_ms) FROM attempts "
+                              "GROUP BY model, task, outcome").fetchall()
+        finally:
+            db.close()
+
+    def lab(model: str, task: str, outcome: str | None = None) -> str:
+        esc = [(k, str(v).replace("\\", "\\\\").replace('"', '\\"'))
+               for k, v in (("model", model), ("task", task), ("outcome", outcome))
+               if v is not None]
+        return "{" + ",".join(f'{k}="{v}"' for k, v in esc) + "}"
+
+    for m, t, o, n, *_ in rows:
+        lines.append(f"memoryd_model_attempts_total{lab(m, t, o)} {n}")
+    for name, idx, help_ in (("tokens_in", 4, "Prompt tokens"),
+                             ("tokens_out", 5, "Completion tokens"),
+                             ("cost_usd", 6, "Cost in US dollars"),
+                             ("latency_seconds", 7, "Time spent in model calls")):
+        lines += [f"# HELP memoryd_model_{name}_total {help_} by model and task.",
+                  f"# TYPE memoryd_model_{name}_total counter"]
+        agg: dict[tuple[str, str], float] = {}
+        for r in rows:
+            agg[(r[0], r[1])] = agg.get((r[0], r[1]), 0.0) + float(r[idx] or 0)
+        for (m, t), v in sorted(agg.items()):
+            value = v / 1000.0 if name == "latency_seconds" else v
+            lines.append(f"memoryd_model_{name}_total{lab(m, t)} {value:g}")
+    lines += ["# HELP memoryd_backend_circuit_open 1 when the backend's circuit is open "
+              "(or half-open), 0 when closed.", "# TYPE memoryd_backend_circuit_open gauge"]
+    for name, state in sorted(breakers.items()):
+        lines.append(f'memoryd_backend_circuit_open{{model="{name}"}} '
+                     f"{0 if state == 'closed' else 1}")
+    return "\n".join(lines) + "\n"
