@@ -15,7 +15,9 @@ as memoryd builds it (full-text index, vectors searched by a flat scan: memoryd 
 no ANN index). Each query runs once as warm-up, then REPEAT times, interleaving the three
 kinds so drift on the shared box hits each alike.
 
-Run:  /root/.local/share/memoryd/venv/bin/python bench/search_latency.py [--sizes 10000 100000]
+With --ann, each size is measured again after building an IVF_HNSW_SQ vector index.
+
+Run:  /root/.local/share/memoryd/venv/bin/python bench/search_latency.py [--sizes 10000 100000] [--ann]
 """
 
 from __future__ import annotations
@@ -162,6 +164,8 @@ def measure(store: Store, qvecs: list[list[float]]) -> dict[str, dict[str, float
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
+    ap.add_argument("--ann", action="store_true",
+                    help="also measure with an IVF_HNSW_SQ vector index on memories")
     a = ap.parse_args()
     rng = random.Random(7)
     emb = SentenceTransformerBackend(embedder_path("all-minilm-l6-v2"), name="all-minilm-l6-v2",
@@ -186,6 +190,16 @@ def main() -> int:
             results[str(n)] = {"build_s": round(built, 1), **r}
             print(f"{n:>7} memories (built in {built:.0f} s): " + ", ".join(
                 f"{k} p50 {v['p50_ms']} ms / p95 {v['p95_ms']} ms" for k, v in r.items()))
+            if a.ann:  # what an ANN index would buy (memoryd does not create one yet)
+                t = time.perf_counter()
+                store.memories.create_index(metric="cosine", vector_column_name="vector",
+                                            index_type="IVF_HNSW_SQ")
+                indexed = time.perf_counter() - t
+                r = measure(store, qvecs)
+                results[str(n)]["with_ivf_hnsw_sq_index"] = {"index_build_s": round(indexed, 1),
+                                                             **r}
+                print(f"{n:>7} with an IVF_HNSW_SQ index (built in {indexed:.0f} s): " + ", ".join(
+                    f"{k} p50 {v['p50_ms']} ms / p95 {v['p95_ms']} ms" for k, v in r.items()))
     print(f"query embedding: median {statistics.median(one):.1f} ms (not in the numbers above)")
     print(load.line())
     write_result("search_latency", {

@@ -85,13 +85,14 @@ def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-def _search_local(cfg: Config, query: str, k: int, source: str | None) -> list[dict[str, Any]]:
+def _search_local(cfg: Config, query: str, k: int, source: str | None,
+                  kind: str | None = None) -> list[dict[str, Any]]:
     from daemon.engine import Engine
     from daemon.memory import hit_json
 
     engine = Engine(cfg)
     try:
-        return [hit_json(h) for h in engine.search(query, k, source=source)]
+        return [hit_json(h) for h in engine.search(query, k, source=source, kind=kind)]
     finally:
         engine.close()
 
@@ -105,10 +106,12 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
         params: dict[str, Any] = {"q": query, "k": args.k}
         if args.source:
             params["source"] = args.source
+        if args.kind:
+            params["kind"] = args.kind
         results = __import__("daemon.client", fromlist=["daemon_get"]).daemon_get(
             cfg, "/v1/memory/search", params)["results"]
     except DaemonUnavailable:
-        results = _search_local(cfg, query, args.k, args.source)
+        results = _search_local(cfg, query, args.k, args.source, args.kind)
     if args.json:
         print(json.dumps({"results": results}, ensure_ascii=False))
         return 0
@@ -259,6 +262,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("-k", type=int, default=10, help="how many results (default 10)")
     s.add_argument("--json", action="store_true", help="print JSON: {results: [...]}")
     s.add_argument("--source", help="only this source (files, browser, shell, memory…)")
+    s.add_argument("--kind", help="only this kind (file.modified, shell.command, "
+                   "memory.chunk, memory.day…)")
     s.add_argument("--local", action="store_true", help="search in-process, not via the daemon")
     st = sub.add_parser("status", parents=[common], help="what the daemon knows and does")
     st.add_argument("--json", action="store_true")

@@ -125,6 +125,11 @@ class SyncTarget:
     token_env: str = ""  # http: environment variable holding it
     identity_file: str = ""  # ssh: a key to use besides the user's own (~/.ssh, agent)
     known_hosts_file: str = ""  # ssh: a known_hosts to use besides the user's; never unchecked
+    endpoint: str = ""  # s3: http(s)://host:port of a non-AWS S3 (SeaweedFS, MinIO); "" = AWS
+    region: str = ""  # s3: "" = AWS_REGION / the profile's, else us-east-1
+    profile: str = ""  # s3: an AWS profile; "" = AWS_PROFILE or the environment's keys
+    access_key_id: str = ""  # s3: "" = AWS_ACCESS_KEY_ID / the profile's
+    secret_access_key_env: str = ""  # s3: environment variable holding the secret key
 
 
 @dataclass(frozen=True)
@@ -170,13 +175,32 @@ class RouterConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """Where the searchable store lives: [store]. The journal, cursors, telemetry and sync
+    state always stay in the local data dir."""
+
+    uri: str = ""  # "" = <data_dir>/store; "s3://bucket/prefix" = S3-compatible object storage
+    endpoint: str = ""  # http(s)://host:port of a non-AWS S3 (SeaweedFS, MinIO); "" = AWS
+    region: str = ""  # "" = AWS_REGION / AWS_DEFAULT_REGION / the profile's, else us-east-1
+    allow_http: bool = False  # permit a plain-http endpoint (a LAN or 127.0.0.1 gateway)
+    access_key_id: str = ""  # "" = AWS_ACCESS_KEY_ID, or the profile's
+    secret_access_key: str = ""  # never printed by `memoryd config`; prefer the environment
+    secret_access_key_env: str = ""  # an environment variable holding the secret instead
+    profile: str = ""  # an AWS profile (~/.aws/credentials); "" = AWS_PROFILE
+    timeout_seconds: float = 20.0  # per request; a dead endpoint fails after this
+    retries: int = 2  # per request, before the write is reported as failed (and retried later)
+    refresh_seconds: float = 5.0  # how stale reads may be: other daemons' writes show up after this
+    check_conditional_writes: bool = True  # refuse an endpoint that ignores If-None-Match
+
+
+@dataclass(frozen=True)
 class CompactionConfig:
     """Chunk summaries and hour→day→week digests (the memory write path)."""
 
     enabled: bool = True  # write day and week digests
     interval_seconds: float = 3600.0  # how often the daemon looks for new or stale digests
-    chunk_max_tokens: int = 256  # a chunk summary's JSON answer (summary, lists)
-    digest_max_tokens: int = 320  # a day or week digest's JSON answer
+    chunk_max_tokens: int = 160  # a chunk summary's JSON answer (the summary comes first)
+    digest_max_tokens: int = 256  # a day or week digest's JSON answer
     yield_cpu_percent: float = 75.0  # the daemon's summaries wait while the machine's CPU is
     # this busy (100 = every core); 0 never waits. `ingest --once` never waits.
     yield_on_battery: bool = True  # ... and while the laptop runs on battery
@@ -197,6 +221,7 @@ class Config:
     sync: SyncConfig = field(default_factory=SyncConfig)
     router: RouterConfig = field(default_factory=RouterConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
     source: str = ""  # the file this came from, "" for defaults only
 
     @property
@@ -305,12 +330,16 @@ def load_config(path: str | Path | None = None) -> Config:
                    source=str(cfg_path) if cfg_path.exists() else "")
 
 
+SECRET_KEYS = ("secret_access_key",)  # masked when the config is printed
+
+
 def config_as_dict(cfg: Config) -> dict[str, Any]:
     """Return the config as plain TOML-ready data (tuples become lists)."""
 
     def clean(value: Any) -> Any:
         if isinstance(value, dict):
-            return {k: clean(v) for k, v in value.items() if k != "source"}
+            return {k: ("***" if k in SECRET_KEYS and v else clean(v))
+                    for k, v in value.items() if k != "source"}
         if isinstance(value, (list, tuple)):
             return [clean(v) for v in value]
         return value

@@ -17,7 +17,7 @@ from daemon.config import Config
 from daemon.hits import Hit
 from daemon.modelcalls import ModelCalls
 from daemon.search import Filters
-from daemon.store import Store, event_doc, event_row
+from daemon.store import Store, event_doc, event_row, open_store
 from models.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -32,8 +32,8 @@ class Engine:
     @property
     def store(self) -> Store:
         if self._store is None:
-            self._store = Store(self.cfg.data_path / "store", self.models.embedder.dimensions,
-                                self.cfg.models.embedder)
+            self._store = open_store(self.cfg, self.models.embedder.dimensions,
+                                     self.cfg.models.embedder)
         return self._store
 
     def index(self, events: list[Event]) -> int:

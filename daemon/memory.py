@@ -25,13 +25,7 @@ def hit_json(h: Hit) -> dict[str, Any]:
     """The public search-result shape (a contract: keep these keys)."""
     return {"id": h.id, "source": h.source, "kind": h.kind,
             "ts": h.ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "title": h.title, "text": h.text, "score": h.score,
-            # additions (optional keys): a memory's period end and project, and what
-            # de-duplication folded into this hit
-            **({"ts_end": h.ts_end.astimezone(UTC).isoformat().replace("+00:00", "Z")}
-               if h.ts_end else {}),
-            **({"project": h.project} if h.project else {}),
-            **({"covers": [c.id for c in h.covers]} if h.covers else {})}
+            "title": h.title, "text": h.text, "score": h.score}
 
 
 @dataclass

@@ -23,6 +23,9 @@ from models.local_async import LocalChat, LocalEmbed
 from models.openai_http import OpenAIBackend
 
 TASKS = ("compaction", "classify", "extract", "reasoning", "code", "default")
+# An embedded model on a busy 2-core box can take minutes; past this the call counts as
+# failed and the chain moves on (the native call itself cannot be interrupted).
+LOCAL_TIMEOUT = 1800.0
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "[::1]"})
 
 # name, messages, params -> Completion (an embedded llama.cpp model, wherever it lives)
@@ -70,11 +73,11 @@ def build_registry(cfg: Config, local_complete: LocalCompleteFn, local_embed: Lo
     reg = Registry(memory_remote=frozenset(r.memory_remote_models))
     summarizer = Profile(name=m.summarizer, context_tokens=m.context_tokens, privacy="local",
                          skills=("compaction", "extract", "default"), concurrency=1,
-                         timeout_seconds=600.0, backend="llama_cpp")
+                         timeout_seconds=LOCAL_TIMEOUT, backend="llama_cpp")
     reg.chat[m.summarizer] = LocalChat(
         summarizer, lambda msgs, params: local_complete(m.summarizer, msgs, params))
     embedder = Profile(name=m.embedder, context_tokens=256, privacy="local", skills=("embed",),
-                       concurrency=1, timeout_seconds=600.0, backend="sentence_transformers")
+                       concurrency=1, timeout_seconds=LOCAL_TIMEOUT, backend="sentence_transformers")
     reg.embed[m.embedder] = LocalEmbed(embedder, lambda texts: local_embed(m.embedder, texts))
     for spec in r.models:
         if not spec.name:

@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -377,6 +378,9 @@ class LoopThread:
 
     def __init__(self, name: str = "router-loop") -> None:
         self.loop = asyncio.new_event_loop()
+        # Embedded models answer in executor threads; a summary waiting for the llama.cpp
+        # lock must not leave embeddings (searches) queued behind it.
+        self.loop.set_default_executor(ThreadPoolExecutor(32, thread_name_prefix=name))
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 

@@ -12,9 +12,9 @@ On top of the fusion:
 - filters (`Filters`): time range, source, kind, project and memory level, applied
   inside LanceDB (prefilter) so k results are k matching results;
 - de-duplication: a chunk memory and the events it summarizes take one slot, at the
-  rank of the best of them. The memory stands for the group, with the events that
-  matched folded into `covers` and excerpted in its text, so no fact they held is lost
-  from the top k and the k slots go to k different activities.
+  rank of the best of them, which stands for the group; the others are folded into it
+  (`covers`, and excerpted in its text), so no fact they held is lost from the top k and
+  the k slots go to k different activities. A memory hit also lists its other events.
 - full-text queries drop question words ("where did I …"), which only match noise.
 """
 
@@ -190,32 +190,35 @@ def fuse(lists: list[list[Hit]], query: str, now: datetime) -> list[Hit]:
 
 
 def dedupe(ranked: list[Hit], query: str = "") -> list[Hit]:
-    """Fold each event into the chunk memory that summarizes it, when both are among the
-    candidates: the memory takes the slot of the best-ranked of them (so the group ranks
-    as well as its best member), with the matching events in `covers` and in its text.
-    Digests are not folded with their chunks: a day is a different answer than an hour."""
-    cover: dict[str, str] = {}
-    for h in ranked:  # the best-ranked memory of an event wins
+    """A chunk memory and the events it summarizes take one slot, at the rank of the best
+    of them, which stands for the group: the others are folded into it (`covers`, and
+    excerpted in its text), so the k slots go to k different activities and no fact of
+    a folded member is lost. Digests are not folded with their chunks: a day is a
+    different answer than an hour."""
+    group: dict[str, str] = {}
+    for h in ranked:  # an event belongs to the best-ranked memory covering it
+        group.setdefault(h.id, h.id)
         for member in h.event_ids:
-            cover.setdefault(member, h.id)
-    by_id = {h.id: h for h in ranked}
+            if group.get(member, member) == member:
+                group[member] = h.id
+    head_of: dict[str, str] = {}  # group -> the id standing for it
+    folded: dict[str, list[Hit]] = {}
     order: list[str] = []
-    members: dict[str, list[Hit]] = {}
     for h in ranked:
-        root = cover.get(h.id, h.id)
-        if root not in by_id:
-            root = h.id
-        if root not in members:
-            members[root] = []
-            order.append(root)
-        if root != h.id:
-            members[root].append(h)
+        g = group.get(h.id, h.id)
+        if g not in head_of:
+            head_of[g] = h.id
+            folded[h.id] = []
+            order.append(h.id)
+        else:
+            folded[head_of[g]].append(h)
+    by_id = {h.id: h for h in ranked}
     out = []
-    for root in order:
-        head, folded = by_id[root], members[root]
-        if folded:
-            head = replace(head, covers=tuple(folded), text=_with_covered(head.text, folded, query),
-                           score=round(max(head.score, max(h.score for h in folded)), 6))
+    for i in order:
+        head, members = by_id[i], folded[i]
+        if members:
+            head = replace(head, covers=tuple(members),
+                           text=_with_covered(head.text, members, query))
         out.append(head)
     return out
 

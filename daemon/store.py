@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,11 +63,23 @@ def memories_schema(dims: int, embedder: str) -> pa.Schema:
 
 
 class Store:
-    """LanceDB tables under `path` (a folder; `s3://` later)."""
+    """LanceDB tables under `path`: a local folder, or an `s3://bucket/prefix` URI with
+    its `storage_options` (see daemon/objectstore.py and `open_store`)."""
 
-    def __init__(self, path: Path, dims: int, embedder: str) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        self._db = lancedb.connect(str(path))
+    def __init__(self, path: Path | str, dims: int, embedder: str,
+                 storage_options: dict[str, str] | None = None,
+                 refresh_seconds: float | None = None) -> None:
+        self.remote = isinstance(path, str) and "://" in path
+        self.location = str(path)
+        if self.remote:
+            # Several daemons may write here: reads look for their commits this often.
+            self._db = lancedb.connect(
+                str(path), storage_options=storage_options,
+                read_consistency_interval=(None if refresh_seconds is None
+                                           else timedelta(seconds=refresh_seconds)))
+        else:
+            Path(path).mkdir(parents=True, exist_ok=True)
+            self._db = lancedb.connect(str(path))
         self._lock = threading.Lock()
         self._unindexed = {"events": 0, "memories": 0}
         self.events = self._open("events", events_schema(dims, embedder), embedder)
@@ -92,6 +104,8 @@ class Store:
                     f"asks for {embedder!r}; set [models] embedder back, or move the store "
                     "folder aside to re-embed from the journal")
             return table
+        if self.remote:
+            schema = with_primary_key(schema)
         table = self._db.create_table(name, schema=schema, exist_ok=True)
         table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
                                              remove_stop_words=False), replace=True)
@@ -134,11 +148,32 @@ class Store:
         if not rows:
             return
         with self._lock:
-            (table.merge_insert("id").when_matched_update_all()
-             .when_not_matched_insert_all().execute(rows))
+            if self.remote:
+                self._upsert_remote(table, rows)
+            else:
+                (table.merge_insert("id").when_matched_update_all()
+                 .when_not_matched_insert_all().execute(rows))
             self._unindexed[name] += len(rows)
             if self._unindexed[name] >= 2000:
                 self._optimize(name, table)
+
+    def _upsert_remote(self, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Upsert on object storage, where other daemons commit too. Rows go in the
+        table's own schema so Lance sees `id` as the primary key and records the inserted
+        ids: two daemons inserting one new id at once then conflict and the loser retries
+        as an update, instead of both appending it."""
+        from daemon.objectstore import ObjectStoreUnavailable
+
+        data = pa.Table.from_pylist(
+            [{f.name: r.get(f.name) for f in table.schema} for r in rows], schema=table.schema)
+        try:
+            (table.merge_insert("id").when_matched_update_all()
+             .when_not_matched_insert_all().execute(data))
+        except (OSError, RuntimeError) as exc:
+            raise ObjectStoreUnavailable(
+                f"writing {len(rows)} rows to the store at {self.location} failed: "
+                f"{str(exc).splitlines()[0][:300]}. Nothing was committed; the write is "
+                "retried when the object storage answers again") from exc
 
     def _optimize(self, name: str, table: Any) -> None:
         # New rows are searched by a flat scan until optimize folds them into the index.
@@ -261,8 +296,32 @@ class Store:
             # and this process is the store's only writer.
             warnings.filterwarnings("ignore", message=".*cleanup_older_than.*")
             for name, t in (("events", self.events), ("memories", self.memories)):
-                t.optimize(cleanup_older_than=timedelta(0), delete_unverified=True)
+                # on object storage other daemons' uncommitted files look unverified
+                t.optimize(cleanup_older_than=timedelta(0), delete_unverified=not self.remote)
                 self._unindexed[name] = 0
+
+
+def with_primary_key(schema: pa.Schema) -> pa.Schema:
+    """`schema` with `id` marked as Lance's (unenforced) primary key, which must be
+    non-nullable; merge_insert then detects concurrent inserts of one id."""
+    i = schema.get_field_index("id")
+    f = schema.field(i)
+    meta = dict(f.metadata or {})
+    meta[b"lance-schema:unenforced-primary-key"] = b"true"
+    return schema.set(i, pa.field("id", f.type, nullable=False, metadata=meta))
+
+
+def open_store(cfg: Any, dims: int, embedder: str) -> Store:
+    """The store `cfg` names: `[store] uri` on object storage, else <data_dir>/store."""
+    if not cfg.store.uri:
+        return Store(cfg.data_path / "store", dims, embedder)
+    from daemon.objectstore import check_conditional_writes, store_settings
+
+    s = store_settings(cfg.store)
+    if cfg.store.check_conditional_writes:
+        check_conditional_writes(s)
+    return Store(s.uri, dims, embedder, storage_options=s.storage_options(),
+                 refresh_seconds=cfg.store.refresh_seconds)
 
 
 def event_row(ev: Any, vector: list[float]) -> dict[str, Any]:

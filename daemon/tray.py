@@ -191,10 +191,10 @@ class Tray:
         health = self.link.check()
         self.icon = self.pystray.Icon("memoryd", icon_image(health.state),
                                       title=f"memoryd: {health.line}", menu=self._menu())
-        self._xtitle: _XTitle | None = None
+        self._xorg: _XorgUpdates | None = None
         if backend == "xorg":
             _listen_for_clicks(self.icon)
-            self._xtitle = _XTitle(self.icon._window.id)
+            self._xorg = _XorgUpdates(self.icon)
 
     def _menu(self) -> Any:
         item, menu = self.pystray.MenuItem, self.pystray.Menu
@@ -240,10 +240,13 @@ class Tray:
         if key == self._shown:
             return
         self._shown = key
-        self.icon.icon = icon_image(health.state)
-        self.icon.title = f"memoryd: {health.line}"
-        if self._xtitle is not None:
-            self._xtitle.set(self.icon.title)
+        image, title = icon_image(health.state), f"memoryd: {health.line}"
+        if self._xorg is not None and threading.current_thread() is not getattr(
+                self.icon, "_thread", None):
+            self._xorg.apply(image, title)
+        else:
+            self.icon.icon = image
+            self.icon.title = title
         if self.has_menu:
             self.icon.update_menu()
         log.info("tray: %s", health.line)
@@ -299,36 +302,57 @@ def _listen_for_clicks(icon: Any) -> None:
     icon._display.flush()
 
 
-class _XTitle:
-    """Sets the X backend's window title over a connection of our own.
+class _XorgUpdates:
+    """Changes the X backend's icon and title from another thread without sharing its
+    X connection.
 
-    pystray's X backend applies a title change by messaging its event loop across
-    threads over one shared connection; under a tray host such a change was seen lost
-    (the window kept the old name). A second connection is independent of that loop, and
-    any X client may set a window's name, so the title the user reads stays true."""
+    pystray's X backend applies a change made from another thread by sending a message
+    over its one connection and waiting for its event loop; with python-xlib that was
+    seen to deadlock (the loop waiting for a reply inside an Expose redraw while the
+    poller held the connection), or the change got lost. Here the poller sets the new
+    values and sends the very same wake-up message over a connection of its own, so the
+    event loop alone ever touches its connection."""
 
-    def __init__(self, window_id: int) -> None:
-        self.window_id = window_id
+    def __init__(self, icon: Any) -> None:
+        self.icon = icon
         self._display: Any = None
         self._lock = threading.Lock()
 
-    def set(self, title: str) -> None:
+    def apply(self, image: Any, title: str) -> None:
+        import queue
+
         import Xlib.display
         import Xlib.error
+        import Xlib.protocol.event
+        import Xlib.X
 
         with self._lock:
+            self.icon._icon = image
+            self.icon._icon_valid = False
+            self.icon._title = title
             try:
                 if self._display is None:
                     self._display = Xlib.display.Display()
-                win = self._display.create_resource_object("window", self.window_id)
-                win.set_wm_name(title.encode("latin-1", "replace").decode("latin-1"))
-                utf8 = self._display.intern_atom("UTF8_STRING")
-                win.change_property(self._display.intern_atom("_NET_WM_NAME"), utf8, 8,
-                                    title.encode())
-                self._display.sync()
+                d = self._display
+                win = d.create_resource_object("window", self.icon._window.id)
+                for name in ("_PYSTRAY__UPDATE_ICON", "_PYSTRAY__UPDATE_TITLE"):
+                    msg = Xlib.protocol.event.ClientMessage(
+                        window=win, client_type=d.intern_atom(name),
+                        data=(32, (Xlib.X.CurrentTime, 0, 0, 0, 0)))
+                    win.send_event(msg, event_mask=Xlib.X.NoEventMask)
+                d.flush()
             except (Xlib.error.XError, OSError) as exc:
-                log.warning("could not set the tray title: %s", exc)
+                log.warning("could not update the tray icon: %s", exc)
                 self._display = None
+                return
+            for _ in range(2):  # the event loop reports each update done (or failed)
+                try:
+                    done = self.icon._queue.get(timeout=5)
+                except queue.Empty:
+                    log.warning("the tray's event loop did not apply an update in 5 s")
+                    return
+                if done is not True:
+                    log.warning("the tray's event loop failed an update: %s", done[1])
 
 
 def run_tray(cfg: Config, backend: str = "auto", poll_seconds: float = 5.0) -> int:

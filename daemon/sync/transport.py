@@ -83,5 +83,9 @@ def open_transport(target: SyncTarget) -> Transport:
         from daemon.sync.http import HttpTransport
 
         return HttpTransport(target)
+    if scheme == "s3":
+        from daemon.sync.s3 import S3Transport
+
+        return S3Transport(target)
     raise ConfigError(f"sync target {target.name!r}: url {target.url!r} must start with "
-                      "dir://, ssh:// or http(s)://")
+                      "dir://, ssh://, http(s):// or s3://")

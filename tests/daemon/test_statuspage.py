@@ -67,13 +67,15 @@ def test_the_status_page_in_a_real_browser(make_config, start_daemon, tmp_path: 
     with d.unix() as u:  # wait until the note is searchable through the API
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            hits = u.get("/v1/memory/search", params={"q": "heron migration billing"},
-                         headers=d.auth()).json()["results"]
+            r = u.get("/v1/memory/search", params={"q": "heron migration billing"},
+                      headers=d.auth())  # a 503 while the worker starts: ask again
+            hits = r.json().get("results", []) if r.status_code == 200 else []
             if any("heron.md" in h["title"] or "heron" in h["text"] for h in hits):
                 break
             time.sleep(0.5)
         else:
-            raise AssertionError(f"the note never became searchable:\n{d.log.read_text()}")
+            raise AssertionError(f"the note never became searchable (last answer {r.status_code}"
+                                 f" {r.text[:300]}):\n{d.log.read_text()}")
         expected = {name: u.get(path, headers=d.auth()).status_code
                     for name, path in SECTIONS.items()}
 

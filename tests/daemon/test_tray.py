@@ -140,6 +140,19 @@ def _near(c: tuple[int, int, int], want: tuple[int, int, int]) -> bool:
     return all(abs(a - b) <= 40 for a, b in zip(c, want, strict=True))
 
 
+def _shows(display: str, wid: str, shot: Path, state: str, timeout: float = 10) -> bool:
+    """Whether the icon is painted in `state`'s colour within `timeout` (the tray host
+    may embed the window a moment before the icon paints it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        seen = _colour_at(display, wid, shot)
+        if _near(seen, COLOURS[state]):
+            return True
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the icon is {seen}, not {state} {COLOURS[state]}")
+        time.sleep(0.3)
+
+
 def _appindicator_missing() -> str:
     """Why the appindicator backend cannot run here, or "" if it can."""
     if shutil.which("dbus-run-session") is None:
@@ -225,7 +238,7 @@ def _paused(run: Run) -> bool:
 def _steps(run: Run, backend: str, config: Path, start_daemon: Any) -> None:
     d, x = run.daemon, run.display
     wid = _wait_title(x, r"^memoryd: healthy")
-    assert _near(_colour_at(x, wid, run.tmp / "ok.png"), COLOURS["ok"])
+    assert _shows(x, wid, run.tmp / "ok.png", "ok")
     shot = run.tmp / "tray.png"
     if backend == "xorg":
         # no menu on this backend: a left-click opens the status page, logged in once
@@ -251,7 +264,7 @@ def _steps(run: Run, backend: str, config: Path, start_daemon: Any) -> None:
         subprocess.run(["import", "-window", "root", str(run.tmp / "menu.png")],
                        env=run.env, check=True)
         subprocess.run(["xdotool", "key", "Escape"], env=run.env, check=True)
-    assert _near(_colour_at(x, wid, shot), COLOURS["paused"])
+    assert _shows(x, wid, shot, "paused")
     _save_screenshots(backend, shot, run.tmp / "menu.png")
     if backend == "xorg":
         with d.unix() as u:
@@ -265,7 +278,7 @@ def _steps(run: Run, backend: str, config: Path, start_daemon: Any) -> None:
     d.proc.send_signal(signal.SIGTERM)
     assert d.proc.wait(timeout=60) == 0
     wid = _wait_title(x, r"^memoryd: memory unavailable")
-    assert _near(_colour_at(x, wid, run.tmp / "down.png"), COLOURS["unavailable"])
+    assert _shows(x, wid, run.tmp / "down.png", "unavailable")
     run.daemon = start_daemon(config)
     wid = _wait_title(x, r"^memoryd: healthy")
     assert run.proc.poll() is None, run.log.read_text()
