@@ -164,9 +164,10 @@ class Store:
         as an update, instead of both appending it."""
         from daemon.objectstore import ObjectStoreUnavailable
 
-        data = pa.Table.from_pylist(
-            [{f.name: r.get(f.name) for f in table.schema} for r in rows], schema=table.schema)
         try:
+            schema = table.schema  # a read: with refresh_seconds = 0 it asks the bucket
+            data = pa.Table.from_pylist(
+                [{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema)
             (table.merge_insert("id").when_matched_update_all()
              .when_not_matched_insert_all().execute(data))
         except (OSError, RuntimeError) as exc:

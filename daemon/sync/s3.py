@@ -69,7 +69,12 @@ class S3Transport:
 
         try:
             self.client.head_bucket(Bucket=self.s.bucket)
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchBucket"):
+                raise TargetRejected(f"bucket {self.s.bucket!r} does not exist at "
+                                     f"{self.s.endpoint or 'AWS S3'}; create it first") from exc
+            raise self._fail("a probe", exc) from exc
+        except BotoCoreError as exc:
             raise self._fail("a probe", exc) from exc
 
     def get(self, name: str) -> bytes:
