@@ -68,15 +68,16 @@ class Weed:
         client = self.client()
         deadline = time.monotonic() + 90
         while True:
-            try:
+            try:  # up means a write reads back (the volumes have joined the master)
                 client.head_bucket(Bucket=BUCKET)
-                return
+                client.put_object(Bucket=BUCKET, Key=".ready", Body=b"ok")
+                if client.get_object(Bucket=BUCKET, Key=".ready")["Body"].read() == b"ok":
+                    return
             except Exception as exc:  # noqa: BLE001 - not up yet, or the bucket is new
                 code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
                 if code in ("404", "NoSuchBucket"):
                     try:
                         client.create_bucket(Bucket=BUCKET)
-                        return
                     except Exception:  # noqa: BLE001, S110 - the filer is still starting
                         pass
             if self.proc.poll() is not None or time.monotonic() > deadline:
