@@ -90,17 +90,24 @@ def test_several_writer_processes_at_once_lose_and_duplicate_nothing(
     open_store(cfg, 384, "all-minilm-l6-v2")  # the first daemon creates the tables
     vec_path = tmp_path / "vectors.json"
     vec_path.write_text(json.dumps(vectors))
-    writers, batches = 3, 6
+    writers, batches = 3, 10
     procs = [subprocess.Popen([sys.executable, "-m", "tests.daemon.s3.writer", str(cfg_path),
                                str(vec_path), str(w), str(batches)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for w in range(writers)]
+    spans = []
     for p in procs:
         out, err = p.communicate(timeout=600)
         assert p.returncode == 0, err[-3000:]
-        assert out.count("committed") == batches
+        stamps = [float(line.split()[3]) for line in out.splitlines() if "committed" in line]
+        assert len(stamps) == batches
+        spans.append((stamps[0], stamps[-1]))
+    # the writers really overlapped: every one committed while the others were committing
+    assert max(s for s, _ in spans) < min(e for _, e in spans), spans
 
     store = open_store(cfg, 384, "all-minilm-l6-v2")
+    id_meta = store.memories.schema.field("id").metadata or {}
+    assert id_meta.get(b"lance-schema:unenforced-primary-key") == b"true"
     ids = store.memories.to_arrow().column("id").to_pylist()
     expected = {f"w{w}-{b}-{i}" for w in range(writers) for b in range(batches)
                 for i in range(PER_BATCH)} | {f"shared-{b}" for b in range(batches)}
@@ -159,3 +166,37 @@ def test_seaweedfs_killed_mid_write_loses_nothing_and_errors_clearly_while_down(
     hits = fresh.vector_search("memories", vectors[3], 5)
     assert hits and all(h.text.startswith("outage batch") for h in hits)
     assert fresh.text_search("memories", "outage", 300)
+
+
+def test_while_the_bucket_is_down_the_pipeline_keeps_events_in_the_journal_and_catches_up(
+        tmp_path: Path, models_dir: Path, s3: Weed) -> None:
+    from collectors.base import Batch
+    from daemon.journal import Journal
+    from daemon.pipeline import Pipeline
+
+    cfg = write_config(tmp_path / "a.toml", tmp_path / "a", models_dir,
+                       store=s3.store_section("pipeline"))
+    cfg.data_path.mkdir(parents=True)
+    journal = Journal(cfg.data_path / "journal.sqlite3")
+    engine = Engine(cfg)
+    pipeline = Pipeline(cfg, journal, engine)
+    journal.append(Batch("files", events(6, "before")))
+    assert pipeline.index_step() == 6
+    s3.kill()
+    try:
+        journal.append(Batch("files", events(5, "during")))  # capture goes on locally
+        with pytest.raises(ObjectStoreUnavailable, match="retried when the object storage"):
+            pipeline.index_step()
+        assert journal.counts()["new"] == 5 and journal.counts()["indexed"] == 6
+    finally:
+        s3.start()
+    deadline = time.monotonic() + 60
+    while True:  # the daemon's scheduled job: try again until the bucket answers
+        try:
+            assert pipeline.index_step() == 5
+            break
+        except ObjectStoreUnavailable:
+            assert time.monotonic() < deadline
+            time.sleep(1)
+    assert journal.counts()["new"] == 0 and engine.store.counts()["events"] == 11
+    assert "during" in engine.search("during", k=3)[0].title

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -46,7 +47,7 @@ def main() -> int:
         rows.append(memory(store, f"shared-{b}", f"shared note {b} last written by worker {worker}",
                            vectors[b % len(vectors)], b * 10 + 9))
         store.upsert_memories(rows)
-        print(f"committed {worker} {b}", flush=True)
+        print(f"committed {worker} {b} {time.time():.3f}", flush=True)
     return 0
 
 
