@@ -202,12 +202,11 @@ class FilesCollector:
                     return
                 # Whether a path was changed or deleted is decided when it settles, by
                 # looking: editors delete and re-create files within one save.
-                src = collector._note(os.fsdecode(event.src_path))
                 if event.event_type == "moved":
-                    dest = collector._note(os.fsdecode(event.dest_path))
-                    if src and dest:  # a real move, not an editor's temp-file dance
-                        with collector._lock:
-                            collector._moves[dest] = src
+                    collector._note_move(os.fsdecode(event.src_path),
+                                         os.fsdecode(event.dest_path))
+                else:
+                    collector._note(os.fsdecode(event.src_path))
 
         self._sink = sink
         self._handler = Handler()
@@ -247,15 +246,33 @@ class FilesCollector:
             if self._sink is not None:
                 FilesCollector([root], self.rules).poll(self._sink)
 
-    def _note(self, path: str) -> str | None:
-        """Queue `path` to be looked at once it settles; return it, or None if ignored."""
+    def _accept(self, path: str) -> str | None:
+        """`path` if it is under a root and not skipped by the rules, else None."""
         p = Path(path)
         root = next((r for r in self.roots if r in p.parents), None)
         if root is None or self.rules.skip_path(p, root):
             return None
+        return path
+
+    def _note(self, path: str) -> str | None:
+        """Queue `path` to be looked at once it settles; return it, or None if ignored."""
+        if self._accept(path) is None:
+            return None
         with self._lock:
             self._pending[path] = time.monotonic()
         return path
+
+    def _note_move(self, src: str, dest: str) -> None:
+        """Queue both ends of a move at once, so a flush never sees one end without the
+        other (a source flushed alone would read as a deletion)."""
+        s, d = self._accept(src), self._accept(dest)
+        with self._lock:
+            now = time.monotonic()
+            for path in (s, d):
+                if path:
+                    self._pending[path] = now
+            if s and d:  # a real move, not an editor's temp-file dance
+                self._moves[d] = s
 
     def _flush_loop(self) -> None:
         ticks = 0
@@ -275,6 +292,9 @@ class FilesCollector:
         with self._lock:
             ready = [path for path, t in self._pending.items()
                      if force or now - t >= self.settle_seconds]
+            # a move's source waits for its destination: they are recorded together
+            waiting = {src for dest, src in self._moves.items() if dest not in ready}
+            ready = [path for path in ready if path not in waiting]
             for path in ready:
                 self._pending.pop(path, None)
             moves = {dest: self._moves.pop(dest) for dest in ready if dest in self._moves}
