@@ -5,34 +5,20 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import httpx2
 import openai
-import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
-from tests.daemon.upstream_fixtures import Upstream, model_entry
+from tests.daemon.upstream_fixtures import model_entry
 
 WORD = "zanzibarquokka"
 
 
-@pytest.fixture
-def upstreams(tmp_path: Path) -> Iterator[Any]:
-    made: list[Upstream] = []
-
-    def make(name: str) -> Upstream:
-        up = Upstream(name, tmp_path).start()
-        made.append(up)
-        return up
-
-    yield make
-    for up in made:
-        up.stop_all()
 
 
 def wait_searchable(d: Any, word: str, timeout: float = 240) -> None:

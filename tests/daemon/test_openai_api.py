@@ -5,29 +5,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
 from tests.conftest import run_cli
-from tests.daemon.upstream_fixtures import Upstream, model_entry
-
-
-@pytest.fixture
-def upstreams(tmp_path: Path) -> Iterator[Any]:
-    made: list[Upstream] = []
-
-    def make(name: str) -> Upstream:
-        up = Upstream(name, tmp_path).start()
-        made.append(up)
-        return up
-
-    yield make
-    for up in made:
-        up.stop_all()
+from tests.daemon.upstream_fixtures import model_entry
 
 
 def client_for(d: Any, token: str | None = None) -> openai.OpenAI:

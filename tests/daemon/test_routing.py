@@ -19,23 +19,11 @@ from daemon.routing import AllFailed, Ask, NoRoute, Router
 from daemon.telemetry import Telemetry, summary
 from models.errors import UpstreamError
 from models.openai_http import shared_client
-from tests.daemon.upstream_fixtures import Upstream, model_entry
+from tests.daemon.upstream_fixtures import model_entry
 
 BODY = {"messages": [{"role": "user", "content": "hello"}], "max_tokens": 16}
 
 
-@pytest.fixture
-def upstreams(tmp_path: Path) -> Iterator[Any]:
-    made: list[Upstream] = []
-
-    def make(name: str) -> Upstream:
-        up = Upstream(name, tmp_path).start()
-        made.append(up)
-        return up
-
-    yield make
-    for up in made:
-        up.stop_all()
 
 
 def make_router(tmp_path: Path, models: list[dict[str, Any]], routes: dict[str, list[str]],

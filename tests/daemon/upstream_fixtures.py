@@ -5,11 +5,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 
 
 @dataclass
@@ -67,3 +69,18 @@ class Upstream:
 def model_entry(up: Upstream, **extra: Any) -> dict[str, Any]:
     return {"name": up.name, "backend": "openai", "endpoint": up.url, "model": up.name,
             "timeout_seconds": 5.0, **extra}
+
+
+@pytest.fixture
+def upstreams(tmp_path: Path) -> Iterator[Any]:
+    """`upstreams(name)` starts a real misbehaving upstream; all are killed afterwards."""
+    made: list[Upstream] = []
+
+    def make(name: str) -> Upstream:
+        up = Upstream(name, tmp_path).start()
+        made.append(up)
+        return up
+
+    yield make
+    for up in made:
+        up.stop_all()
