@@ -7,6 +7,7 @@ so the daemon itself stays small. `ingest --once` and a local `search` use it in
 from __future__ import annotations
 
 import logging
+import threading
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -28,13 +29,17 @@ class Engine:
         self.cfg = cfg
         self.models = ModelCalls(cfg)
         self._store: Store | None = None
+        self._opening = threading.Lock()
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            self._store = open_store(self.cfg, self.models.embedder.dimensions,
-                                     self.cfg.models.embedder)
-        return self._store
+        # The worker serves calls from several threads: the first ones must not each open
+        # (and, on a new store, create and index) the tables at once.
+        with self._opening:
+            if self._store is None:
+                self._store = open_store(self.cfg, self.models.embedder.dimensions,
+                                         self.cfg.models.embedder)
+            return self._store
 
     def index(self, events: list[Event]) -> int:
         """Embed events and upsert them into the store; they are searchable on return."""

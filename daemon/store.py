@@ -107,8 +107,17 @@ class Store:
         if self.remote:
             schema = with_primary_key(schema)
         table = self._db.create_table(name, schema=schema, exist_ok=True)
-        table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
-                                             remove_stop_words=False), replace=True)
+        try:
+            table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
+                                                 remove_stop_words=False), replace=True)
+        except (RuntimeError, OSError, ValueError) as exc:
+            # Another process (or thread) made the same new table at the same moment and
+            # its index commit won: the table is indexed, so use it.
+            text = str(exc).lower()
+            if "conflict" not in text and "preempted" not in text:
+                raise
+            log.info("the new %s table was indexed concurrently by another writer", name)
+            table = self._db.open_table(name)
         return table
 
     def _migrate(self, name: str, table: Any, schema: pa.Schema, old: str | None) -> Any:

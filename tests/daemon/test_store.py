@@ -73,3 +73,29 @@ def test_queries_with_syntax_characters_do_not_break_search(
     store.upsert_events([event_row(EVENTS[0], embedder.embed([event_doc(EVENTS[0])])[0])])
     for q in ['"unbalanced', "a AND OR (", "score.py:12", "*?~^", "'; DROP TABLE events; --"]:
         hybrid_search(store, q, embedder.embed([q])[0], 3)
+
+
+def test_many_writers_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
+    # The worker serves calls from several threads, and a second memoryd process may open
+    # the same store: the first opens race to create and index the tables.
+    import threading
+
+    errors: list[BaseException] = []
+    start = threading.Barrier(6)
+
+    def open_it() -> None:
+        try:
+            start.wait()
+            Store(tmp_path / "store", 384, "all-minilm-l6-v2")
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    store = Store(tmp_path / "store", 384, "all-minilm-l6-v2")
+    assert [i.index_type for i in store.events.list_indices()] == ["FTS"]
+    assert [i.index_type for i in store.memories.list_indices()] == ["FTS"]
