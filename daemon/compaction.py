@@ -22,10 +22,8 @@ import logging
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon import identifiers as idf
-from daemon.errors import ConfigError
 from daemon.summarize import FALLBACK_MODEL, Fields, parse, strings, usable
 
 log = logging.getLogger(__name__)
@@ -49,19 +47,6 @@ LEVELS = ("chunk", "day", "week")
 ROW_COLUMNS = ["id", "ts", "ts_end", "level", "source", "title", "text", "model", "created",
                "project", "sources", "identifiers", "entities", "dates", "decisions",
                "open_tasks"]
-
-
-def local_tz(name: str) -> tzinfo:
-    """The zone days are counted in: the IANA `name` (`[search] timezone`), else the
-    machine's. (daemon.recall.user_tz reads the same key; this module stays free of the
-    store so the daemon process can chunk by local day.)"""
-    if name:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"[search] timezone {name!r} is not a known IANA zone name "
-                              "(e.g. 'Europe/Berlin'); fix it or leave it empty") from None
-    return datetime.now().astimezone().tzinfo or UTC
 
 
 def day_key(ts: datetime, tz: tzinfo = UTC) -> str:

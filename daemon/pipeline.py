@@ -16,10 +16,10 @@ from typing import Any, Protocol
 
 from collectors.base import Event
 from daemon.chunking import chunk_events
-from daemon.compaction import local_tz
 from daemon.config import Config
 from daemon.errors import RetryableError
 from daemon.journal import INDEXED, NEW, SUMMARIZED, Journal
+from daemon.timeexpr import user_zone
 from models.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ class Pipeline:
             chunks = chunk_events(events, gap_seconds=p.chunk_gap_seconds,
                                   max_events=p.chunk_max_events, now=now or datetime.now(UTC),
                                   close_after_seconds=p.chunk_close_after_seconds, flush=flush,
-                                  tz=local_tz(self.cfg.search.timezone))
+                                  tz=user_zone(self.cfg.search.timezone))
             for chunk in chunks[:max_chunks]:
                 try:
                     result = self.engine.summarize(list(chunk.events))

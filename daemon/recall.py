@@ -13,12 +13,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from daemon import context as packs
 from daemon import timeexpr
 from daemon.config import Config
-from daemon.errors import ConfigError
 from daemon.hits import Hit
 from daemon.search import Filters, hybrid_search
 from daemon.store import Store, sql_str
@@ -31,14 +29,7 @@ Embed = Callable[[list[str]], list[list[float]]]
 
 def user_tz(cfg: Config) -> tzinfo:
     """The user's timezone: `[search] timezone` when set, else the machine's."""
-    name = cfg.search.timezone
-    if name:
-        try:
-            return ZoneInfo(name)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ConfigError(f"[search] timezone {name!r} is not a known IANA zone name "
-                              "(e.g. 'Europe/Berlin'); fix it or leave it empty") from None
-    return datetime.now().astimezone().tzinfo or UTC
+    return timeexpr.user_zone(cfg.search.timezone)
 
 
 def search(store: Store, embed: Embed, query: str, k: int, filters: Filters, *,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 MONTHS = ("january", "february", "march", "april", "may", "june", "july", "august",
@@ -200,3 +201,16 @@ def parse(query: str, now: datetime, tz: tzinfo = UTC) -> TimeRange:
             return TimeRange(since, until, text, m.group(0).strip())
     return TimeRange(None, None, query)
 
+
+def user_zone(name: str) -> tzinfo:
+    """The zone the user's days are counted in: the IANA `name` (`[search] timezone`),
+    else the machine's own."""
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            from daemon.errors import ConfigError
+
+            raise ConfigError(f"[search] timezone {name!r} is not a known IANA zone name "
+                              "(e.g. 'Europe/Berlin'); fix it or leave it empty") from None
+    return datetime.now().astimezone().tzinfo or UTC
