@@ -210,7 +210,12 @@ def test_fish_history_typed_through_a_terminal(fish_built: Built, journal: Journ
     assert [e.subject for e in evs] == FISH_CMDS
     assert all(e.attrs["shell"] == "fish" for e in evs)
     assert_times_within(evs, fish_built)
-    assert evs[1].attrs["paths"] == ["/tmp"]
+    # fish adds `paths:` to an entry when its background check of the arguments finished
+    # before the entry was written (on a loaded machine it may not): the event carries
+    # exactly what fish wrote.
+    raw = fish_built.file.read_text()
+    block = raw.split("- cmd: cd /tmp\n", 1)[1].split("- cmd:", 1)[0]
+    assert evs[1].attrs.get("paths") == (["/tmp"] if "    - /tmp" in block else None)
     assert evs[2].title == "for i in 1 2"
 
 
