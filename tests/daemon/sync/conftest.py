@@ -131,17 +131,27 @@ class Sshd:
 
     def kill(self) -> None:
         """SIGKILL the listener and every session it forked (a crash, a dropped tunnel)."""
+        import psutil
+
         if self.proc is not None and self.proc.poll() is None:
             for p in self._tree():
-                p.kill()
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass  # a session that ended between listing and killing
             self.proc.wait()
         self.proc = None
 
     def signal(self, sig: int) -> None:
         """Send `sig` to the listener and every session (sessions run in their own
         process groups, so a group signal would miss them)."""
+        import psutil
+
         for p in self._tree():
-            p.send_signal(sig)
+            try:
+                p.send_signal(sig)
+            except psutil.NoSuchProcess:
+                pass  # a session that ended between listing and signalling
 
     def _tree(self) -> list[Any]:
         import psutil
