@@ -3,6 +3,7 @@ where neither exists (containers, minimal servers) — a detached background pro
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from daemon.errors import PermanentError
 TEMPLATES = Path(__file__).resolve().parents[1] / "service"
 UNIT = Path("~/.config/systemd/user/memoryd.service").expanduser()
 PLIST = Path("~/Library/LaunchAgents/dev.memoryd.plist").expanduser()
+log = logging.getLogger(__name__)
 
 
 def _exe() -> str:
@@ -64,7 +66,10 @@ def wait_healthy(cfg: Config, seconds: float = 30) -> bool:
 
 
 def install(cfg: Config, start: bool) -> str:
-    """Register the daemon with the platform's service manager; return what was done."""
+    """Register the daemon with the platform's service manager; return what was done.
+
+    With `start`, a daemon that is already running is restarted, so a re-install (new
+    code, new unit) takes effect at once instead of at the next login."""
     how = manager()
     config_arg = f"--config {cfg.source}" if cfg.source else ""
     if how == "systemd":
@@ -78,7 +83,8 @@ def install(cfg: Config, start: bool) -> str:
         UNIT.write_text(text)
         _systemctl("daemon-reload")
         if start:
-            _systemctl("enable", "--now", "memoryd")
+            _systemctl("enable", "memoryd")
+            _systemctl("restart", "memoryd")
         return f"systemd user unit {UNIT}"
     if how == "launchd":
         args = f"<string>--config</string><string>{cfg.source}</string>" if cfg.source else ""
@@ -87,9 +93,13 @@ def install(cfg: Config, start: bool) -> str:
         PLIST.parent.mkdir(parents=True, exist_ok=True)
         PLIST.write_text(text)
         if start:
+            subprocess.run(["launchctl", "unload", str(PLIST)], check=False,
+                           stderr=subprocess.DEVNULL)  # not loaded yet is fine
             subprocess.run(["launchctl", "load", "-w", str(PLIST)], check=True)
         return f"launchd agent {PLIST}"
     if start:
+        if stop_background(cfg):
+            log.info("stopped the running daemon to start the newly installed one")
         start_background(cfg)
     return "a background process (no systemd user session here)"
 

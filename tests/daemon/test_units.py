@@ -70,6 +70,12 @@ def test_without_a_service_manager_the_daemon_runs_in_the_background(make_config
         assert run_cli(cfg, "service", "status").returncode == 0
         pid = int((tmp_path / "data" / "memoryd.pid").read_text())
         assert Path(f"/proc/{pid}").exists()
+        # Installing again (install.sh re-run with new code) replaces the running daemon.
+        assert run_cli(cfg, "service", "install", "--start", timeout=120).returncode == 0
+        new_pid = int((tmp_path / "data" / "memoryd.pid").read_text())
+        assert new_pid != pid and Path(f"/proc/{new_pid}").exists()
+        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
+            f"/proc/{pid}/status").read_text()
     finally:
         run_cli(cfg, "service", "uninstall", check=False)
     assert run_cli(cfg, "service", "status", check=False).returncode == 3
