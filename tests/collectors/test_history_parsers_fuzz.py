@@ -108,19 +108,25 @@ def test_a_written_history_parses_back_to_its_commands_and_times(
         assert [a.command for a in alone] == [e.command]
 
 
+def _read_in_two_pieces_gives_back(shell: str, cmds: list[str], times: list[int],
+                                   cut: float) -> None:
+    """Write the history, read it in two pieces cut at `cut` of its bytes (the second
+    from where the first stopped consuming): every command comes back once, in order."""
+    data = _history(shell, cmds, times)
+    first, n1 = PARSERS[shell](data[:int(len(data) * cut)])
+    rest, n2 = PARSERS[shell](data[n1:])
+    assert n1 + n2 == len(data)
+    assert [(e.command, e.ts) for e in first + rest] == [
+        (c, float(t)) for c, t in zip(cmds, times, strict=False)]
+
+
 @FUZZ
 @given(shell=st.sampled_from(sorted(WRITERS)), cmds=st.lists(one_line, min_size=1, max_size=6),
        times=st.lists(stamps, min_size=6, max_size=6), cut=st.floats(0, 1))
 def test_reading_in_two_pieces_cut_anywhere_loses_and_repeats_nothing(
         shell: str, cmds: list[str], times: list[int], cut: float) -> None:
     # A reader may catch the file at any byte while the shell appends to it.
-    data = _history(shell, cmds, times)
-    k = int(len(data) * cut)
-    first, n1 = PARSERS[shell](data[:k])
-    rest, n2 = PARSERS[shell](data[n1:])
-    assert n1 + n2 == len(data)
-    assert [(e.command, e.ts) for e in first + rest] == [
-        (c, float(t)) for c, t in zip(cmds, times, strict=False)]
+    _read_in_two_pieces_gives_back(shell, cmds, times, cut)
 
 
 @FUZZ
@@ -131,10 +137,4 @@ def test_multi_line_commands_cut_anywhere_come_back_whole(
     # zsh and fish mark where a command ends, so a half-written one waits for the rest.
     # (bash does not: with lithist, a multi-line command read while bash is still
     # writing it would be cut short; bash writes its history in one go at exit.)
-    data = _history(shell, cmds, times)
-    k = int(len(data) * cut)
-    first, n1 = PARSERS[shell](data[:k])
-    rest, n2 = PARSERS[shell](data[n1:])
-    assert n1 + n2 == len(data)
-    assert [(e.command, e.ts) for e in first + rest] == [
-        (c, float(t)) for c, t in zip(cmds, times, strict=False)]
+    _read_in_two_pieces_gives_back(shell, cmds, times, cut)
