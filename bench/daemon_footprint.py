@@ -14,7 +14,11 @@ then measures, in order:
   4. RSS of daemon + worker once both models are loaded (the saves' chunk summarized;
      the models' load and summary times are read from the daemon's log)
   5. no more API calls: seconds until the worker exits, and the daemon's RSS after it
-  6. SIGTERM: seconds until the daemon exits, and its exit code
+  6. with --idle-minutes N: N minutes with no API call after that burst (models unloaded):
+     the daemon's RSS sampled every 10 s (first, mean, max, last) and its CPU % averaged
+     over the window (CPU seconds of the main pid, and of its whole tree, over wall time);
+     whether a worker came back during it
+  7. SIGTERM: seconds until the daemon exits, and its exit code
 
 idle_unload_seconds is 20 for the whole run (the config is read once at start), so both
 the startup backfill's worker and the later one show the idle exit. Everything else is
@@ -22,11 +26,12 @@ memoryd's default config; HOME is an empty temp folder, so the shell and browser
 collectors run but find nothing. Only loopback is used (the Unix socket; /health on
 127.0.0.1 is checked once).
 
-Run:  /root/.local/share/memoryd/venv/bin/python bench/daemon_footprint.py
+Run:  /root/.local/share/memoryd/venv/bin/python bench/daemon_footprint.py [--idle-minutes 10]
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import signal
@@ -74,7 +79,10 @@ class Daemon:
             f'[collectors.files]\nroots = ["{self.root}"]\n\n'
             "[api]\nport = 0\n\n"
             f'[models]\ndir = "{MODELS_DIR}"\nthreads = {os.cpu_count() or 2}\n'
-            f"idle_unload_seconds = {IDLE_UNLOAD}\n")
+            f"idle_unload_seconds = {IDLE_UNLOAD}\n\n"
+            # The benchmark box is shared: summaries must not wait for a quiet CPU (the
+            # polite scheduler would defer them for minutes), or the burst never ends.
+            "[compaction]\nyield_cpu_percent = 0\nyield_on_battery = false\n")
 
     def spawn(self) -> None:
         # An empty HOME: the shell and browser collectors run (as they would for a user)
@@ -216,7 +224,61 @@ def worker_alive(d: Daemon) -> bool:
     return "worker" in d.processes()
 
 
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    total = 0.0
+    for p in procs:
+        try:
+            c = p.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def idle_window(d: Daemon, minutes: float, every: float = 10.0) -> dict[str, Any]:
+    """Sample the idle daemon for `minutes` without calling its API (a call would wake the
+    worker): RSS of the main pid and CPU % of the main pid and of its whole tree."""
+    main = psutil.Process(d.pid)
+
+    def tree() -> list[psutil.Process]:
+        try:
+            return [main, *main.children(recursive=True)]
+        except psutil.Error:
+            return [main]
+
+    started = time.monotonic()
+    main0, tree0 = cpu_seconds([main]), cpu_seconds(tree())
+    rss: list[float] = []
+    pss: list[float] = []
+    tracker: list[float] = []
+    worker_seen = 0
+    while time.monotonic() - started < minutes * 60:
+        time.sleep(every)
+        now = d.rss()
+        rss.append(now["main"]["rss_mb"])
+        pss.append(now["main"]["pss_mb"])
+        if "resource_tracker" in now:
+            tracker.append(now["resource_tracker"]["rss_mb"])
+        worker_seen += "worker" in now
+        if len(rss) % 6 == 0:
+            log(f"idle {len(rss) * every / 60:.0f} min: main RSS {rss[-1]} MB")
+    wall = time.monotonic() - started
+    return {"minutes": round(wall / 60, 2), "samples": len(rss), "every_s": every,
+            "main_rss_mb": {"first": rss[0], "mean": round(statistics.mean(rss), 1),
+                            "max": max(rss), "last": rss[-1]},
+            "main_pss_mb_mean": round(statistics.mean(pss), 1),
+            "resource_tracker_rss_mb_mean": round(statistics.mean(tracker), 1) if tracker
+            else None,
+            "main_cpu_pct_mean": round((cpu_seconds([main]) - main0) / wall * 100, 3),
+            "tree_cpu_pct_mean": round((cpu_seconds(tree()) - tree0) / wall * 100, 3),
+            "samples_with_a_worker": worker_seen}
+
+
 def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--idle-minutes", type=float, default=0,
+                    help="after the burst, watch the idle daemon this long (0: skip)")
+    args = ap.parse_args()
     res: dict[str, Any] = {}
     box = machine()
     with Contention() as meter, tempfile.TemporaryDirectory(prefix="memoryd-bench-") as tmpdir:
@@ -230,7 +292,7 @@ def main() -> int:
             os.utime(f, (hour_ago + i, hour_ago + i))
         d.write_config()
         try:
-            run_phases(d, res)
+            run_phases(d, res, args.idle_minutes)
         except BaseException:
             print("--- daemon log (tail) ---")
             print("\n".join(d.logfile.read_text(errors="replace").splitlines()[-40:]))
@@ -252,7 +314,7 @@ def main() -> int:
     return 0
 
 
-def run_phases(d: Daemon, res: dict[str, Any]) -> None:
+def run_phases(d: Daemon, res: dict[str, Any], idle_minutes: float = 0) -> None:
     # 1. spawn -> /health on the Unix socket
     started = time.monotonic()
     d.spawn()
@@ -329,12 +391,37 @@ def run_phases(d: Daemon, res: dict[str, Any]) -> None:
     log(f"worker exited {res['worker_exit_after_last_call_s']} s after the last call; "
         f"main RSS {res['rss_after_unload']['main']['rss_mb']} MB")
 
-    # 6. SIGTERM
+    # 6. a long idle window after the burst, models unloaded
+    if idle_minutes:
+        log(f"watching the idle daemon for {idle_minutes:g} min (no API calls)")
+        res["idle_window"] = idle_window(d, idle_minutes)
+        w = res["idle_window"]
+        log(f"idle {w['minutes']} min: main RSS mean {w['main_rss_mb']['mean']} MB "
+            f"(max {w['main_rss_mb']['max']}), CPU {w['main_cpu_pct_mean']} % "
+            f"(tree {w['tree_cpu_pct_mean']} %)")
+
+    # 7. SIGTERM
     res["sigterm_exit_s"], res["exit_code"] = d.stop()
     res["sigterm_exit_s"] = round(res["sigterm_exit_s"], 2)
     res["socket_removed"] = not (d.data / "memoryd.sock").exists()
     res["children_alive_5s_after_exit"] = d.leftover_children
     log(f"SIGTERM: exited with {res['exit_code']} after {res['sigterm_exit_s']} s")
+
+
+def _idle_rows(res: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    w = res.get("idle_window")
+    if not w:
+        return []
+    r = w["main_rss_mb"]
+    return [
+        (f"main RSS over {w['minutes']:g} idle min (first/mean/max/last), MB",
+         f"{r['first']:.0f} / {r['mean']:.0f} / {r['max']:.0f} / {r['last']:.0f}", "<= 100 MB",
+         r["max"] <= TARGETS["idle_rss_mb"]),
+        (f"main CPU over {w['minutes']:g} idle min (tree)",
+         f"{w['main_cpu_pct_mean']:.2f} % ({w['tree_cpu_pct_mean']:.2f} %)", "", None),
+        ("worker during the idle window", f"{w['samples_with_a_worker']} of {w['samples']} "
+         "samples", "none", w["samples_with_a_worker"] == 0),
+    ]
 
 
 def report(res: dict[str, Any], box: dict[str, Any], contention: dict[str, Any]) -> None:
@@ -372,6 +459,7 @@ def report(res: dict[str, Any], box: dict[str, Any], contention: dict[str, Any])
          res["rss_after_unload"]["main"]["rss_mb"] <= TARGETS["idle_rss_mb"]),
         ("worker after idle", "gone" if "worker" not in res["rss_after_unload"] else "STILL THERE",
          "gone", "worker" not in res["rss_after_unload"]),
+        *_idle_rows(res),
         ("SIGTERM -> exit", f"{res['sigterm_exit_s']:.2f} s, code {res['exit_code']}", "code 0",
          res["exit_code"] == 0),
         ("children alive 5 s after the daemon exited",

@@ -15,9 +15,12 @@ from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daemon.errors import RetryableError
 from daemon.memory import MemoryService, hit_json
+from daemon.owners import EVERYONE, OwnerForbidden, Owners, identity, request_owners
 from daemon.tokens import TokenStore
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,7 @@ FEATURE_ROUTERS: tuple[str, ...] = (
     "daemon.api_events",
     "daemon.statuspage",
     "daemon.api_memory",
+    "daemon.approvals_api",
 )
 # What a token may do. memory:read = search, digests, context; memory:raw = raw events
 # and timeline; memory:write = forget, pause; complete = completions and embeddings;
@@ -43,6 +47,32 @@ SCOPES = ("memory:read", "memory:raw", "memory:write", "complete", "sync", "admi
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
     return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+
+
+class _ErrorDetail(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorBody(BaseModel):
+    """Every error the API returns: what went wrong and what to do next."""
+    error: _ErrorDetail
+
+
+# Documented on every operation in /openapi.json, so a client (and schemathesis) knows
+# each error a route can answer with and its shape.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": why} for code, why in (
+        (400, "the request is malformed; the message names the part and the expected form"),
+        (401, "missing or wrong bearer token"),
+        (403, "the token lacks the scope this route needs"),
+        (404, "no such item"),
+        (405, "method not allowed; `Allow` lists the methods this path takes"),
+        (409, "refused in the daemon's current state (the message says why and how)"),
+        (413, "the body is too large"),
+        (421, "the Host header does not name this machine"),
+        (503, "memory or a sync target is unavailable right now; retry shortly"),
+    )}
 
 
 class HostAndSizeGuard:
@@ -75,7 +105,8 @@ class HostAndSizeGuard:
 
 
 def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_000_000) -> Any:
-    app = FastAPI(title="memoryd", version=VERSION, docs_url=None, redoc_url=None)
+    app = FastAPI(title="memoryd", version=VERSION, docs_url=None, redoc_url=None,
+                  responses=ERROR_RESPONSES)
 
     def require_token(request: Request) -> None:
         # Step 1: a status-page browser session (daemon/sessions.py) counts as admin.
@@ -108,6 +139,11 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
                 raise _Unauthorized()
             if scope not in granted and "admin" not in granted:
                 raise _Forbidden(scope)
+            # whose memories it reads (daemon/owners.py); handlers pass it to the service
+            owners = tokens.owners(given)
+            if owners is None and not granted & {"admin", "sync"}:  # made before owners
+                owners = Owners(users=(identity(service.cfg)[1],))
+            request.state.owners = owners or EVERYONE
 
         return Depends(check)
 
@@ -120,6 +156,25 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
     async def unauthorized(_: Request, __: Exception) -> JSONResponse:
         return _error(401, "unauthorized", "missing or wrong bearer token; read it from "
                       f"{service.cfg.token_path}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette answers 405 with the methods of the first route on the path only;
+        # list every method the path takes (GET, PUT and DELETE are separate routes).
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            path = request.url.path
+            methods = sorted({m for route in app.router.routes
+                              if (rx := getattr(route, "path_regex", None)) is not None
+                              and rx.match(path) for m in getattr(route, "methods", None) or ()})
+            headers["Allow"] = ", ".join(methods)
+        resp = _error(exc.status_code, "http_error", str(exc.detail))
+        resp.headers.update(headers)
+        return resp
+
+    @app.exception_handler(OwnerForbidden)
+    async def not_yours(_: Request, exc: Exception) -> JSONResponse:
+        return _error(403, "forbidden", str(exc))
 
     @app.exception_handler(ValueError)
     async def bad_request(_: Request, exc: Exception) -> JSONResponse:
@@ -139,12 +194,14 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
         return {"status": "ok", "version": VERSION}
 
     @app.get("/v1/memory/search", dependencies=[require("memory:read")])
-    def search(q: str = Query(..., min_length=1, max_length=2000, description="what to find"),
+    def search(request: Request, q: str = Query(..., min_length=1, max_length=2000, description="what to find"),
                k: int = Query(10, ge=1, le=200), source: str | None = None,
                since: datetime | None = None, until: datetime | None = None,
-               kind: str | None = None, project: str | None = None) -> dict[str, Any]:
+               kind: str | None = None, project: str | None = None,
+               device: str | None = None, user: str | None = None) -> dict[str, Any]:
         hits = service.search(q, k, source=source, since=since, until=until, kind=kind,
-                              project=project)
+                              project=project, device=device, user=user,
+                              owners=request_owners(request))
         return {"results": [hit_json(h) for h in hits]}
 
     @app.get("/v1/status", dependencies=[require("memory:read")])

@@ -25,7 +25,8 @@ class EventIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     source: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,31}$",
-                        description="who saw it: 'editor', 'agent.myname', …")
+                        description="who saw it: 'editor', 'agent.myname', …",
+                        json_schema_extra={"not": {"enum": sorted(RESERVED_SOURCES)}})
     kind: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,63}$", description="'editor.open', …")
     subject: str = Field(min_length=1, max_length=4096, description="a path, URL or command")
     ts: datetime | None = Field(None, description="when, with a time zone (default: now)")
@@ -33,6 +34,14 @@ class EventIn(BaseModel):
     text: str = Field("", max_length=100_000)
     attrs: dict[str, Any] = Field(default_factory=dict)
     key: str = Field("", max_length=200, description="the caller's own id, for idempotency")
+
+    @field_validator("ts", mode="before")
+    @classmethod
+    def _text(cls, ts: Any) -> Any:
+        # pydantic would take a number as Unix time; the schema says an ISO 8601 string
+        if ts is not None and not isinstance(ts, str | datetime):
+            raise ValueError("ts must be an ISO 8601 time string (e.g. 2026-11-26T09:30:00Z)")
+        return ts
 
     @field_validator("ts")
     @classmethod

@@ -86,13 +86,17 @@ def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def _search_local(cfg: Config, query: str, k: int, source: str | None,
-                  kind: str | None = None) -> list[dict[str, Any]]:
+                  kind: str | None = None, device: str | None = None,
+                  user: str | None = None) -> list[dict[str, Any]]:
     from daemon.engine import Engine
     from daemon.memory import hit_json
+    from daemon.owners import whose
 
+    o = whose(None, device, user)
     engine = Engine(cfg)
     try:
-        return [hit_json(h) for h in engine.search(query, k, source=source, kind=kind)]
+        return [hit_json(h) for h in engine.search(query, k, source=source, kind=kind,
+                                                   devices=o.devices, users=o.users)]
     finally:
         engine.close()
 
@@ -101,6 +105,13 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
     query = " ".join(args.query)
     results: list[dict[str, Any]]
     try:
+        from daemon.owners import whose
+
+        whose(None, args.device, args.user)  # a bad name is an error here, not a traceback
+    except ValueError as exc:
+        print(f"memoryd search: {exc}", file=sys.stderr)
+        return 2
+    try:
         if args.local:
             raise DaemonUnavailable("--local")
         params: dict[str, Any] = {"q": query, "k": args.k}
@@ -108,10 +119,12 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
             params["source"] = args.source
         if args.kind:
             params["kind"] = args.kind
+        params.update({n: v for n in ("device", "user") if (v := getattr(args, n, None))})
         results = __import__("daemon.client", fromlist=["daemon_get"]).daemon_get(
             cfg, "/v1/memory/search", params)["results"]
     except DaemonUnavailable:
-        results = _search_local(cfg, query, args.k, args.source, args.kind)
+        results = _search_local(cfg, query, args.k, args.source, args.kind,
+                                getattr(args, "device", None), getattr(args, "user", None))
     if args.json:
         print(json.dumps({"results": results}, ensure_ascii=False))
         return 0
@@ -119,7 +132,8 @@ def cmd_search(cfg: Config, args: argparse.Namespace) -> int:
         print("no memories match")
     for r in results:
         text = " ".join(r["text"].split())
-        print(f"{r['ts'][:16].replace('T', ' ')}  [{r['kind']}] {r['title']}\n    "
+        who = f"  ({r['user']}@{r['device']})" if r.get("device") or r.get("user") else ""
+        print(f"{r['ts'][:16].replace('T', ' ')}  [{r['kind']}] {r['title']}{who}\n    "
               f"{text[:200]}{'…' if len(text) > 200 else ''}")
     return 0
 
@@ -242,6 +256,7 @@ FEATURE_COMMANDS: tuple[str, ...] = (
     "daemon.cli_memory",
     "daemon.sync.cli",
     "daemon.desktop",
+    "daemon.approvals_cli",
 )
 
 
@@ -265,6 +280,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--kind", help="only this kind (file.modified, shell.command, "
                    "memory.chunk, memory.day…)")
     s.add_argument("--local", action="store_true", help="search in-process, not via the daemon")
+    s.add_argument("--device", help="only what these devices wrote (comma-separated)")
+    s.add_argument("--user", help="only what these users wrote (comma-separated)")
     st = sub.add_parser("status", parents=[common], help="what the daemon knows and does")
     st.add_argument("--json", action="store_true")
     pa = sub.add_parser("pause", parents=[common], help="stop recording activity (survives restarts)")

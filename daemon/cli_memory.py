@@ -82,10 +82,10 @@ def cmd_context(cfg: Config, args: argparse.Namespace) -> int:
         if args.local:
             raise DaemonUnavailable("--local")
         pack = _daemon(cfg, "GET", "/v1/memory/context",
-                       {"query": query, "budget_tokens": budget})
+                       {"query": query, "budget_tokens": budget, **_owner_params(args)})
     except DaemonUnavailable:
         with _local_service(cfg) as service:
-            pack = service.context(query, budget)
+            pack = service.context(query, budget, **_owner_params(args))
     if args.json:
         print(json.dumps(pack, ensure_ascii=False))
     else:
@@ -102,11 +102,12 @@ def cmd_digest(cfg: Config, args: argparse.Namespace) -> int:
     try:
         if args.local:
             raise DaemonUnavailable("--local")
-        params = {"period": period, **({"date": day.isoformat()} if day else {})}
+        params = {"period": period, **({"date": day.isoformat()} if day else {}),
+                  **_owner_params(args)}
         out = _daemon(cfg, "GET", "/v1/memory/digest", params)
     except DaemonUnavailable:
         with _local_service(cfg) as service:
-            out = service.digest(period, day)
+            out = service.digest(period, day, **_owner_params(args))
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
         return 0
@@ -129,7 +130,8 @@ def cmd_forget(cfg: Config, args: argparse.Namespace) -> int:
         print("memoryd forget: say what to forget: --since/--until, --source or --query",
               file=sys.stderr)
         return 2
-    body = {**{k: v for k, v in scope.items() if v}, "dry_run": not args.yes}
+    body = {**{k: v for k, v in scope.items() if v}, "dry_run": not args.yes,
+            **_owner_params(args)}
     try:
         if args.local:
             raise DaemonUnavailable("--local")
@@ -137,7 +139,8 @@ def cmd_forget(cfg: Config, args: argparse.Namespace) -> int:
     except DaemonUnavailable:
         with _local_service(cfg) as service:
             out = service.forget(since=since, until=until, source=args.source,
-                                 query=args.query, dry_run=not args.yes)
+                                 query=args.query, dry_run=not args.yes,
+                                 **_owner_params(args))
     what = (f"{out['events']} events, {out['memories']} memories and "
             f"{out['journal']} journal rows")
     if args.yes:
@@ -145,6 +148,16 @@ def cmd_forget(cfg: Config, args: argparse.Namespace) -> int:
     else:
         print(f"would forget {what}; run again with --yes to delete them")
     return 0
+
+
+def _owner_params(args: argparse.Namespace) -> dict[str, str]:
+    """--device and --user, when given (daemon/owners.py checks the names)."""
+    return {n: v for n in ("device", "user") if (v := getattr(args, n, None))}
+
+
+def _owner_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--device", help="only what these devices wrote (comma-separated)")
+    p.add_argument("--user", help="only what these users wrote (comma-separated)")
 
 
 def _clear_errors(handler: Callable[[Config, argparse.Namespace], int]
@@ -168,11 +181,13 @@ def add_commands(sub: Any, common: argparse.ArgumentParser
                    "context_budget_tokens)")
     c.add_argument("--json", action="store_true", help="print the pack with its items as JSON")
     c.add_argument("--local", action="store_true", help="in-process, not via the daemon")
+    _owner_flags(c)
     d = sub.add_parser("digest", parents=[common], help="the day (or week) digest")
     d.add_argument("--week", action="store_true", help="the week's digest, not the day's")
     d.add_argument("--date", help="a day in the period, YYYY-MM-DD (default today)")
     d.add_argument("--json", action="store_true")
     d.add_argument("--local", action="store_true", help="in-process, not via the daemon")
+    _owner_flags(d)
     f = sub.add_parser("forget", parents=[common],
                        help="delete memories by time, source or text, everywhere")
     f.add_argument("--since", help="from this time (ISO 8601 or e.g. 'yesterday')")
@@ -182,5 +197,6 @@ def add_commands(sub: Any, common: argparse.ArgumentParser
     f.add_argument("--yes", action="store_true",
                    help="really delete (without it, only say what would go)")
     f.add_argument("--local", action="store_true", help="in-process, not via the daemon")
+    _owner_flags(f)
     return {"context": _clear_errors(cmd_context), "digest": _clear_errors(cmd_digest),
             "forget": _clear_errors(cmd_forget)}

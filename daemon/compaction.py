@@ -58,8 +58,10 @@ def week_key(ts: datetime, tz: tzinfo = UTC) -> str:
     return f"{y}-W{w:02d}"
 
 
-def digest_id(level: str, key: str) -> str:
-    return f"{level}-{key}"
+def digest_id(level: str, key: str, owner: str = "") -> str:
+    """`day-2026-11-24`, `week-2026-W48`; on a store several daemons share, each owner's
+    digest of a period is its own row, so `owner` (`~user@device`) follows."""
+    return f"{level}-{key}{owner}"
 
 
 def period(level: str, key: str, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
@@ -149,7 +151,7 @@ def digest_fields(level: str, key: str, rows: list[dict[str, Any]], answer: str)
 
 
 def digest_row(level: str, key: str, rows: list[dict[str, Any]], fields: Fields, model: str,
-               vector: list[float], tz: tzinfo = UTC) -> dict[str, Any]:
+               vector: list[float], tz: tzinfo = UTC, owner: str = "") -> dict[str, Any]:
     start, end = period(level, key, tz)
     first = min(r["ts"] for r in rows)
     last = max(r["ts_end"] or r["ts"] for r in rows)
@@ -159,7 +161,7 @@ def digest_row(level: str, key: str, rows: list[dict[str, Any]], fields: Fields,
              + (f" +{len(projects) - 4} more" if len(projects) > 4 else ""))
     text = fields.text()
     return {
-        "id": digest_id(level, key), "ts": max(first, start), "ts_end": min(last, end),
+        "id": digest_id(level, key, owner), "ts": max(first, start), "ts_end": min(last, end),
         "level": level, "source": ",".join(sources), "title": title, "text": text,
         "event_ids": [], "model": model, "created": datetime.now(UTC),
         "doc": f"{title}\n{text}", "vector": vector,
@@ -170,20 +172,20 @@ def digest_row(level: str, key: str, rows: list[dict[str, Any]], fields: Fields,
 
 def stale_periods(level: str, members: Iterable[dict[str, Any]],
                   digests: Iterable[dict[str, Any]],
-                  tz: tzinfo = UTC) -> dict[str, list[dict[str, Any]]]:
+                  tz: tzinfo = UTC, owner: str = "") -> dict[str, list[dict[str, Any]]]:
     """Given the rows one level down and the digests of `level`, return the periods whose
     digest is missing or stale, each with its (time-sorted) member rows."""
     keyf = day_key if level == "day" else week_key
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in members:
         # a day digest's ts may precede its first chunk by nothing: key it by its own day
-        when = r["ts"] if level == "day" else period("day", r["id"][4:], tz)[0]
+        when = r["ts"] if level == "day" else period("day", r["id"][4:14], tz)[0]
         groups.setdefault(keyf(when, tz), []).append(r)
     have = {d["id"]: d for d in digests}
     out: dict[str, list[dict[str, Any]]] = {}
     for key, rows in sorted(groups.items()):
         rows.sort(key=lambda r: (r["ts"], r["id"]))
-        d = have.get(digest_id(level, key))
+        d = have.get(digest_id(level, key, owner))
         if (d is None or set(d.get("sources") or []) != {r["id"] for r in rows}
                 or max(r["created"] for r in rows) > d["created"]):
             out[key] = rows

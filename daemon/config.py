@@ -145,6 +145,9 @@ class RouterModel:
     name: str = ""  # what requests and routes call it
     backend: str = "openai"  # openai (vLLM, Ollama, llama.cpp server, hosted) | llama_cpp
     endpoint: str = ""  # openai: the base URL, e.g. http://127.0.0.1:8080/v1
+    # openai: several replicas of one model (instead of endpoint), one base URL each;
+    # requests go to the least busy, a failing one is dropped until its probe answers
+    endpoints: tuple[str, ...] = ()
     model: str = ""  # the upstream's name for it (openai) or a manifest name/GGUF (llama_cpp)
     api_key_env: str = ""  # environment variable holding the key; never the key itself
     context_tokens: int = 4096
@@ -152,8 +155,8 @@ class RouterModel:
     usd_per_mtok_out: float = 0.0
     privacy: str = ""  # local | remote; "" means local for loopback endpoints, else remote
     skills: tuple[str, ...] = ()  # tasks it is good at (compaction, extract, code, ...)
-    concurrency: int = 8  # calls at once; more wait their turn
-    timeout_seconds: float = 60.0  # whole call, or the first chunk of a stream
+    concurrency: int = 8  # calls at once (per replica with endpoints); more wait their turn
+    timeout_seconds: float = 60.0  # whole call, or the first chunk of a stream (per replica)
 
 
 @dataclass(frozen=True)
@@ -210,6 +213,30 @@ class CompactionConfig:
 
 
 @dataclass(frozen=True)
+class ApprovalsConfig:
+    """Human approval of routed completions: [approvals]. A request that needs it waits
+    until the user approves or denies it (`memoryd approvals`, `memoryd approve ID`,
+    `memoryd deny ID`, the status page, the tray); no answer within the timeout denies it."""
+
+    tasks: tuple[str, ...] = ()  # tasks that always need approval, e.g. ["deploy"]
+    irreversible: bool = True  # requests the caller marks irreversible (field or header)
+    memory_remote: bool = False  # ask, instead of skipping or refusing, when captured memory
+    # would go to a remote model not in router.memory_remote_models
+    max_cost_usd: float = 0.0  # an estimated cost above this needs approval; 0 = no limit
+    timeout_seconds: float = 300.0  # unanswered this long means denied
+    keep_days: int = 90  # decisions older than this leave <data_dir>/approvals.sqlite3
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    """Who this daemon writes as: [identity]. Every event and memory it stores carries
+    both, so several daemons can share one store and tokens can be limited to owners."""
+
+    device: str = ""  # "" = this machine's hostname; letters, digits and . _ @ + -
+    user: str = ""  # "" = the login name
+
+
+@dataclass(frozen=True)
 class Config:
     data_dir: str = ""
     collectors: CollectorsConfig = field(default_factory=CollectorsConfig)
@@ -222,6 +249,8 @@ class Config:
     router: RouterConfig = field(default_factory=RouterConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    identity: IdentityConfig = field(default_factory=IdentityConfig)
+    approvals: ApprovalsConfig = field(default_factory=ApprovalsConfig)
     source: str = ""  # the file this came from, "" for defaults only
 
     @property
@@ -326,7 +355,14 @@ def load_config(path: str | Path | None = None) -> Config:
     except ConfigError as exc:
         raise ConfigError(f"{cfg_path}: {exc}") from None
     data_dir = cfg.data_dir or str(default_data_dir())
+    from daemon.owners import resolve_identity
+
+    try:  # resolved once here, so `memoryd config` shows who this daemon writes as
+        device, user = resolve_identity(cfg.identity.device, cfg.identity.user)
+    except ConfigError as exc:
+        raise ConfigError(f"{cfg_path}: {exc}") from None
     return replace(cfg, data_dir=str(Path(data_dir).expanduser().resolve()),
+                   identity=IdentityConfig(device=device, user=user),
                    source=str(cfg_path) if cfg_path.exists() else "")
 
 

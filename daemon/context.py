@@ -52,6 +52,8 @@ def _sources(h: Hit) -> str:
     if h.memory_ids:
         parts.append(f"{len(h.memory_ids)} memories")
     parts.append(f"id {h.id}")
+    if h.user or h.device:  # who wrote it, on a store several people or devices share
+        parts.append(f"by {h.user}@{h.device}")
     return ", ".join(parts)
 
 
@@ -117,4 +119,4 @@ def _item(h: Hit, cut: bool) -> dict[str, Any]:
             "ts": h.ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
             "ts_end": (h.ts_end.astimezone(UTC).isoformat().replace("+00:00", "Z")
                        if h.ts_end else None), "title": h.title, "truncated": cut,
-            "covers": [c.id for c in h.covers]}
+            "covers": [c.id for c in h.covers], "device": h.device, "user": h.user}

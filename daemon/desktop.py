@@ -6,12 +6,13 @@ import argparse
 import sys
 import webbrowser
 from collections.abc import Callable
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from daemon.config import Config
 from daemon.errors import DaemonUnavailable
+
+if TYPE_CHECKING:
+    import httpx
 
 
 def request(cfg: Config, method: str, path: str, timeout: float = 10.0) -> httpx.Response:
@@ -20,6 +21,8 @@ def request(cfg: Config, method: str, path: str, timeout: float = 10.0) -> httpx
     if not cfg.socket_path.exists() or not cfg.token_path.exists():
         raise DaemonUnavailable(f"no daemon socket at {cfg.socket_path}; start it with "
                                 "`memoryd service start`")
+    import httpx  # here, not at the top: `memoryd run` imports this module for its parser
+
     token = cfg.token_path.read_text().strip()
     try:
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(cfg.socket_path)),

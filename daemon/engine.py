@@ -17,6 +17,7 @@ from daemon.chunking import Chunk
 from daemon.config import Config
 from daemon.hits import Hit
 from daemon.modelcalls import ModelCalls
+from daemon.owners import EVERYONE, Owners
 from daemon.search import Filters
 from daemon.store import Store, event_doc, event_row, open_store
 from models.errors import ModelError
@@ -81,15 +82,23 @@ class Engine:
 
         written: list[str] = []
         tz = recall.user_tz(self.cfg)  # the user's days and weeks, as the read path's
+        # A daemon digests only its own memories (its device and user): a day digest mixing
+        # another person's would leak them to whoever may read this user's. On a shared
+        # store each owner's digest is its own row (`day-…~user@device`).
+        own = self._own().where()
+        suffix = f"~{self.store.user}@{self.store.device}" if self.store.remote else ""
         for level, below in (("day", "chunk"), ("week", "day")):
-            members = self.store.memory_rows(f"level = '{below}'", compaction.ROW_COLUMNS)
-            digests = self.store.memory_rows(f"level = '{level}'", compaction.ROW_COLUMNS)
+            members = self.store.memory_rows(f"level = '{below}' AND {own}",
+                                             compaction.ROW_COLUMNS)
+            digests = self.store.memory_rows(f"level = '{level}' AND {own}",
+                                             compaction.ROW_COLUMNS)
             old = {d["id"]: d for d in digests}
-            for key, rows in compaction.stale_periods(level, members, digests, tz).items():
+            for key, rows in compaction.stale_periods(level, members, digests, tz,
+                                                      suffix).items():
                 if max_digests and len(written) >= max_digests:
                     break
-                written.append(self._digest(level, key, rows,
-                                            old.get(compaction.digest_id(level, key)), tz))
+                written.append(self._digest(level, key, rows, old.get(
+                    compaction.digest_id(level, key, suffix)), tz, suffix))
         return {"written": written}
 
     def prune_events(self, older_than_days: int) -> int:
@@ -107,8 +116,12 @@ class Engine:
                      older_than_days)
         return gone
 
+    def _own(self) -> Owners:
+        """This daemon's own rows: its device and its user."""
+        return Owners(devices=(self.store.device,), users=(self.store.user,))
+
     def _digest(self, level: str, key: str, rows: list[dict[str, Any]],
-                old: dict[str, Any] | None, tz: tzinfo) -> str:
+                old: dict[str, Any] | None, tz: tzinfo, owner: str = "") -> str:
         from daemon import compaction
 
         try:
@@ -125,7 +138,7 @@ class Engine:
             fields = compaction.keep_prose(fields, old)
             kept = fields.summary != compaction.fallback_summary(level, key, rows)
             model = old["model"] if kept and old else summarize.FALLBACK_MODEL
-        row = compaction.digest_row(level, key, rows, fields, model, [], tz)
+        row = compaction.digest_row(level, key, rows, fields, model, [], tz, owner)
         row["vector"] = self.models.embed([f"{row['title']}\n{row['text']}"[:2000]])[0]
         self.store.upsert_memories([row])
         log.info("wrote the %s digest %s from %d memories (%s)", level, key, len(rows), model)
@@ -134,33 +147,42 @@ class Engine:
     def search(self, query: str, k: int = 10, source: str | None = None,
                since: datetime | None = None, until: datetime | None = None,
                kind: str | None = None, project: str | None = None,
-               level: str | None = None, now: datetime | None = None) -> list[Hit]:
-        """Hybrid search; a time expression in the query becomes the range (daemon/recall)."""
+               level: str | None = None, now: datetime | None = None,
+               devices: tuple[str, ...] | None = None,
+               users: tuple[str, ...] | None = None) -> list[Hit]:
+        """Hybrid search; a time expression in the query becomes the range (daemon/recall).
+        `devices` and `users` restrict whose rows are searched (None: anyone's)."""
         return recall.search(self.store, self.models.embed, query, k,
                              Filters(source=source, since=since, until=until, kind=kind,
-                                     project=project, level=level),
+                                     project=project, level=level, devices=devices,
+                                     users=users),
                              now=now, tz=recall.user_tz(self.cfg))
 
     # The read path besides search (daemon/recall.py, daemon/context.py).
-    def recent(self, limit: int = 20, source: str | None = None) -> list[Hit]:
-        return recall.recent(self.store, limit, source)
+    # `owners` (daemon/owners.py) restricts whose rows each of them reads.
+    def recent(self, limit: int = 20, source: str | None = None,
+               owners: Owners = EVERYONE) -> list[Hit]:
+        return recall.recent(self.store, limit, source, owners)
 
     def timeline(self, since: datetime | None, until: datetime | None,
-                 source: str | None = None) -> list[Hit]:
-        return recall.timeline(self.store, since, until, source)
+                 source: str | None = None, owners: Owners = EVERYONE) -> list[Hit]:
+        return recall.timeline(self.store, since, until, source, owners=owners)
 
-    def digest(self, period: str = "day", day: date | None = None) -> dict[str, Any]:
+    def digest(self, period: str = "day", day: date | None = None,
+               owners: Owners = EVERYONE) -> dict[str, Any]:
         tz = recall.user_tz(self.cfg)
-        return recall.digest(self.store, period, day or datetime.now(tz).date(), tz)
+        return recall.digest(self.store, period, day or datetime.now(tz).date(), tz,
+                             owners=owners, prefer=(self.store.device, self.store.user))
 
-    def context(self, query: str, budget_tokens: int, now: datetime | None = None) -> dict[str, Any]:
+    def context(self, query: str, budget_tokens: int, now: datetime | None = None,
+                owners: Owners = EVERYONE) -> dict[str, Any]:
         return recall.context(self.store, self.models.embed, query, budget_tokens, now=now,
-                              tz=recall.user_tz(self.cfg))
+                              tz=recall.user_tz(self.cfg), owners=owners)
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
                source: str | None = None, query: str | None = None,
-               dry_run: bool = False) -> dict[str, Any]:
-        return recall.forget(self.store, since, until, source, query, dry_run)
+               dry_run: bool = False, owners: Owners = EVERYONE) -> dict[str, Any]:
+        return recall.forget(self.store, since, until, source, query, dry_run, owners)
 
     def optimize(self) -> None:
         self.store.optimize()
@@ -173,9 +195,11 @@ class Engine:
 
     def import_memories(self, segments: list[bytes]) -> dict[str, Any]:
         """Merge a peer's exported memories by id; never deletes local memory."""
+        from daemon.journal import read_forgotten
         from daemon.sync.exchange import import_memories
 
-        return import_memories(self.store, segments)
+        return import_memories(self.store, segments,
+                               read_forgotten(self.cfg.data_path / "journal.sqlite3"))
 
     def status(self) -> dict[str, Any]:
         return {"store": self.store.counts(), "models_loaded": self.models.loaded()}

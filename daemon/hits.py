@@ -22,3 +22,5 @@ class Hit:
     project: str = ""
     memory_ids: tuple[str, ...] = ()  # a digest's sources: the memories it came from
     covers: tuple[Hit, ...] = ()  # matching hits folded into this one by de-duplication
+    device: str = ""  # who wrote it (store schema 3; daemon/owners.py)
+    user: str = ""

@@ -7,6 +7,10 @@ Secrets are redacted before a row is written.
 
 Each event moves through stages: NEW (journaled) → INDEXED (in the LanceDB store,
 searchable) → SUMMARIZED (part of a memory).
+
+What the user forgets leaves a tombstone (its id only, no content): a collector that
+reads the same history again, or a sync peer that still has the memory, cannot bring it
+back.
 """
 
 from __future__ import annotations
@@ -62,8 +66,31 @@ def _m1_events_and_cursors(db: sqlite3.Connection) -> None:
     )
 
 
+def _m2_forgotten(db: sqlite3.Connection) -> None:
+    db.execute("CREATE TABLE forgotten (id TEXT PRIMARY KEY, kind TEXT NOT NULL, "
+               "at REAL NOT NULL) WITHOUT ROWID")
+
+
 # Ordered migrations; PRAGMA user_version says how many have run. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_events_and_cursors]
+MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_events_and_cursors,
+                                                          _m2_forgotten]
+EVENT, MEMORY = "event", "memory"  # what a tombstone stands for
+
+
+def read_forgotten(path: Path) -> tuple[frozenset[str], frozenset[str]]:
+    """The forgotten (event ids, memory ids) in the journal at `path`, read-only, for a
+    process that does not own the journal (the worker merging a sync peer's memories)."""
+    if not path.exists():
+        return frozenset(), frozenset()
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    try:
+        rows = db.execute("SELECT id, kind FROM forgotten").fetchall()
+    except sqlite3.OperationalError:  # a journal from before tombstones: nothing forgotten
+        return frozenset(), frozenset()
+    finally:
+        db.close()
+    return (frozenset(i for i, k in rows if k == EVENT),
+            frozenset(i for i, k in rows if k == MEMORY))
 
 
 class JournalUnwritable(RetryableError):
@@ -124,14 +151,15 @@ class Journal:
         now = time.time()
         rows = [
             (e.id, e.ts.timestamp(), e.source, e.kind, e.subject, e.title, e.text,
-             e.attrs_json(), now)
+             e.attrs_json(), now, e.id)
             for e in map(self._clean, batch.events)
         ]
         with self._lock, self._writing("store new events"):
             before = self._db.total_changes
             self._db.executemany(
                 "INSERT OR IGNORE INTO events(id, ts, source, kind, subject, title, text,"
-                " attrs, added) VALUES (?,?,?,?,?,?,?,?,?)", rows)
+                " attrs, added) SELECT ?,?,?,?,?,?,?,?,? WHERE NOT EXISTS"
+                " (SELECT 1 FROM forgotten WHERE id = ?)", rows)
             new = self._db.total_changes - before
             if batch.cursor is not None:
                 self._db.execute(
@@ -209,11 +237,15 @@ class Journal:
 
     def forget(self, ids: Iterable[str] = (), since: datetime | None = None,
                until: datetime | None = None, source: str | None = None,
-               query: str | None = None) -> int:
+               query: str | None = None, memory_ids: Iterable[str] = ()) -> int:
         """Delete the events with `ids`, and those matching every condition given (time in
         [since, until), `source`, `query` as a case-insensitive substring of subject,
-        title or text); return how many rows went. No condition deletes only `ids`."""
+        title or text); return how many rows went. No condition deletes only `ids`.
+
+        Every deleted event id, and every id in `memory_ids` (the memories the store
+        dropped), is kept as a tombstone so it is never stored again."""
         ids = list(ids)
+        now = time.time()
         conds: list[str] = []
         args: list[object] = []
         if since is not None:
@@ -236,6 +268,13 @@ class Journal:
             # from the file, not only from queries.
             self._db.execute("PRAGMA secure_delete=ON")
             with self._writing("forget events"):
+                if conds:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO forgotten(id, kind, at) SELECT id, ?, ? FROM "
+                        f"events WHERE {' AND '.join(conds)}", [EVENT, now, *args])
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO forgotten(id, kind, at) VALUES (?,?,?)",
+                    [(i, EVENT, now) for i in ids] + [(m, MEMORY, now) for m in memory_ids])
                 before = self._db.total_changes
                 if conds:
                     self._db.execute(f"DELETE FROM events WHERE {' AND '.join(conds)}", args)
@@ -246,6 +285,10 @@ class Journal:
                 gone = self._db.total_changes - before
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             return gone
+
+    def forgotten_count(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM forgotten").fetchone()[0])
 
     def counts(self) -> dict[str, int]:
         with self._lock:

@@ -11,21 +11,32 @@ from __future__ import annotations
 
 import json
 import logging
+from contextvars import ContextVar
 from typing import Any, Protocol
 
 import anyio
 
+from daemon.owners import Owners
+
 log = logging.getLogger(__name__)
+# Whose memories the current /mcp request's token reads (daemon/owners.py): set by the
+# endpoint after its token check, read by the tools (the SDK runs them in tasks and
+# threads that inherit the request's context).
+# Fail closed: a tool run outside a checked request reads nobody's memory.
+NOBODY = Owners(devices=(), users=())
+CALLER_OWNERS: ContextVar[Owners] = ContextVar("memoryd_mcp_owners", default=NOBODY)
 
 
 class MemoryTools(Protocol):
-    def search(self, query: str, k: int) -> list[dict[str, Any]]: ...
+    def search(self, query: str, k: int, device: str | None = None,
+               user: str | None = None) -> list[dict[str, Any]]: ...
 
     def recent(self, limit: int, source: str | None) -> list[dict[str, Any]]: ...
 
     def digest(self, period: str, date: str | None) -> dict[str, Any]: ...
 
-    def context(self, query: str, budget_tokens: int) -> dict[str, Any]: ...
+    def context(self, query: str, budget_tokens: int, device: str | None = None,
+                user: str | None = None) -> dict[str, Any]: ...
 
 
 class ServiceTools:
@@ -34,22 +45,26 @@ class ServiceTools:
     def __init__(self, service: Any) -> None:
         self.service = service
 
-    def search(self, query: str, k: int) -> list[dict[str, Any]]:
+    def search(self, query: str, k: int, device: str | None = None,
+               user: str | None = None) -> list[dict[str, Any]]:
         from daemon.memory import hit_json
 
-        return [hit_json(h) for h in self.service.search(query, k)]
+        return [hit_json(h) for h in self.service.search(
+            query, k, device=device, user=user, owners=CALLER_OWNERS.get())]
 
     def recent(self, limit: int, source: str | None) -> list[dict[str, Any]]:
-        return list(self.service.recent(limit, source))
+        return list(self.service.recent(limit, source, owners=CALLER_OWNERS.get()))
 
     def digest(self, period: str, date: str | None) -> dict[str, Any]:
         from datetime import date as date_type
 
         day = date_type.fromisoformat(date) if date else None
-        return dict(self.service.digest(period, day))
+        return dict(self.service.digest(period, day, owners=CALLER_OWNERS.get()))
 
-    def context(self, query: str, budget_tokens: int) -> dict[str, Any]:
-        return dict(self.service.context(query, budget_tokens))
+    def context(self, query: str, budget_tokens: int, device: str | None = None,
+                user: str | None = None) -> dict[str, Any]:
+        return dict(self.service.context(query, budget_tokens, device=device, user=user,
+                                         owners=CALLER_OWNERS.get()))
 
 
 class DaemonTools:
@@ -63,8 +78,10 @@ class DaemonTools:
 
         return daemon_get(self.cfg, path, {k: v for k, v in params.items() if v is not None})
 
-    def search(self, query: str, k: int) -> list[dict[str, Any]]:
-        return list(self._get("/v1/memory/search", {"q": query, "k": k})["results"])
+    def search(self, query: str, k: int, device: str | None = None,
+               user: str | None = None) -> list[dict[str, Any]]:
+        return list(self._get("/v1/memory/search", {"q": query, "k": k, "device": device,
+                                                     "user": user})["results"])
 
     def recent(self, limit: int, source: str | None) -> list[dict[str, Any]]:
         return list(self._get("/v1/memory/recent", {"limit": limit, "source": source})["results"])
@@ -72,9 +89,11 @@ class DaemonTools:
     def digest(self, period: str, date: str | None) -> dict[str, Any]:
         return dict(self._get("/v1/memory/digest", {"period": period, "date": date}))
 
-    def context(self, query: str, budget_tokens: int) -> dict[str, Any]:
+    def context(self, query: str, budget_tokens: int, device: str | None = None,
+                user: str | None = None) -> dict[str, Any]:
         return dict(self._get("/v1/memory/context",
-                              {"query": query, "budget_tokens": budget_tokens}))
+                              {"query": query, "budget_tokens": budget_tokens,
+                               "device": device, "user": user}))
 
 
 def build_server(tools: MemoryTools) -> Any:
@@ -94,9 +113,12 @@ def build_server(tools: MemoryTools) -> Any:
         return json.dumps(out, ensure_ascii=False, default=str)
 
     @mcp.tool(description="Search the user's captured memory (hybrid full-text and "
-                          "semantic). Returns JSON results with id, ts, title, text, score.")
-    async def memory_search(query: str, k: int = 10) -> str:
-        return await run(tools.search, query, k)
+                          "semantic). Returns JSON results with id, ts, title, text, score, "
+                          "device and user. `device` and `user` (comma-separated names) "
+                          "keep only what those devices or people wrote.")
+    async def memory_search(query: str, k: int = 10, device: str | None = None,
+                            user: str | None = None) -> str:
+        return await run(tools.search, query, k, device, user)
 
     @mcp.tool(description="The newest raw activity events (optionally of one source: "
                           "files, browser, shell), newest first, as JSON.")
@@ -110,8 +132,9 @@ def build_server(tools: MemoryTools) -> Any:
 
     @mcp.tool(description="A markdown context pack about `query` within a token budget, "
                           "ready to paste into a prompt.")
-    async def memory_context(query: str, budget_tokens: int = 1500) -> str:
-        out = await anyio.to_thread.run_sync(tools.context, query, budget_tokens)
+    async def memory_context(query: str, budget_tokens: int = 1500, device: str | None = None,
+                             user: str | None = None) -> str:
+        out = await anyio.to_thread.run_sync(tools.context, query, budget_tokens, device, user)
         return str(out.get("markdown") or "")
 
     return mcp
@@ -157,8 +180,9 @@ class MCPEndpoint:
         from starlette.requests import Request
         from starlette.responses import JSONResponse
 
+        request = Request(scope, receive)
         try:
-            await self._check(Request(scope, receive))
+            await self._check(request)
         except Exception as exc:  # the API's 401/403, answered here (no FastAPI handler)
             forbidden = type(exc).__name__ == "_Forbidden"
             msg = (f"this token lacks the {exc} scope" if forbidden
@@ -167,8 +191,14 @@ class MCPEndpoint:
                                           "message": msg}},
                                status_code=403 if forbidden else 401)(scope, receive, send)
             return
+        from daemon.owners import request_owners
+
         await self._ensure_started()
-        await self._app(scope, receive, send)
+        reset = CALLER_OWNERS.set(request_owners(request))
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            CALLER_OWNERS.reset(reset)
 
 
 def router(service: Any, require: Any) -> Any:

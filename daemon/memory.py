@@ -12,6 +12,7 @@ from daemon.collect import CollectorRuns
 from daemon.config import Config
 from daemon.hits import Hit
 from daemon.journal import Journal
+from daemon.owners import Owners, identity, whose
 from daemon.privacy import PauseState
 
 
@@ -25,7 +26,8 @@ def hit_json(h: Hit) -> dict[str, Any]:
     """The public search-result shape (a contract: keep these keys)."""
     return {"id": h.id, "source": h.source, "kind": h.kind,
             "ts": h.ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "title": h.title, "text": h.text, "score": h.score}
+            "title": h.title, "text": h.text, "score": h.score,
+            "device": h.device, "user": h.user}
 
 
 @dataclass
@@ -41,58 +43,80 @@ class MemoryService:
 
     def search(self, query: str, k: int = 10, source: str | None = None,
                since: datetime | None = None, until: datetime | None = None,
-               kind: str | None = None, project: str | None = None) -> list[Hit]:
-        """Hybrid search; a time expression in `query` is a range unless since/until given."""
+               kind: str | None = None, project: str | None = None,
+               device: str | None = None, user: str | None = None,
+               owners: Owners | None = None) -> list[Hit]:
+        """Hybrid search; a time expression in `query` is a range unless since/until given.
+        `device` and `user` filter by who wrote it (`a,b` for several); `owners` is the
+        caller's token's restriction (None: everyone's), which the filters cannot widen."""
         if not query.strip():
             raise ValueError("the query is empty; say what to look for")
         if not 1 <= k <= 200:
             raise ValueError("k must be between 1 and 200")
         since, until = _range(since, until)
-        filters = {n: v for n, v in (("kind", kind), ("project", project)) if v}
+        filters: dict[str, Any] = {n: v for n, v in (("kind", kind), ("project", project)) if v}
+        o = whose(owners, device, user)
+        if not o.everyone:
+            filters.update(devices=o.devices, users=o.users)
         return self.engine.search(query, k, source=source, since=since, until=until, **filters)
 
     # -- the read path (daemon/recall.py runs these in the engine) -------------------
 
-    def recent(self, limit: int = 20, source: str | None = None) -> list[dict[str, Any]]:
+    # Every read below takes `device`/`user` filters and the token's `owners`, as search.
+    def recent(self, limit: int = 20, source: str | None = None, device: str | None = None,
+               user: str | None = None, owners: Owners | None = None) -> list[dict[str, Any]]:
         """The newest `limit` raw events, newest first."""
         if not 1 <= limit <= 1000:
             raise ValueError("limit must be between 1 and 1000")
-        return [hit_json(h) for h in self._engine.recent(limit, source)]
+        o = whose(owners, device, user)
+        return [hit_json(h) for h in self._engine.recent(limit, source, owners=o)]
 
     def timeline(self, since: datetime | None, until: datetime | None,
-                 source: str | None = None) -> list[dict[str, Any]]:
+                 source: str | None = None, device: str | None = None,
+                 user: str | None = None, owners: Owners | None = None) -> list[dict[str, Any]]:
         """Raw events in [since, until), oldest first (at most the newest 2000)."""
         since, until = _range(since, until)
-        return [hit_json(h) for h in self._engine.timeline(since, until, source)]
+        o = whose(owners, device, user)
+        return [hit_json(h) for h in self._engine.timeline(since, until, source, owners=o)]
 
-    def digest(self, period: str = "day", day: date | None = None) -> dict[str, Any]:
+    def digest(self, period: str = "day", day: date | None = None, device: str | None = None,
+               user: str | None = None, owners: Owners | None = None) -> dict[str, Any]:
         """The day or week digest holding `day` (default today), with its children."""
         if period not in ("day", "week"):
             raise ValueError(f"period must be 'day' or 'week', not {period!r}")
-        return dict(self._engine.digest(period, day))
+        return dict(self._engine.digest(period, day, owners=whose(owners, device, user)))
 
-    def context(self, query: str, budget_tokens: int) -> dict[str, Any]:
+    def context(self, query: str, budget_tokens: int, device: str | None = None,
+                user: str | None = None, owners: Owners | None = None) -> dict[str, Any]:
         """A markdown context pack (key `markdown`) for `query` within `budget_tokens`."""
         if not 64 <= budget_tokens <= 200_000:
             raise ValueError("budget_tokens must be between 64 and 200000")
-        return dict(self._engine.context(query, budget_tokens))
+        return dict(self._engine.context(query, budget_tokens,
+                                         owners=whose(owners, device, user)))
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
                source: str | None = None, query: str | None = None,
-               dry_run: bool = False) -> dict[str, Any]:
+               dry_run: bool = False, device: str | None = None, user: str | None = None,
+               owners: Owners | None = None) -> dict[str, Any]:
         """Delete matching events and memories from the store (rows, full-text index, old
         versions) and the journal, so a re-index cannot bring them back; return counts."""
         since, until = _range(since, until)
         if not any((since, until, source, query and query.strip())):
             raise ValueError("say what to forget: since/until, a source or a query")
+        o = whose(owners, device, user)
         out = dict(self._engine.forget(since=since, until=until, source=source, query=query,
-                                       dry_run=dry_run))
+                                       dry_run=dry_run, owners=o))
+        if not o.allows(*identity(self.cfg)):
+            # the journal holds only this daemon's own events: a caller restricted to other
+            # owners removes from it only the ids it may read (none of them, in practice)
+            since = until = source = query = None
         ids = out.pop("event_ids", [])
+        memory_ids = out.pop("memory_ids", [])
         if dry_run:
             out["journal"] = len(ids)
             return out
         out["journal"] = self.journal.forget(ids, since=since, until=until, source=source,
-                                             query=query)
+                                             query=query, memory_ids=memory_ids)
         return out
 
     @property
@@ -131,9 +155,8 @@ class MemoryService:
 
 def _range(since: datetime | None, until: datetime | None) -> tuple[datetime | None,
                                                                      datetime | None]:
-    """UTC-aware bounds (a naive time is taken as UTC); refuse an empty range."""
+    """UTC-aware bounds (a naive time is taken as UTC). A range with since at or after
+    until is empty: it matches nothing (search, timeline) and forgets nothing."""
     since, until = (None if t is None else t if t.tzinfo else t.replace(tzinfo=UTC)
                     for t in (since, until))
-    if since and until and since >= until:
-        raise ValueError("since must be before until")
     return since, until

@@ -1,8 +1,9 @@
 """The OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/embeddings.
 
 Handlers stay thin and cheap: the body is parsed once with `json`, routing decisions come
-from tables built at start-up, upstream bytes go back unchanged when nothing is added,
-and telemetry is queued for a background writer. memoryd's own request fields (all
+from tables built at start-up, upstream bytes go back unchanged but for memoryd's
+explanation spliced in (daemon/explain.py: a `memoryd` object in the JSON, or a leading
+chunk without choices when streamed), and telemetry is queued for a background writer. memoryd's own request fields (all
 optional, removed before the upstream sees the body):
 
 - `task` (or header `X-Memoryd-Task`): compaction, classify, extract, reasoning, code...
@@ -12,6 +13,11 @@ optional, removed before the upstream sees the body):
   captured memory in front of the prompt (needs the memory:read scope too); the answer
   carries `memory.used` (the ids) and such a prompt goes to local models only, unless
   `router.memory_remote_models` names the remote model.
+- `irreversible` (or header `X-Memoryd-Irreversible`): true, or a short description of
+  the step; with [approvals] irreversible (the default) the request waits for the user's
+  approval (daemon/approvals.py), as do the other requests [approvals] names. Denied or
+  timed out, the caller gets a 403 that says which; `approval_timeout_seconds` shortens
+  the wait for a caller that cannot wait as long.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import json
 import logging
 import struct
 import time
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -31,13 +38,18 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from starlette.routing import Route
 
 from daemon import telemetry
+from daemon.approvals import Approvals, preview, reasons_for
+from daemon.approvals import shared as approvals_of
+from daemon.explain import attach, explain, failed_attempts, leading_chunk
 from daemon.memory import MemoryService
+from daemon.owners import request_owners
 from daemon.registry import build_registry
-from daemon.routing import AllFailed, Ask, NoRoute, Router
-from daemon.telemetry import Telemetry
+from daemon.routing import AllFailed, Ask, NoRoute, Plan, Router
+from daemon.telemetry import Decision, Telemetry
+from daemon.tokens import TokenStore
 from models.errors import UpstreamError
-from models.local_async import chunk_event
 from models.openai_http import shared_client
+from models.replicas import ReplicaPool
 
 log = logging.getLogger(__name__)
 TRUE = ("1", "true", "yes", "on")
@@ -46,9 +58,27 @@ MEMORY_PREAMBLE = ("Context from the user's own activity on this computer (captu
                    "memoryd; use it only where it helps answer):\n\n")
 
 
-def _err(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message, "code": kind}},
-                        status_code=status)
+def _err(status: int, kind: str, message: str,
+         why: dict[str, Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": {"type": kind, "message": message, "code": kind}}
+    if why is not None:  # the routing explanation, when routing got that far
+        body["memoryd"] = why
+    return JSONResponse(body, status_code=status)
+
+
+def _decided(rt: Router, why: dict[str, Any]) -> dict[str, Any]:
+    """Record a request's explained decision in telemetry (off the request path)."""
+    rt.telemetry.record(Decision(time.time(), why["request_id"], why["task"],
+                                 why["model"] or "", "api", why))
+    return why
+
+
+def _irreversible_header(request: Request) -> str | bool:
+    """`X-Memoryd-Irreversible: 1` (or a description of the step) marks a request."""
+    value = request.headers.get("x-memoryd-irreversible", "").strip()
+    if value.lower() in TRUE:
+        return True
+    return value if value and value.lower() not in ("0", "false", "no", "off") else False
 
 
 def build_router(service: MemoryService) -> Router:
@@ -78,9 +108,10 @@ def _last_user_text(messages: list[Any]) -> str:
 
 
 async def _memory_context(service: MemoryService, messages: list[Any],
-                          spec: Any) -> tuple[list[str], int, list[Any]]:
+                          spec: Any, owners: Any = None) -> tuple[list[str], int, list[Any]]:
     """Given the messages and the request's `memory` field, return the ids of memories
-    used, their token estimate, and the messages with the context pack in front."""
+    used, their token estimate, and the messages with the context pack in front. Only
+    memories of `owners` (the token's, daemon/owners.py) can enter the pack."""
     if spec is True:
         spec = {}
     if not isinstance(spec, dict):
@@ -94,12 +125,16 @@ async def _memory_context(service: MemoryService, messages: list[Any],
         raise ValueError("memory.budget_tokens must be a whole number from 64 to 32000")
     context = getattr(service, "context", None)
     if context is not None:
-        pack = await asyncio.to_thread(context, query, budget)
+        pack = await asyncio.to_thread(
+            lambda: context(query, budget, device=spec.get("device"), user=spec.get("user"),
+                            owners=owners))
         markdown = str(pack.get("markdown") or "")
         ids = [str(i["id"]) for i in pack.get("items") or [] if isinstance(i, dict) and "id" in i]
         tokens = int(pack.get("tokens") or len(markdown) // 3)
     else:  # a service without context packs: the best hits, cut to the budget
-        hits = await asyncio.to_thread(service.search, query, 20)
+        hits = await asyncio.to_thread(
+            lambda: service.search(query, 20, device=spec.get("device"),
+                                   user=spec.get("user"), owners=owners))
         lines, ids, used = [], [], 0
         for h in hits:
             line = f"- {h.ts:%Y-%m-%d %H:%M} {h.title}: {' '.join(h.text.split())[:600]}"
@@ -119,13 +154,15 @@ def router(service: MemoryService, require: Any) -> APIRouter:
     r = APIRouter()
     rt = build_router(service)
     need_memory = require("memory:read").dependency
+    tokens = TokenStore(service.cfg.data_path / "tokens.json")
     limit = service.cfg.api.max_request_bytes
 
     @r.get("/v1/models", dependencies=[require("complete")])
     async def models() -> dict[str, Any]:
         now = int(time.time())
-        data = [{"id": "auto", "object": "model", "created": now, "owned_by": "memoryd",
-                 "memoryd": {"routes": {k: list(v) for k, v in rt.reg.routes.items()}}}]
+        routes = {k: list(v) for k, v in rt.reg.routes.items()}
+        data: list[dict[str, Any]] = [{"id": "auto", "object": "model", "created": now,
+                                       "owned_by": "memoryd", "memoryd": {"routes": routes}}]
         for kind, pool in (("chat", rt.reg.chat), ("embedding", rt.reg.embed)):
             for name, backend in pool.items():
                 p = backend.profile
@@ -137,6 +174,8 @@ def router(service: MemoryService, require: Any) -> APIRouter:
                                  "usd_per_mtok_out": p.usd_per_mtok_out,
                                  "concurrency": p.concurrency,
                                  "circuit": rt.breakers[name].state}})
+                if isinstance(backend, ReplicaPool):  # per replica: up/down, load, served
+                    data[-1]["memoryd"]["replicas"] = backend.status()
         return {"object": "list", "data": data}
 
     need_complete = require("complete").dependency
@@ -163,45 +202,121 @@ def router(service: MemoryService, require: Any) -> APIRouter:
         max_cost = body.pop("max_cost_usd", None)
         memory = body.pop("memory", None)
         stream = body.pop("stream", False) is True
+        irreversible = body.pop("irreversible", None) or _irreversible_header(request)
+        wait_at_most = body.pop("approval_timeout_seconds", None)
         if not isinstance(model, str) or not isinstance(task, str) or len(task) > 64:
             return _err(400, "invalid_request", "model and task must be short strings")
         if max_cost is not None and (isinstance(max_cost, bool)
                                      or not isinstance(max_cost, (int, float))):
             return _err(400, "invalid_request", "max_cost_usd must be a number")
+        if not isinstance(irreversible, (bool, str)) or (isinstance(irreversible, str)
+                                                         and len(irreversible) > 300):
+            return _err(400, "invalid_request", "irreversible must be true or a short "
+                        "description of the step (at most 300 characters)")
+        if wait_at_most is not None and (isinstance(wait_at_most, bool) or not isinstance(
+                wait_at_most, (int, float)) or wait_at_most <= 0):
+            return _err(400, "invalid_request", "approval_timeout_seconds must be a positive "
+                        "number (it can only shorten [approvals] timeout_seconds)")
         used: list[str] = []
         memory_tokens = 0
         if memory is not None and memory is not False:
             await need_memory(request)
             used, memory_tokens, body["messages"] = await _memory_context(
-                service, messages, memory)
+                service, messages, memory, request_owners(request))
         ask = Ask(task=task, model=model, local_only=local_only, memory_used=len(used),
                   max_cost_usd=float(max_cost) if max_cost is not None else None,
                   route="api-stream" if stream else "api")
         rt.start_probes()  # once, on the serving loop (uvicorn runs without lifespan)
         memory_info = {"used": used, "tokens": memory_tokens} if memory is not None else None
+        extra = {"memory": memory_info} if memory_info is not None else {}
+        gates = service.cfg.approvals
+        plan: Plan | None = None
+        approval: dict[str, Any] | None = None
         try:
+            plan = rt.decide(body, ask, "hold" if gates.memory_remote else "refuse")
+            if irreversible or gates.tasks or gates.memory_remote or gates.max_cost_usd:
+                reasons = reasons_for(gates, task, irreversible, plan, len(used))
+                if reasons:
+                    plan, approval, refusal = await _approve(
+                        rt, approvals_of(service.cfg), request, body, ask, plan, reasons,
+                        irreversible, used, stream, wait_at_most)
+                    if refusal is not None:
+                        why = _decided(rt, explain(plan, ask, request_id=uuid.uuid4().hex,
+                                                   memory=memory_info, approval=approval,
+                                                   refused=refusal[1]))
+                        return _err(403, refusal[0], refusal[1], why)
             if stream:
-                name, events = await rt.stream(body, ask)
+                started = await rt.stream(body, ask, plan.chain)
+                why = _decided(rt, explain(
+                    plan, ask, request_id=started.request_id, model=started.model,
+                    attempts=started.attempts, depth=started.depth, memory=memory_info,
+                    approval=approval))
                 return StreamingResponse(
-                    _with_memory(events, memory_info), media_type="text/event-stream",
-                    headers={"x-memoryd-model": name, "cache-control": "no-cache"})
-            routed = await rt.complete(body, ask)
+                    _after(leading_chunk({**extra, "memoryd": why}), started.events),
+                    media_type="text/event-stream",
+                    headers={"x-memoryd-model": started.model, "cache-control": "no-cache",
+                             "x-memoryd-fallback-depth": str(started.depth),
+                             "x-memoryd-request-id": started.request_id})
+            routed = await rt.complete(body, ask, plan.chain)
         except NoRoute as exc:
+            _decided(rt, explain(plan, ask, request_id=uuid.uuid4().hex, memory=memory_info,
+                                 approval=approval, refused=str(exc)))
             return _err(exc.status, exc.kind, str(exc))
         except AllFailed as exc:
+            why = _decided(rt, explain(plan, ask, request_id=uuid.uuid4().hex,
+                                       attempts=failed_attempts(exc), memory=memory_info,
+                                       approval=approval, refused="every model failed"))
             return _err(502, "upstream_failed", f"{exc}; see GET /v1/models for circuit "
-                        "states, or retry later")
+                        "states, or retry later", why)
         except UpstreamError as exc:  # the request itself was refused: the caller's to fix
+            _decided(rt, explain(plan, ask, request_id=uuid.uuid4().hex, memory=memory_info,
+                                 approval=approval, refused=f"upstream rejected it: {exc}"))
             return _err(exc.status or 400, "upstream_rejected", str(exc))
-        content = routed.raw
-        if memory_info is not None:
-            content = json.dumps({**routed.data, "memory": memory_info},
-                                 ensure_ascii=False).encode()
-        return Response(content, media_type="application/json",
+        why = _decided(rt, explain(plan, ask, request_id=routed.request_id, model=routed.model,
+                                   attempts=routed.attempts, depth=routed.depth,
+                                   memory=memory_info, approval=approval))
+        return Response(attach(routed.raw, {**extra, "memoryd": why}),
+                        media_type="application/json",
                         headers={"x-memoryd-model": routed.model,
-                                 "x-memoryd-fallback-depth": str(routed.depth)})
+                                 "x-memoryd-fallback-depth": str(routed.depth),
+                                 "x-memoryd-request-id": routed.request_id})
 
-    @r.post("/v1/embeddings", dependencies=[require("complete")])
+    async def _approve(rt: Router, approvals: Approvals, request: Request,
+                       body: dict[str, Any], ask: Ask, plan: Plan,
+                       reasons: list[dict[str, str]], irreversible: str | bool,
+                       used: list[str], stream: bool, wait_at_most: float | None
+                       ) -> tuple[Plan, dict[str, Any], tuple[str, str] | None]:
+        """File the request for approval and wait for the user. Return the plan to follow
+        (memory may go remote once approved), the approval's record for the explanation,
+        and (error type, message) when the answer is no."""
+        if any(r["reason"] == "memory_remote" for r in reasons):
+            plan = rt.decide(body, ask, "allow")  # where it goes if the user says yes
+        what = {"preview": preview(body["messages"]), "model": ask.model,
+                "irreversible": irreversible or False, "memory_ids": used,
+                "est_cost_usd": round(plan.est_cost_usd, 6), "stream": stream}
+        aid = approvals.file(task=ask.task, models=plan.chain, reasons=reasons, what=what,
+                             requested_by=_who(request), timeout_seconds=wait_at_most)
+        verdict = await approvals.wait(aid, request.is_disconnected)
+        record = {"id": aid, "decision": verdict.status, "by": verdict.by,
+                  "reason": verdict.reason, "waited_seconds": verdict.waited_seconds,
+                  "needed_because": reasons}
+        if verdict.approved:
+            return plan, record, None
+        kind = {"denied": "approval_denied", "timed_out": "approval_timed_out"}.get(
+            verdict.status, "approval_abandoned")
+        return plan, record, (kind, verdict.refusal(aid))
+
+    def _who(request: Request) -> str:
+        """Who asked, for the approval record: the scoped token's name, else the admin
+        token, and the caller's User-Agent."""
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        name = tokens.name(given.strip()) if scheme.lower() == "bearer" and given else None
+        who = f"token {name}" if name else "admin token" if given else "status page session"
+        agent = request.headers.get("user-agent", "")
+        return f"{who} ({agent[:80]})" if agent else who
+
+    @r.post("/v1/embeddings", dependencies=[require("complete")],
+            openapi_extra=EMBEDDINGS_OPENAPI)
     async def embeddings(request: Request) -> Response:
         try:
             body = json.loads(await _read(request, limit))
@@ -216,7 +331,9 @@ def router(service: MemoryService, require: Any) -> APIRouter:
             return _err(400, "invalid_request", "input must be a string or a list of strings")
         if len(texts) > MAX_EMBED_INPUTS:
             return _err(400, "invalid_request", f"at most {MAX_EMBED_INPUTS} inputs per call")
-        fmt = body.get("encoding_format") or "float"
+        fmt = body.get("encoding_format", "float")
+        if fmt not in ("float", "base64"):
+            return _err(400, "invalid_request", "encoding_format must be float or base64")
         try:
             name, vectors = await rt.embed(texts, str(body.get("model") or "auto"))
         except NoRoute as exc:
@@ -232,6 +349,13 @@ def router(service: MemoryService, require: Any) -> APIRouter:
         return JSONResponse({"object": "list", "model": name, "data": rows,
                              "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
 
+    @r.get("/v1/router/decisions", dependencies=[require("admin")])
+    def router_decisions(limit: int = Query(50, ge=1, le=1000),
+                         request_id: str = Query("", max_length=64)) -> dict[str, Any]:
+        """The newest explained routing decisions (or the one for `request_id`)."""
+        rt.telemetry.flush(2.0)
+        return {"decisions": telemetry.recent_decisions(rt.telemetry.path, limit, request_id)}
+
     @r.get("/v1/router/status", dependencies=[require("admin")])
     def router_status() -> dict[str, Any]:
         return {"circuits": rt.states(), "routes": {k: list(v) for k, v in rt.reg.routes.items()}}
@@ -242,7 +366,7 @@ def router(service: MemoryService, require: Any) -> APIRouter:
         since = time.time() - since_hours * 3600 if since_hours else 0.0
         return telemetry.summary(rt.telemetry.path, since)
 
-    @r.get("/metrics", dependencies=[require("admin")])
+    @r.get("/metrics", dependencies=[require("admin")], response_class=PlainTextResponse)
     def metrics() -> PlainTextResponse:
         rt.telemetry.flush(2.0)
         return PlainTextResponse(telemetry.prometheus(rt.telemetry.path, rt.states()),
@@ -255,6 +379,19 @@ def router(service: MemoryService, require: Any) -> APIRouter:
     r.add_api_route("/v1/chat/completions", chat, methods=["POST"],
                     summary="OpenAI-compatible chat completions, routed (see module doc)")
     return r
+
+
+# The body the embeddings handler parses by hand, documented for /openapi.json.
+_EMBED_TEXT = {"type": "string", "maxLength": 20_000}
+EMBEDDINGS_OPENAPI: dict[str, Any] = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {
+        "type": "object", "required": ["input"],
+        "properties": {
+            "input": {"anyOf": [_EMBED_TEXT, {"type": "array", "items": _EMBED_TEXT,
+                                              "minItems": 1,
+                                              "maxItems": MAX_EMBED_INPUTS}]},
+            "model": {"type": "string", "description": "a configured name, or auto"},
+            "encoding_format": {"enum": ["float", "base64"]}}}}}}}
 
 
 class _TooLarge(Exception):
@@ -275,11 +412,7 @@ async def _read(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _with_memory(events: AsyncIterator[bytes],
-                       memory: dict[str, Any] | None) -> AsyncIterator[bytes]:
-    if memory is not None:  # a chunk without choices, as usage chunks are
-        yield chunk_event({"id": "memoryd-memory", "object": "chat.completion.chunk",
-                           "created": int(time.time()), "model": "memoryd", "choices": [],
-                           "memory": memory})
+async def _after(first: bytes, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first  # memoryd's own chunk (no choices, as usage chunks), then the answer
     async for event in events:
         yield event

@@ -18,6 +18,7 @@ from daemon import context as packs
 from daemon import timeexpr
 from daemon.config import Config
 from daemon.hits import Hit
+from daemon.owners import EVERYONE, Owners
 from daemon.search import Filters, hybrid_search
 from daemon.store import Store, sql_str
 
@@ -51,14 +52,15 @@ def _with_time(query: str, f: Filters, now: datetime, tz: tzinfo) -> tuple[str, 
 
 
 def context(store: Store, embed: Embed, query: str, budget_tokens: int, *,
-            now: datetime | None = None, tz: tzinfo = UTC) -> dict[str, Any]:
+            now: datetime | None = None, tz: tzinfo = UTC,
+            owners: Owners = EVERYONE) -> dict[str, Any]:
     """A markdown context pack for `query` within `budget_tokens` (daemon/context.py).
 
     When the query names a period ("what did I do yesterday"), that period's digests
     lead the pack; the rest is the best search hits, memories folded with their events.
     """
     now = now or datetime.now(UTC)
-    text, f = _with_time(query, Filters(), now, tz)
+    text, f = _with_time(query, Filters(devices=owners.devices, users=owners.users), now, tz)
     hits = hybrid_search(store, text, embed([text])[0], CONTEXT_CANDIDATES, filters=f, now=now)
     digests: list[Hit] = []
     period = ""
@@ -67,7 +69,7 @@ def context(store: Store, embed: Embed, query: str, budget_tokens: int, *,
         hi = f.until or now
         period = f"{_iso(lo)} .. {_iso(hi)}"
         overlap = (f"level IN ('week', 'day') AND ts < timestamp '{_utc(hi)}' AND "
-                   f"ts_end >= timestamp '{_utc(lo)}'")
+                   f"ts_end >= timestamp '{_utc(lo)}'" + _and(owners))
         digests = sorted(store.rows("memories", overlap, 14),
                          key=lambda h: (h.kind != "memory.week", h.ts))
     pack = packs.build(query, digests, hits, budget_tokens, period=period)
@@ -78,16 +80,20 @@ def context(store: Store, embed: Embed, query: str, budget_tokens: int, *,
             "items": pack.items, "markdown": pack.markdown}
 
 
-def recent(store: Store, limit: int = 20, source: str | None = None) -> list[Hit]:
-    """The newest `limit` events (of `source`), newest first."""
-    return store.rows("events", Filters(source=source).where("events"), limit)
+def recent(store: Store, limit: int = 20, source: str | None = None,
+           owners: Owners = EVERYONE) -> list[Hit]:
+    """The newest `limit` events (of `source`, of `owners`), newest first."""
+    return store.rows("events", Filters(source=source, devices=owners.devices,
+                                        users=owners.users).where("events"), limit)
 
 
 def timeline(store: Store, since: datetime | None, until: datetime | None,
-             source: str | None = None, limit: int = TIMELINE_MAX) -> list[Hit]:
+             source: str | None = None, limit: int = TIMELINE_MAX,
+             owners: Owners = EVERYONE) -> list[Hit]:
     """Events in [since, until), oldest first (at most `limit`, the newest of them)."""
-    rows = store.rows("events", Filters(source=source, since=since, until=until).where("events"),
-                      limit)
+    rows = store.rows("events", Filters(source=source, since=since, until=until,
+                                        devices=owners.devices,
+                                        users=owners.users).where("events"), limit)
     return sorted(rows, key=lambda h: (h.ts, h.id))
 
 
@@ -106,15 +112,19 @@ def period_bounds(period: str, day: date, tz: tzinfo) -> tuple[datetime, datetim
     return lo, hi
 
 
-def digest(store: Store, period: str, day: date, tz: tzinfo) -> dict[str, Any]:
-    """The digest of the day or week holding `day`, and the memories under it.
+def digest(store: Store, period: str, day: date, tz: tzinfo, *, owners: Owners = EVERYONE,
+           prefer: tuple[str, str] = ("", "")) -> dict[str, Any]:
+    """The digest of the day or week holding `day`, and the memories under it, of
+    `owners` only. On a shared store each owner has its own digest: `digests` lists them
+    all and `digest` is the one of `prefer` (device, user) when it is among them.
 
     `digest` is None when compaction has not written one (yet); `chunks` then still
     lists the period's activity memories, so a caller always gets what there is.
     """
     start, end = period_bounds(period, day, tz)
-    inside = f"ts >= timestamp '{_utc(start)}' AND ts < timestamp '{_utc(end)}'"
-    digests = store.rows("memories", f"level = {sql_str(period)} AND {inside}", 5)
+    inside = f"ts >= timestamp '{_utc(start)}' AND ts < timestamp '{_utc(end)}'" + _and(owners)
+    digests = sorted(store.rows("memories", f"level = {sql_str(period)} AND {inside}", 50),
+                     key=lambda h: (h.device, h.user) != prefer)
     lower = "chunk" if period == "day" else "day"
     below = store.rows("memories", f"level = {sql_str(lower)} AND {inside}",
                        newest_first=False)
@@ -123,6 +133,7 @@ def digest(store: Store, period: str, day: date, tz: tzinfo) -> dict[str, Any]:
         below = store.rows("memories", f"level = 'chunk' AND {inside}", newest_first=False)
     return {"period": period, "date": day.isoformat(), "start": _iso(start), "end": _iso(end),
             "digest": memory_json(digests[0]) if digests else None,
+            "digests": [memory_json(h) for h in digests],
             "children_level": lower, "children": [memory_json(h) for h in below]}
 
 
@@ -130,23 +141,25 @@ def memory_json(h: Hit) -> dict[str, Any]:
     return {"id": h.id, "kind": h.kind, "source": h.source, "project": h.project,
             "ts": _iso(h.ts), "ts_end": _iso(h.ts_end) if h.ts_end else None,
             "title": h.title, "text": h.text, "event_ids": list(h.event_ids),
-            "sources": list(h.memory_ids)}
+            "sources": list(h.memory_ids), "device": h.device, "user": h.user}
 
 
 def forget(store: Store, since: datetime | None = None, until: datetime | None = None,
            source: str | None = None, query: str | None = None,
-           dry_run: bool = False) -> dict[str, Any]:
-    """Delete events and memories in [since, until), of `source`, and/or containing
+           dry_run: bool = False, owners: Owners = EVERYONE) -> dict[str, Any]:
+    """Delete events and memories (of `owners`) in [since, until), of `source`, and/or containing
     `query` (case-insensitive substring of their text); every given condition must hold.
 
     A memory built from a deleted event goes too (its summary may repeat it), and so
     does a digest built from a deleted memory: forgetting leaves no paraphrase behind.
     Old table versions are then purged from disk. Return the counts and the deleted
-    event ids (the journal rows to delete). Raise ValueError when nothing is named.
+    event and memory ids (the journal deletes those rows and keeps their tombstones).
+    Raise ValueError when nothing is named.
     """
     if not any((since, until, source, query and query.strip())):
         raise ValueError("say what to forget: a time range (since/until), a source or a query")
-    f = Filters(source=source, since=since, until=until)
+    f = Filters(source=source, since=since, until=until, devices=owners.devices,
+                users=owners.users)
     q = (query or "").strip().lower()
     conds = {t: [c for c in (f.where(t), _contains(q)) if c] for t in ("events", "memories")}
     events = store.ids("events", " AND ".join(conds["events"]))
@@ -163,7 +176,7 @@ def forget(store: Store, since: datetime | None = None, until: datetime | None =
                 memories.add(mid)
                 changed = True
     out = {"events": len(events), "memories": len(memories), "event_ids": sorted(events),
-           "dry_run": dry_run}
+           "memory_ids": sorted(memories), "dry_run": dry_run}
     if dry_run:
         return out
     for n in range(0, len(events), 500):
@@ -177,6 +190,11 @@ def forget(store: Store, since: datetime | None = None, until: datetime | None =
     return out
 
 
+def _and(owners: Owners) -> str:
+    where = owners.where()
+    return f" AND {where}" if where else ""
+
+
 def _contains(q: str) -> str | None:
     if not q:
         return None
@@ -185,7 +203,9 @@ def _contains(q: str) -> str | None:
 
 
 def _utc(dt: datetime) -> str:
-    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    from daemon.search import _utc as utc_literal
+
+    return utc_literal(dt)
 
 
 def _iso(dt: datetime) -> str:

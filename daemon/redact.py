@@ -62,15 +62,20 @@ def redact(text: str) -> str:
     for kind, pattern in _PATTERNS:
         if not any(t in lower for t in _TRIGGERS[kind]):
             continue
+        before = text
         if kind == "secret":
             text = _secret_values(text, lower, pattern)
-            lower = text.lower()
         elif kind == "secret-flag":
             text = pattern.sub(_flag, text)
         elif kind == "password-flag":
             text = pattern.sub(_password_flag, text)
         else:
             text = pattern.sub(f"[REDACTED:{kind}]", text)
+        if text is not before and text != before:
+            # a replacement moved every later position: `secret` looks its keys up in
+            # `lower` by offset, so a stale copy made it miss (an AWS key redacted above
+            # a "password = ..." line left the password in clear)
+            lower = text.lower()
     return text
 
 

@@ -21,6 +21,7 @@ from daemon.errors import ConfigError
 from models.base import Completion, Message, Profile
 from models.local_async import LocalChat, LocalEmbed
 from models.openai_http import OpenAIBackend
+from models.replicas import ReplicaPool
 
 TASKS = ("compaction", "classify", "extract", "reasoning", "code", "default")
 # An embedded model on a busy 2-core box can take minutes; past this the call counts as
@@ -35,7 +36,8 @@ LocalEmbedFn = Callable[[str, list[str]], list[list[float]]]
 
 @dataclass
 class Registry:
-    chat: dict[str, Any] = field(default_factory=dict)  # name -> LocalChat | OpenAIBackend
+    # name -> LocalChat | OpenAIBackend | ReplicaPool (several replicas of one model)
+    chat: dict[str, Any] = field(default_factory=dict)
     embed: dict[str, Any] = field(default_factory=dict)  # name -> LocalEmbed | OpenAIBackend
     routes: dict[str, tuple[str, ...]] = field(default_factory=dict)
     memory_remote: frozenset[str] = frozenset()
@@ -53,8 +55,26 @@ def _privacy(m: RouterModel) -> str:
         return m.privacy
     if m.backend != "openai":
         return "local"
-    host = (urlsplit(m.endpoint).hostname or "").lower()
-    return "local" if host in LOOPBACK else "remote"
+    hosts = {(urlsplit(e).hostname or "").lower() for e in (m.endpoints or (m.endpoint,))}
+    return "local" if hosts <= LOOPBACK else "remote"  # a pool is local only if all are
+
+
+def _endpoints(spec: RouterModel) -> tuple[str, ...]:
+    """The base URLs of an openai model: its `endpoint`, or its replicas' `endpoints`."""
+    if spec.endpoint and spec.endpoints:
+        raise ConfigError(f"router model {spec.name!r} sets both endpoint and endpoints: "
+                          "use endpoint for one server, endpoints for several replicas")
+    endpoints = spec.endpoints or ((spec.endpoint,) if spec.endpoint else ())
+    if not endpoints:
+        raise ConfigError(f"router model {spec.name!r} needs endpoint = "
+                          "\"http://host:port/v1\" (or endpoints = [...] for replicas)")
+    for e in endpoints:
+        if not e.startswith(("http://", "https://")):
+            raise ConfigError(f"router model {spec.name!r}: {e!r} is not a base URL like "
+                              "\"http://host:port/v1\"")
+    if len({e.rstrip("/") for e in endpoints}) != len(endpoints):
+        raise ConfigError(f"router model {spec.name!r} lists the same endpoint twice")
+    return endpoints
 
 
 def _bind(fn: LocalCompleteFn,
@@ -92,12 +112,15 @@ def build_registry(cfg: Config, local_complete: LocalCompleteFn, local_embed: Lo
                           timeout_seconds=spec.timeout_seconds, backend=spec.backend)
         reg.specs[spec.name] = spec
         if spec.backend == "openai":
-            if not spec.endpoint.startswith(("http://", "https://")):
-                raise ConfigError(f"router model {spec.name!r} needs endpoint = "
-                                  "\"http://host:port/v1\"")
+            endpoints = _endpoints(spec)
             key = os.environ.get(spec.api_key_env, "") if spec.api_key_env else ""
-            backend = OpenAIBackend(profile, spec.endpoint, spec.model or spec.name,
-                                    client=client, api_key=key)
+            backend: OpenAIBackend | ReplicaPool
+            if len(endpoints) == 1:
+                backend = OpenAIBackend(profile, endpoints[0], spec.model or spec.name,
+                                        client=client, api_key=key)
+            else:
+                backend = ReplicaPool(profile, list(endpoints), spec.model or spec.name,
+                                      client=client, api_key=key)
             if "embed" in spec.skills:
                 reg.embed[spec.name] = backend
             if spec.skills != ("embed",):

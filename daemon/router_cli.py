@@ -16,10 +16,19 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
 
     t = sub.add_parser("token", parents=[common], help="make, list and revoke scoped API tokens")
     ts = t.add_subparsers(dest="token_command", required=True)
-    c = ts.add_parser("create", parents=[common], help="make a token (its secret is shown once)")
+    c = ts.add_parser(
+        "create", parents=[common], help="make a token (its secret is shown once)",
+        description="Make a scoped API token. Whose memories it reads: --users and --devices "
+        "(comma-separated names, or '*' for anyone). Without --users it reads only this "
+        "daemon's own user's memories ([identity] user, from every device): private by "
+        "default on a store a team shares. admin and sync tokens read the whole store and "
+        "take no --users/--devices.")
     c.add_argument("--scope", action="append", required=True, choices=SCOPES,
                    help="what the token may do; repeat for several")
     c.add_argument("--name", default="", help="a name to find it by (default: its id)")
+    c.add_argument("--users", help="whose memories it reads: alice,bob or '*' (default: "
+                   "this daemon's [identity] user only)")
+    c.add_argument("--devices", help="from which devices: laptop,desk or '*' (default: any)")
     c.add_argument("--json", action="store_true")
     ls = ts.add_parser("list", parents=[common], help="list tokens (never their secrets)")
     ls.add_argument("--json", action="store_true")
@@ -39,11 +48,19 @@ def cmd_token(cfg: Config, args: argparse.Namespace) -> int:
 
     store = TokenStore(cfg.data_path / "tokens.json")
     if args.token_command == "create":
-        row, secret = store.create(args.scope, args.name)
+        from daemon.owners import identity
+
+        try:
+            row, secret = store.create(args.scope, args.name, users=args.users,
+                                       devices=args.devices, own_user=identity(cfg)[1])
+        except ValueError as exc:
+            print(f"memoryd token create: {exc}", file=sys.stderr)
+            return 2
         if args.json:
             print(json.dumps({**row, "token": secret}))
         else:
-            print(f"token {row['name']} (id {row['id']}), scopes {', '.join(row['scopes'])}:")
+            print(f"token {row['name']} (id {row['id']}), scopes {', '.join(row['scopes'])}, "
+                  f"reads users {','.join(row['users'])} on devices {','.join(row['devices'])}:")
             print(secret)
             print("(shown once: memoryd keeps only its hash)", file=sys.stderr)
         return 0
@@ -52,7 +69,9 @@ def cmd_token(cfg: Config, args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps(rows))
         for row in rows if not args.json else []:
-            print(f"{row['id']}  {row['name']:<20} {','.join(row['scopes']):<40} "
+            whose = (f"users {','.join(row.get('users') or ['(own)'])} devices "
+                     f"{','.join(row.get('devices') or ['*'])}  ")
+            print(f"{row['id']}  {row['name']:<20} {','.join(row['scopes']):<40} {whose}"
                   f"{time.strftime('%Y-%m-%d %H:%M', time.localtime(row['created']))}")
         if not rows and not args.json:
             print("no scoped tokens (the admin token is in " f"{cfg.token_path})")
@@ -104,6 +123,11 @@ def cmd_report(cfg: Config, args: argparse.Namespace) -> int:
     lines += _table("Tasks that could move local", s["could_move_local"],
                     ["task", "remote_attempts", "remote_cost_usd", "local_model",
                      "local_success_rate"])
+    lines += _table("Tool calling (answers to requests with tools; malformed = broken calls "
+                    "caught and retried)", s.get("tool_calls") or [],
+                    ["model", "answers", "malformed", "malformed_rate", "repaired", "faults"])
+    lines += _table("Broken tool calls repaired by a fallback", s.get("tool_call_repairs") or [],
+                    ["failed_model", "fault", "repaired_by", "times"])
     print("\n".join(lines))
     return 0
 

@@ -5,12 +5,21 @@ returns the chain of models to try. `complete`, `stream` and `embed` walk that c
 a model whose circuit is open is skipped; an error, a timeout, a 429 or a 5xx moves on to
 the next model; when every model failed, the chain is walked again after a backoff
 (`retries` times). A request the upstream refuses as malformed (4xx) is not retried: the
-next model would refuse it too. Every attempt is recorded in telemetry.
+next model would refuse it too (unless it offers tools, which not every server takes).
+Every attempt is recorded in telemetry.
 
 Streaming: a failure before the first chunk falls back like any other; after the first
 chunk the client already has part of one model's answer, so the stream ends with an
 OpenAI-style error event (`data: {"error": …}`, no `[DONE]`), which the openai client
 raises as an APIError.
+
+Tool calls: an answer to a request that offers `tools` counts only when its tool calls
+are usable (daemon/toolcalls.py); a broken one is recorded as `bad_tool_call:<why>` on
+that model and the next model is asked. Such a stream is buffered whole before the
+client sees it (see `Router.stream`).
+
+`complete` returns a `Routed` and `stream` a `StreamStart`; both carry the attempt trail
+(every model tried or skipped, the one that answered last) for explanations.
 """
 
 from __future__ import annotations
@@ -23,15 +32,19 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from daemon.breaker import CLOSED, HALF_OPEN, Breaker
 from daemon.config import RouterConfig
 from daemon.registry import Registry
 from daemon.telemetry import Attempt, Telemetry
+from daemon.toolcalls import Fault, answer_message, message_from_events, offers_tools
+from daemon.toolcalls import check as check_tool_calls
+from daemon.toolcalls import request_error as tool_request_error
 from models.errors import UpstreamError
 from models.openai_http import OpenAIBackend
+from models.replicas import ReplicaPool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,11 +83,45 @@ class Ask:
     route: str = "api"
 
 
+@dataclass(frozen=True)
+class Plan:
+    """Which models a request will try, in order, and why every other candidate will not
+    be asked: one {"model", "reason", "detail"} per skipped model, where reason is
+    local_only, memory_remote, context_window or max_cost."""
+
+    chain: list[str]
+    candidates: list[str]  # before the filters, in route order
+    skipped: list[dict[str, str]]
+    why: str  # how the candidates were chosen (named model, task route, skills)
+    held: list[str] = field(default_factory=list)  # memory_remote skips a human may lift
+    est_cost_usd: float = 0.0  # the highest estimated cost among the chain's models
+
+    @property
+    def needs_memory_approval(self) -> bool:
+        """True when a held model would be tried before every model already kept."""
+        return bool(self.held) and (not self.chain or self.candidates.index(self.held[0])
+                                    < self.candidates.index(self.chain[0]))
+
+
 @dataclass
 class Routed:
     raw: bytes
     data: dict[str, Any]
     model: str
+    depth: int
+    request_id: str
+    # one {"model", "outcome" (ok | error | skipped), "error"} per model tried or skipped,
+    # the one that answered last
+    attempts: list[dict[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class StreamStart:
+    """A streamed answer that has begun: who took it, its SSE events, and the trail."""
+
+    model: str
+    events: AsyncIterator[bytes]
+    attempts: list[dict[str, str]]
     depth: int
     request_id: str
 
@@ -88,6 +135,128 @@ def _prompt_chars(body: dict[str, Any]) -> int:
         elif isinstance(c, list):
             n += sum(len(p.get("text") or "") for p in c if isinstance(p, dict))
     return n
+
+
+class _Trail:
+    """One request's walk along its chain, shared by `complete` and `stream`: passes with
+    backoff, circuit skips, failure bookkeeping (telemetry, breaker, error list) and the
+    attempt trail the caller gets back."""
+
+    def __init__(self, router: Router, names: list[str], ask: Ask, tools: bool) -> None:
+        self.router = router
+        self.names = names
+        self.ask = ask
+        self.tools = int(tools)  # the request offers tools: its calls are checked
+        self.rid = uuid.uuid4().hex
+        self.errors: list[tuple[str, UpstreamError]] = []
+        self.attempts: list[dict[str, str]] = []
+        self.depth = 0
+        self._pass, self._i = 0, 0
+
+    async def next(self) -> tuple[str, Any, Any, Breaker] | None:
+        """The next model to try (name, backend, profile, breaker), or None at the end."""
+        rt = self.router
+        while True:
+            if self._i >= len(self.names):
+                self._pass += 1
+                self._i = 0
+                if self._pass > rt.cfg.retries or not self.names:
+                    return None
+                await rt._backoff(self._pass)
+            name = self.names[self._i]
+            self._i += 1
+            backend = rt.reg.chat[name]
+            breaker = rt.breakers[name]
+            if breaker.allow():
+                return name, backend, backend.profile, breaker
+            rt._record(self.rid, self.ask, name, backend.profile, 0.0, "skipped",
+                       "circuit_open", self.depth, tools=self.tools)
+            self.attempts.append({"model": name, "outcome": "skipped", "error": "circuit_open"})
+
+    def failed(self, name: str, started: float, exc: BaseException) -> None:
+        """Book a failed call; re-raise it when no other model would do better (a 4xx)."""
+        rt = self.router
+        profile = rt.reg.chat[name].profile
+        if isinstance(exc, UpstreamError):
+            err = exc
+        elif isinstance(exc, TimeoutError):
+            err = UpstreamError("timeout", f"{name} took longer than "
+                                f"{profile.timeout_seconds:g} s")
+        else:  # StopAsyncIteration: a stream that ended before its first event
+            err = UpstreamError("truncated", f"{name} sent no first chunk")
+        rt._record(self.rid, self.ask, name, profile, started, "error", err.kind, self.depth,
+                   tools=self.tools)
+        self.attempts.append({"model": name, "outcome": "error", "error": err.kind})
+        breaker = rt.breakers[name]
+        if not err.retryable and self.tools and err.kind == "bad_request":
+            # A backend that refuses tools (not every server takes them) is no reason to
+            # fail the request: the next model may take them. Its circuit stays as it was.
+            breaker.release()
+            self.errors.append((name, err))
+            self.depth += 1
+            return
+        if not err.retryable:
+            breaker.release()
+            raise err from None
+        breaker.failure(err.retry_after if err.kind == "rate_limited" else None)
+        self.errors.append((name, err))
+        self.depth += 1
+
+    def bad_tools(self, name: str, started: float, fault: Fault, tokens_in: int,
+                  tokens_out: int) -> None:
+        """Book an answer whose tool calls the caller could not use. The backend itself
+        works (its circuit stays closed); the fault is the model's, per model in
+        telemetry, and the next model in the chain gets the request."""
+        rt = self.router
+        profile = rt.reg.chat[name].profile
+        rt._record(self.rid, self.ask, name, profile, started, "error", fault.error_class,
+                   self.depth, tokens_in, tokens_out, tools=self.tools)
+        self.attempts.append({"model": name, "outcome": "error", "error": fault.error_class})
+        self.errors.append((name, UpstreamError(fault.error_class, fault.detail)))
+        log.info("model %s answered with a broken tool call (%s); trying the next model",
+                 name, fault.detail)
+        self.depth += 1
+
+    def answered(self, name: str, started: float, tokens_in: int, tokens_out: int) -> None:
+        rt = self.router
+        rt._record(self.rid, self.ask, name, rt.reg.chat[name].profile, started, "ok", "",
+                   self.depth, tokens_in, tokens_out, tools=self.tools)
+        self.attempts.append({"model": name, "outcome": "ok", "error": ""})
+
+    def all_failed(self) -> AllFailed:
+        return AllFailed(self.errors)
+
+
+def _check_tools_request(body: dict[str, Any]) -> None:
+    problem = tool_request_error(body)
+    if problem is not None:
+        raise NoRoute(problem, 400, "invalid_request")
+
+
+async def _drain(events: AsyncIterator[bytes], got: list[bytes], timeout: float) -> None:
+    """Read the rest of a stream into `got` (each event within `timeout` seconds)."""
+    while True:
+        try:
+            got.append(await asyncio.wait_for(events.__anext__(), timeout))
+        except StopAsyncIteration:
+            return
+
+
+async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
+    for event in events:
+        yield event
+
+
+def _stream_usage(events: list[bytes], body: dict[str, Any]) -> tuple[int, int]:
+    for event in reversed(events):
+        if b'"usage"' in event and event.startswith(b"data: {"):
+            try:
+                usage = json.loads(event[6:]).get("usage") or {}
+                return (int(usage.get("prompt_tokens") or 0),
+                        int(usage.get("completion_tokens") or 0))
+            except (ValueError, AttributeError, TypeError):
+                break
+    return _prompt_chars(body) // 4, max(0, len(events) - 2)
 
 
 class Router:
@@ -107,45 +276,79 @@ class Router:
 
         Raise NoRoute when the model is unknown or no model passes the privacy, size and
         budget filters (the message says which filter removed which model)."""
+        return self.decide(body, ask).chain
+
+    def decide(self, body: dict[str, Any], ask: Ask, memory_remote: str = "refuse") -> Plan:
+        """Given a chat request, return its Plan: the models to try and, for every
+        candidate left out, why (privacy, captured memory, context window, budget).
+
+        `memory_remote` says what to do with a remote model the prompt's captured memory
+        may not reach: "refuse" leaves it out, "hold" leaves it out but lists it in
+        `Plan.held` (the request may go there once a human approves), "allow" keeps it
+        (approved). Raise NoRoute as `plan` does; with "hold", not while a held model
+        could still take the request."""
         reg = self.reg
         chain = reg.routes.get(ask.task) or reg.routes["default"]
-        if ask.model and ask.model != "auto":
+        named = bool(ask.model) and ask.model != "auto"
+        if named:
             if ask.model not in reg.chat:
                 raise NoRoute(f"model {ask.model!r} is not configured; known models: "
                               f"{', '.join(sorted(reg.chat))} (or \"auto\")", 404,
                               "model_not_found")
             names = [ask.model, *(n for n in chain if n != ask.model)]
+            why = f"the request named {ask.model}; the {ask.task!r} route follows as fallback"
         elif ask.task in self.cfg.routes or ask.task == "default":
             names = list(chain)
+            why = f"the {ask.task!r} route, in its order"
         else:  # no chain configured for this task: models with the skill first, cheapest first
             skilled = sorted((n for n, b in reg.chat.items() if ask.task in b.profile.skills),
                              key=lambda n: reg.chat[n].profile.usd_per_mtok_in)
             names = [*skilled, *(n for n in chain if n not in skilled)]
+            why = (f"task {ask.task!r} has no route: models with that skill first (cheapest "
+                   "first), then the default route" if skilled else
+                   f"task {ask.task!r} has no route and no model has that skill: the default "
+                   "route")
         prompt_tokens = _prompt_chars(body) // 3 + 8 * len(body.get("messages") or ())
         out_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens")
                          or DEFAULT_MAX_TOKENS)
-        keep, why = [], []
+        keep: list[str] = []
+        skipped: list[dict[str, str]] = []
+        held: list[str] = []
+        top_cost = 0.0
         for n in names:
             p = reg.chat[n].profile
+            cost = (prompt_tokens * p.usd_per_mtok_in + out_tokens * p.usd_per_mtok_out) / 1e6
             if p.privacy == "remote" and ask.local_only:
-                why.append(f"{n} is remote and the request is local-only")
-            elif p.privacy == "remote" and ask.memory_used and n not in reg.memory_remote:
-                why.append(f"{n} is remote and the prompt carries captured memory (allow it "
-                           "with router.memory_remote_models)")
+                skipped.append({"model": n, "reason": "local_only",
+                                "detail": f"{n} is remote and the request is local-only"})
+            elif (p.privacy == "remote" and ask.memory_used and n not in reg.memory_remote
+                  and memory_remote != "allow"):
+                skipped.append({"model": n, "reason": "memory_remote", "detail": (
+                    f"{n} is remote and the prompt carries captured memory (allow it with "
+                    "router.memory_remote_models, or ask first with [approvals] "
+                    "memory_remote)")})
+                if memory_remote == "hold":
+                    held.append(n)
             elif prompt_tokens + out_tokens > p.context_tokens:
-                why.append(f"{n}'s context ({p.context_tokens} tokens) is smaller than the "
-                           f"request (~{prompt_tokens} + {out_tokens} tokens)")
-            elif ask.max_cost_usd is not None and (
-                    prompt_tokens * p.usd_per_mtok_in + out_tokens * p.usd_per_mtok_out
-            ) / 1e6 > ask.max_cost_usd:
-                why.append(f"{n} may cost more than max_cost_usd={ask.max_cost_usd}")
+                skipped.append({"model": n, "reason": "context_window", "detail": (
+                    f"{n}'s context ({p.context_tokens} tokens) is smaller than the request "
+                    f"(~{prompt_tokens} + {out_tokens} tokens)")})
+            elif ask.max_cost_usd is not None and cost > ask.max_cost_usd:
+                skipped.append({"model": n, "reason": "max_cost", "detail": (
+                    f"{n} may cost ${cost:.6f}, more than max_cost_usd={ask.max_cost_usd}")})
             else:
                 keep.append(n)
+                top_cost = max(top_cost, cost)
+        plan = Plan(keep, names, skipped, why, held, top_cost)
+        if plan.needs_memory_approval:
+            return plan  # whether to ask a human is the caller's decision
         if not keep:
-            raise NoRoute("no model can take this request: " + "; ".join(why))
-        if ask.model in reg.chat and ask.model not in keep:  # named, and may not take it
-            raise NoRoute(f"model {ask.model!r} cannot take this request: {why[0]}")
-        return keep
+            raise NoRoute("no model can take this request: "
+                          + "; ".join(s["detail"] for s in skipped))
+        if named and ask.model not in keep:  # named, and may not take it
+            detail = next(s["detail"] for s in skipped if s["model"] == ask.model)
+            raise NoRoute(f"model {ask.model!r} cannot take this request: {detail}")
+        return plan
 
     # ---- calls ----------------------------------------------------------------------
     def _sem(self, name: str, concurrency: int) -> asyncio.Semaphore:
@@ -156,7 +359,7 @@ class Router:
 
     def _record(self, rid: str, ask: Ask, name: str, profile: Any, started: float,
                 outcome: str, error: str, depth: int, tokens_in: int = 0, tokens_out: int = 0,
-                ttft: float | None = None) -> None:
+                ttft: float | None = None, tools: int = 0) -> None:
         cost = (tokens_in * profile.usd_per_mtok_in + tokens_out * profile.usd_per_mtok_out) / 1e6
         self.telemetry.record(Attempt(
             ts=time.time(), request_id=rid, route=ask.route, task=ask.task, model=name,
@@ -164,7 +367,7 @@ class Router:
             tokens_out=tokens_out, cost_usd=cost,
             latency_ms=(time.perf_counter() - started) * 1000 if started else 0.0,
             ttft_ms=ttft, outcome=outcome, error_class=error, fallback_depth=depth,
-            memory_used=ask.memory_used))
+            memory_used=ask.memory_used, tools=tools))
 
     async def _backoff(self, attempt_pass: int) -> None:
         await asyncio.sleep(self.cfg.backoff_seconds * (2 ** (attempt_pass - 1)))
@@ -173,104 +376,97 @@ class Router:
                        names: list[str] | None = None) -> Routed:
         """Answer a non-streamed chat request from the first model in the plan that can.
 
+        A request offering tools is answered only with usable tool calls (daemon/toolcalls):
+        a model whose calls are broken counts as failed and the next one is asked.
         Raise NoRoute, AllFailed, or a non-retryable UpstreamError (the request is bad)."""
-        names = names if names is not None else self.plan(body, ask)
-        rid = uuid.uuid4().hex
-        errors: list[tuple[str, UpstreamError]] = []
-        depth = 0
-        for attempt_pass in range(self.cfg.retries + 1):
-            if attempt_pass:
-                await self._backoff(attempt_pass)
-            for name in names:
-                backend = self.reg.chat[name]
-                profile = backend.profile
-                breaker = self.breakers[name]
-                if not breaker.allow():
-                    self._record(rid, ask, name, profile, 0.0, "skipped", "circuit_open", depth)
-                    continue
-                started = time.perf_counter()
-                try:
-                    async with self._sem(name, profile.concurrency):
-                        if profile.backend == "openai":  # aiohttp enforces its own timeout
-                            raw, data = await backend.chat(body)
-                        else:
-                            raw, data = await asyncio.wait_for(backend.chat(body),
-                                                               profile.timeout_seconds)
-                except (UpstreamError, TimeoutError) as exc:
-                    err = exc if isinstance(exc, UpstreamError) else UpstreamError(
-                        "timeout", f"{name} took longer than {profile.timeout_seconds:g} s")
-                    self._record(rid, ask, name, profile, started, "error", err.kind, depth)
-                    if not err.retryable:
-                        breaker.release()
-                        raise err from None
-                    breaker.failure(err.retry_after if err.kind == "rate_limited" else None)
-                    errors.append((name, err))
-                    depth += 1
-                    continue
-                except BaseException:
-                    breaker.release()
-                    raise
-                breaker.success()
-                usage = data.get("usage") or {}
-                self._record(rid, ask, name, profile, started, "ok", "", depth,
-                             int(usage.get("prompt_tokens") or 0),
-                             int(usage.get("completion_tokens") or 0))
-                return Routed(raw, data, name, depth, rid)
-        raise AllFailed(errors)
+        _check_tools_request(body)
+        tools = offers_tools(body)
+        trail = _Trail(self, names if names is not None else self.plan(body, ask), ask, tools)
+        while (slot := await trail.next()) is not None:
+            name, backend, profile, breaker = slot
+            started = time.perf_counter()
+            try:
+                async with self._sem(name, profile.concurrency):
+                    if profile.backend == "openai":  # aiohttp enforces its own timeout
+                        raw, data = await backend.chat(body)
+                    else:
+                        raw, data = await asyncio.wait_for(backend.chat(body),
+                                                           profile.timeout_seconds)
+            except (UpstreamError, TimeoutError) as exc:
+                trail.failed(name, started, exc)
+                continue
+            except BaseException:
+                breaker.release()
+                raise
+            breaker.success()
+            usage = data.get("usage") or {}
+            tin = int(usage.get("prompt_tokens") or 0)
+            tout = int(usage.get("completion_tokens") or 0)
+            fault = check_tool_calls(body, answer_message(data)) if tools else None
+            if fault is not None:
+                trail.bad_tools(name, started, fault, tin, tout)
+                continue
+            trail.answered(name, started, tin, tout)
+            return Routed(raw, data, name, trail.depth, trail.rid, trail.attempts)
+        raise trail.all_failed()
 
     async def stream(self, body: dict[str, Any], ask: Ask,
-                     names: list[str] | None = None) -> tuple[str, AsyncIterator[bytes]]:
+                     names: list[str] | None = None) -> StreamStart:
         """Start a streamed answer; return the model that took it and its SSE events.
 
         Fallback happens until a model yields its first event; see the module docstring
-        for what a failure after that looks like."""
-        names = names if names is not None else self.plan(body, ask)
-        rid = uuid.uuid4().hex
-        errors: list[tuple[str, UpstreamError]] = []
-        depth = 0
-        for attempt_pass in range(self.cfg.retries + 1):
-            if attempt_pass:
-                await self._backoff(attempt_pass)
-            for name in names:
-                backend = self.reg.chat[name]
-                profile = backend.profile
-                breaker = self.breakers[name]
-                if not breaker.allow():
-                    self._record(rid, ask, name, profile, 0.0, "skipped", "circuit_open", depth)
-                    continue
-                started = time.perf_counter()
-                sem = self._sem(name, profile.concurrency)
-                await sem.acquire()
-                events = backend.stream(body).__aiter__()
-                try:
-                    first = await asyncio.wait_for(events.__anext__(), profile.timeout_seconds)
-                except (UpstreamError, TimeoutError, StopAsyncIteration) as exc:
-                    sem.release()
-                    await events.aclose()
-                    err = exc if isinstance(exc, UpstreamError) else UpstreamError(
-                        "timeout" if isinstance(exc, TimeoutError) else "truncated",
-                        f"{name} sent no first chunk")
-                    self._record(rid, ask, name, profile, started, "error", err.kind, depth)
-                    if not err.retryable:
-                        breaker.release()
-                        raise err from None
-                    breaker.failure(err.retry_after if err.kind == "rate_limited" else None)
-                    errors.append((name, err))
-                    depth += 1
-                    continue
-                except BaseException:
-                    sem.release()
-                    breaker.release()
-                    await events.aclose()
-                    raise
+        for what a failure after that looks like. A request offering tools is different:
+        each model's whole stream is buffered and its tool calls checked before the
+        client sees a byte, so a broken call (or a stream cut short) falls back too, and
+        the good answer is replayed event by event."""
+        _check_tools_request(body)
+        buffer = offers_tools(body)
+        trail = _Trail(self, names if names is not None else self.plan(body, ask), ask, buffer)
+        while (slot := await trail.next()) is not None:
+            name, backend, profile, breaker = slot
+            started = time.perf_counter()
+            sem = self._sem(name, profile.concurrency)
+            await sem.acquire()
+            events = backend.stream(body).__aiter__()
+            got: list[bytes] = []
+            try:
+                got.append(await asyncio.wait_for(events.__anext__(), profile.timeout_seconds))
                 ttft = (time.perf_counter() - started) * 1000
-                return name, self._relay(rid, ask, name, events, first, started, ttft, depth,
-                                         sem, body)
-        raise AllFailed(errors)
+                if buffer:
+                    await _drain(events, got, profile.timeout_seconds)
+            except (UpstreamError, TimeoutError, StopAsyncIteration) as exc:
+                sem.release()
+                await events.aclose()  # type: ignore[attr-defined]
+                trail.failed(name, started, exc)
+                continue
+            except BaseException:
+                sem.release()
+                breaker.release()
+                await events.aclose()  # type: ignore[attr-defined]
+                raise
+            if not buffer:
+                trail.attempts.append({"model": name, "outcome": "ok", "error": ""})
+                return StreamStart(name, self._relay(
+                    trail.rid, ask, name, events, got[0], started, ttft, trail.depth, sem, body),
+                    trail.attempts, trail.depth, trail.rid)
+            sem.release()  # the upstream is done; the replay holds no slot
+            await events.aclose()  # type: ignore[attr-defined]
+            breaker.success()
+            fault = check_tool_calls(body, message_from_events(got))
+            if fault is not None:
+                tin, tout = _stream_usage(got, body)
+                trail.bad_tools(name, started, fault, tin, tout)
+                continue
+            trail.attempts.append({"model": name, "outcome": "ok", "error": ""})
+            return StreamStart(name, self._relay(
+                trail.rid, ask, name, _replay(got[1:]), got[0], started, ttft, trail.depth,
+                None, body), trail.attempts, trail.depth, trail.rid)
+        raise trail.all_failed()
 
     async def _relay(self, rid: str, ask: Ask, name: str, events: AsyncIterator[bytes],
                      first: bytes, started: float, ttft: float, depth: int,
-                     sem: asyncio.Semaphore, body: dict[str, Any]) -> AsyncIterator[bytes]:
+                     sem: asyncio.Semaphore | None,
+                     body: dict[str, Any]) -> AsyncIterator[bytes]:
         profile = self.reg.chat[name].profile
         breaker = self.breakers[name]
         chunks, usage = 0, None
@@ -299,13 +495,14 @@ class Router:
                            "is incomplete", "type": "upstream_error", "code": exc.kind}}
             ).encode() + b"\n\n"
         finally:
-            sem.release()
+            if sem is not None:
+                sem.release()
             if outcome == "cancelled":
                 breaker.release()
             tin = int((usage or {}).get("prompt_tokens") or _prompt_chars(body) // 4)
             tout = int((usage or {}).get("completion_tokens") or max(0, chunks - 2))
             self._record(rid, ask, name, profile, started, outcome, error, depth, tin, tout,
-                         ttft)
+                         ttft, int(offers_tools(body)))
             await events.aclose()  # type: ignore[attr-defined]
 
     async def embed(self, texts: list[str], model: str = "auto",
@@ -353,8 +550,8 @@ class Router:
 
     async def probe_once(self) -> None:
         backends = {n: b for n, b in {**self.reg.chat, **self.reg.embed}.items()
-                    if isinstance(b, OpenAIBackend)}
-        for name, backend in backends.items():
+                    if isinstance(b, (OpenAIBackend, ReplicaPool))}
+        for name, backend in backends.items():  # a pool re-admits its replicas that answer
             breaker = self.breakers[name]
             ok = await backend.probe()
             state = breaker.state

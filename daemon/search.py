@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from daemon.hits import Hit
+from daemon.owners import Owners
 from daemon.store import Store, sql_str
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,9 @@ class Filters:
     kind: str | None = None  # an event kind ("shell.command") or "memory.<level>"
     project: str | None = None
     level: str | None = None  # chunk, day or week: memories only
+    # whose rows (daemon/owners.py): the caller's filters already narrowed to its token's
+    devices: tuple[str, ...] | None = None
+    users: tuple[str, ...] | None = None
 
     def tables(self) -> tuple[str, ...]:
         if self.level or (self.kind or "").startswith("memory"):
@@ -62,6 +66,9 @@ class Filters:
         parts = []
         if self.source:
             parts.append(f"source = {sql_str(self.source)}")
+        owners = Owners(self.devices, self.users).where()
+        if owners:
+            parts.append(owners)
         end = "ts_end" if table == "memories" else "ts"
         if self.since:
             parts.append(f"{end} >= timestamp '{_utc(self.since)}'")
@@ -83,9 +90,16 @@ class Filters:
 
 
 def _utc(dt: datetime) -> str:
+    """`dt` as a UTC timestamp literal for a LanceDB filter. The year is always four
+    digits (strftime writes year 203 as '203', which Lance cannot parse), and a time
+    whose UTC is outside years 1..9999 is clamped to that end."""
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    try:
+        dt = dt.astimezone(UTC)
+    except OverflowError:
+        dt = datetime.min if dt.year == 1 else datetime.max
+    return dt.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
 
 
 # Function words of English questions. The index keeps them (a path or a title may need
@@ -135,14 +149,14 @@ def hybrid_search(store: Store, query: str, vector: list[float], k: int, *,
                     lists.append([h for h in hits if h.score >= floor])
             except (ValueError, RuntimeError, OSError) as exc:
                 log.warning("full-text search failed for %r (%s); using vectors only", text, exc)
-    return with_sources(store, fuse(lists, query, now)[:k])
+    return with_sources(store, fuse(lists, query, now)[:k], Owners(f.devices, f.users))
 
 
 SOURCE_LINES = 12  # events listed under a memory hit
 SOURCE_CHARS = 160
 
 
-def with_sources(store: Store, hits: list[Hit]) -> list[Hit]:
+def with_sources(store: Store, hits: list[Hit], owners: Owners | None = None) -> list[Hit]:
     """Give each chunk memory among `hits` the list of its events (time, kind, path, URL
     or command) that did not match themselves: a summary of a small model drops names,
     and the agent needs the concrete sources to cite or open."""
@@ -152,7 +166,8 @@ def with_sources(store: Store, hits: list[Hit]) -> list[Hit]:
         return hits
     try:
         quoted = ", ".join(sql_str(i) for i in sorted(wanted))
-        rows = {r["id"]: r for r in store.events.search().where(f"id IN ({quoted})")
+        whose = (owners.where() if owners else None) or "true"  # never another owner's
+        rows = {r["id"]: r for r in store.events.search().where(f"id IN ({quoted}) AND {whose}")
                 .select(["id", "ts", "kind", "subject", "title"]).limit(len(wanted)).to_list()}
     except (ValueError, RuntimeError, OSError) as exc:
         log.warning("could not list the sources of memory hits: %s", exc)

@@ -24,10 +24,12 @@ from daemon.errors import PermanentError
 from daemon.hits import Hit
 
 log = logging.getLogger(__name__)
-MIGRATABLE = ("1",)  # older schema versions `Store` rewrites to the current one when opened
+MIGRATABLE = ("1", "2")  # older schema versions `Store` rewrites to the current one
 # 2: memories gained project, sources and the structured fields (identifiers, entities,
 # decisions, open_tasks, dates). An older store is migrated in place when opened.
-SCHEMA_VERSION = "2"
+# 3: events and memories gained device and user (who wrote them; daemon/owners.py).
+SCHEMA_VERSION = "3"
+OWNER_FIELDS = ("device", "user")
 TS = pa.timestamp("us", tz="UTC")
 
 
@@ -41,6 +43,7 @@ def events_schema(dims: int, embedder: str) -> pa.Schema:
             ("subject", pa.string()), ("title", pa.string()), ("text", pa.string()),
             ("attrs", pa.string()), ("doc", pa.string()),
             ("vector", pa.list_(pa.float32(), dims)),
+            ("device", pa.string()), ("user", pa.string()),  # schema 3
         ],
         metadata={"memoryd.schema_version": SCHEMA_VERSION, "memoryd.embedder": embedder},
     )
@@ -57,6 +60,7 @@ def memories_schema(dims: int, embedder: str) -> pa.Schema:
             # schema 2: digests link to the memories they came from; structured fields
             ("project", pa.string()), ("sources", pa.list_(pa.string())),
             *((name, pa.list_(pa.string())) for name in LIST_FIELDS),
+            ("device", pa.string()), ("user", pa.string()),  # schema 3
         ],
         metadata={"memoryd.schema_version": SCHEMA_VERSION, "memoryd.embedder": embedder},
     )
@@ -64,13 +68,18 @@ def memories_schema(dims: int, embedder: str) -> pa.Schema:
 
 class Store:
     """LanceDB tables under `path`: a local folder, or an `s3://bucket/prefix` URI with
-    its `storage_options` (see daemon/objectstore.py and `open_store`)."""
+    its `storage_options` (see daemon/objectstore.py and `open_store`).
+
+    `owner` is (device, user): rows written without their own device and user get these
+    (an imported memory keeps the ones it came with)."""
 
     def __init__(self, path: Path | str, dims: int, embedder: str,
                  storage_options: dict[str, str] | None = None,
-                 refresh_seconds: float | None = None) -> None:
+                 refresh_seconds: float | None = None,
+                 owner: tuple[str, str] = ("", "")) -> None:
         self.remote = isinstance(path, str) and "://" in path
         self.location = str(path)
+        self.device, self.user = owner
         if self.remote:
             # Several daemons may write here: reads look for their commits this often.
             self._db = lancedb.connect(
@@ -130,10 +139,15 @@ class Store:
         data = table.to_arrow()
         log.warning("migrating the store's %s table (%d rows) from schema version %s to %s",
                     name, data.num_rows, old, SCHEMA_VERSION)
+        if self.remote:  # keep (or gain) the primary key concurrent writers depend on
+            schema = with_primary_key(schema)
+        owner = self._legacy_owner(name, data.num_rows)
         columns = []
         for f in schema:
             if f.name in data.column_names:
                 columns.append(data.column(f.name).cast(f.type))
+            elif f.name in OWNER_FIELDS:
+                columns.append(pa.array([owner[f.name]] * data.num_rows, type=f.type))
             elif pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type):
                 columns.append(pa.array([[] for _ in range(data.num_rows)], type=f.type))
             else:
@@ -144,6 +158,21 @@ class Store:
                                              remove_stop_words=False), replace=True)
         log.warning("migrated the store's %s table: %d rows kept", name, table.count_rows())
         return table
+
+    def _legacy_owner(self, name: str, rows: int) -> dict[str, str]:
+        """Who the rows of a pre-schema-3 table belong to. A local store was written by
+        this daemon alone (and by its sync pulls, which the user could already read), so
+        its rows get this daemon's device and user: its owner keeps seeing its history
+        through owner-scoped tokens. A store on object storage may hold several daemons'
+        rows, and stamping them with whoever migrates first would hand other people's
+        memories to this user: they stay ownerless, visible only to unrestricted readers."""
+        if not self.remote:
+            return {"device": self.device, "user": self.user}
+        if rows:
+            log.warning("the %s table on %s predates owners: its %d rows get no device or "
+                        "user, so only tokens for every owner read them", name,
+                        self.location, rows)
+        return {"device": "", "user": ""}
 
     # -- writing ---------------------------------------------------------------------
 
@@ -156,6 +185,11 @@ class Store:
     def _upsert(self, name: str, table: Any, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
+        for r in rows:  # stamped at write time: whoever writes owns what it wrote
+            if not r.get("device"):
+                r["device"] = self.device
+            if not r.get("user"):
+                r["user"] = self.user
         with self._lock:
             if self.remote:
                 self._upsert_remote(table, rows)
@@ -234,16 +268,19 @@ class Store:
         ts = r["ts"]
         if ts.tzinfo is None:
             ts = ts.replace(tzinfo=UTC)
+        device, user = str(r.get("device") or ""), str(r.get("user") or "")
         if table == "events":
             return Hit(id=r["id"], table=table, source=r["source"], kind=r["kind"], ts=ts,
-                       title=r["title"] or r["subject"], text=r["text"], score=score)
+                       title=r["title"] or r["subject"], text=r["text"], score=score,
+                       device=device, user=user)
         end = r.get("ts_end")
         if end is not None and end.tzinfo is None:
             end = end.replace(tzinfo=UTC)
         return Hit(id=r["id"], table=table, source=r["source"], kind=f"memory.{r['level']}",
                    ts=ts, title=r["title"], text=memory_text(r), score=score,
                    event_ids=tuple(r["event_ids"] or ()), ts_end=end,
-                   project=r.get("project") or "", memory_ids=tuple(r.get("sources") or ()))
+                   project=r.get("project") or "", memory_ids=tuple(r.get("sources") or ()),
+                   device=device, user=user)
 
     # -- listing and forgetting (the read path) -------------------------------------
 
@@ -322,16 +359,20 @@ def with_primary_key(schema: pa.Schema) -> pa.Schema:
 
 
 def open_store(cfg: Any, dims: int, embedder: str) -> Store:
-    """The store `cfg` names: `[store] uri` on object storage, else <data_dir>/store."""
+    """The store `cfg` names: `[store] uri` on object storage, else <data_dir>/store;
+    it stamps what it writes with `[identity]` device and user."""
+    from daemon.owners import identity
+
+    owner = identity(cfg)
     if not cfg.store.uri:
-        return Store(cfg.data_path / "store", dims, embedder)
+        return Store(cfg.data_path / "store", dims, embedder, owner=owner)
     from daemon.objectstore import check_conditional_writes, store_settings
 
     s = store_settings(cfg.store)
     if cfg.store.check_conditional_writes:
         check_conditional_writes(s)
     return Store(s.uri, dims, embedder, storage_options=s.storage_options(),
-                 refresh_seconds=cfg.store.refresh_seconds)
+                 refresh_seconds=cfg.store.refresh_seconds, owner=owner)
 
 
 def event_row(ev: Any, vector: list[float]) -> dict[str, Any]:

@@ -1,10 +1,12 @@
 """Turn an activity chunk into a prompt, the model's JSON answer into a faithful memory.
 
 The model answers under a JSON schema (llama.cpp turns it into a grammar): summary,
-entities, identifiers, dates, decisions, open tasks. Its answer is then checked against
-the events: identifiers, entities and dates it names that the events do not contain
-are dropped (a small model invents), and every identifier the events do contain but the
-answer lost is put back (`daemon.identifiers`). An empty or unparseable answer never
+entities, decisions, open tasks. Identifiers and dates are not asked of the model: they
+are taken from the events themselves (`daemon.identifiers`), exactly, which a small model
+does not do, and leaving them out of its answer saves a third of its tokens, so the
+decisions and open tasks fit in the budget. What the model names is checked against the
+events: entities (and any identifiers or dates it offers anyway) that the events do not
+contain are dropped (a small model invents). An empty or unparseable answer never
 makes an empty memory: `fallback_summary` writes one from the events themselves.
 """
 
@@ -39,12 +41,10 @@ SCHEMA: dict[str, Any] = {
     "properties": {
         "summary": {"type": "string"},
         "entities": _list(4),
-        "identifiers": _list(6),
-        "dates": _list(2),
         "decisions": _list(2),
         "open_tasks": _list(2),
     },
-    "required": ["summary", "entities", "identifiers", "dates", "decisions", "open_tasks"],
+    "required": ["summary", "entities", "decisions", "open_tasks"],
 }
 RESPONSE_FORMAT = {"type": "json_object", "schema": SCHEMA}
 
@@ -106,9 +106,8 @@ def prompt(chunk: Chunk) -> list[dict[str, str]]:
     user = (f"Activity log{project}:\n{log}\n\n"
             "Answer with a JSON object. summary: two or three sentences on what the person "
             "was working on, naming the exact files, pages, commands, tickets and branches. "
-            "entities: projects, people, tools. identifiers: exact paths, URLs, ticket or PR "
-            "numbers, commands, branch names copied from the log. dates: YYYY-MM-DD. "
-            "decisions: what was decided. open_tasks: what is left to do. Use [] when none.")
+            "entities: projects, people, tools. decisions: what was decided. "
+            "open_tasks: what is left to do. Use [] when none.")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 

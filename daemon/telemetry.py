@@ -5,10 +5,13 @@
 `summary()` answers the questions a user asks of it: which tasks eat the tokens; cost,
 latency and failure rate per model; which fallback recovered from which failure; which
 model is overqualified; which tasks could move local. `prometheus()` is /metrics.
+The `decisions` table keeps each request's explained routing decision (daemon/explain.py);
+`recent_decisions()` reads the newest.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import sqlite3
@@ -39,6 +42,7 @@ class Attempt:
     error_class: str  # "" when ok
     fallback_depth: int
     memory_used: int  # memories placed in the prompt
+    tools: int = 0  # 1 when the request offered tools (so its tool calls were checked)
 
 
 _COLUMNS = [f.name for f in fields(Attempt)]
@@ -49,7 +53,25 @@ _SCHEMA = (
     "fallback_depth INTEGER, memory_used INTEGER)",
     "CREATE INDEX IF NOT EXISTS attempts_ts ON attempts (ts)",
     "CREATE INDEX IF NOT EXISTS attempts_request ON attempts (request_id)",
+    # one explained routing decision per request (daemon/explain.py), the newest
+    # MAX_DECISIONS kept
+    "CREATE TABLE IF NOT EXISTS decisions (request_id TEXT PRIMARY KEY, ts REAL, task TEXT, "
+    "model TEXT, route TEXT, explanation TEXT)",
+    "CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)",
 )
+MAX_DECISIONS = 2000
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why a request went where it went: the explanation its answer carried."""
+
+    ts: float
+    request_id: str
+    task: str
+    model: str  # the model that served it ("" when none did)
+    route: str
+    explanation: dict[str, Any]
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -58,8 +80,26 @@ def connect(path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     for stmt in _SCHEMA:
         db.execute(stmt)
+    version = db.execute("PRAGMA user_version").fetchone()[0]
+    for number, step in enumerate(_MIGRATIONS[version:], version + 1):
+        step(db)
+        db.execute(f"PRAGMA user_version = {number}")
     db.commit()
     return db
+
+
+def _add_tools_column(db: sqlite3.Connection) -> None:
+    """Migration 1: attempts.tools marks requests that offered tools (issue 10)."""
+    if "tools" not in {r[1] for r in db.execute("PRAGMA table_info(attempts)")}:
+        try:
+            db.execute("ALTER TABLE attempts ADD COLUMN tools INTEGER DEFAULT 0")
+        except sqlite3.OperationalError as exc:  # the other process added it just now
+            if "duplicate column" not in str(exc):
+                raise
+
+
+# Ordered schema changes; PRAGMA user_version counts how many have run. Append only.
+_MIGRATIONS = (_add_tools_column,)
 
 
 class Telemetry:
@@ -68,14 +108,14 @@ class Telemetry:
     def __init__(self, path: Path, enabled: bool = True, flush_seconds: float = 0.25) -> None:
         self.path = path
         self.enabled = enabled
-        self._queue: queue.SimpleQueue[Attempt | None] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[Attempt | Decision | None] = queue.SimpleQueue()
         self._flush_seconds = flush_seconds
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._idle = threading.Event()
         self._idle.set()
 
-    def record(self, attempt: Attempt) -> None:
+    def record(self, attempt: Attempt | Decision) -> None:
         if not self.enabled:
             return
         self._idle.clear()
@@ -108,14 +148,49 @@ class Telemetry:
                     break
                 if item is not None:
                     batch.append(item)
+            decisions = [d for d in batch if isinstance(d, Decision)]
             try:
                 with db:
-                    db.executemany(insert, [astuple(a) for a in batch])
+                    db.executemany(insert, [astuple(a) for a in batch
+                                            if isinstance(a, Attempt)])
+                    if decisions:
+                        _write_decisions(db, decisions)
             except sqlite3.Error as exc:  # telemetry never breaks the real work
                 log.warning("telemetry: %d attempts not recorded: %s", len(batch), exc)
             if self._queue.empty():
                 self._idle.set()
         db.close()
+
+
+def _write_decisions(db: sqlite3.Connection, decisions: list[Decision]) -> None:
+    db.executemany(
+        "INSERT OR REPLACE INTO decisions (request_id, ts, task, model, route, explanation) "
+        "VALUES (?, ?, ?, ?, ?, ?)",
+        [(d.request_id, d.ts, d.task, d.model, d.route,
+          json.dumps(d.explanation, ensure_ascii=False, default=str)) for d in decisions])
+    db.execute("DELETE FROM decisions WHERE rowid IN (SELECT rowid FROM decisions "
+               "ORDER BY ts DESC LIMIT -1 OFFSET ?)", (MAX_DECISIONS,))
+
+
+def recent_decisions(path: Path, limit: int = 50, request_id: str = "") -> list[dict[str, Any]]:
+    """Given the telemetry database, return the newest explained decisions (or the one for
+    `request_id`), newest first, each {"ts", "request_id", "task", "model", "route",
+    "explanation"}."""
+    if not path.exists():
+        return []
+    db = connect(path)
+    try:
+        if request_id:
+            cur = db.execute("SELECT ts, request_id, task, model, route, explanation FROM "
+                             "decisions WHERE request_id = ?", (request_id,))
+        else:
+            cur = db.execute("SELECT ts, request_id, task, model, route, explanation FROM "
+                             "decisions ORDER BY ts DESC LIMIT ?", (limit,))
+        rows = cur.fetchall()
+    finally:
+        db.close()
+    return [{"ts": ts, "request_id": rid, "task": task, "model": model, "route": route,
+             "explanation": json.loads(exp)} for ts, rid, task, model, route, exp in rows]
 
 
 def _rows(db: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[dict[str, Any]]:
@@ -130,7 +205,8 @@ def summary(path: Path, since: float = 0.0) -> dict[str, Any]:
     """Given the telemetry database, return the answers, each a list of numeric rows."""
     if not path.exists():
         return {"attempts": 0, "since": since, "tasks_by_tokens": [], "models": [],
-                "fallback_recoveries": [], "overqualified": [], "could_move_local": []}
+                "fallback_recoveries": [], "overqualified": [], "could_move_local": [],
+                "tool_calls": [], "tool_call_repairs": []}
     db = connect(path)
     try:
         a = (since,)
@@ -167,11 +243,54 @@ def summary(path: Path, since: float = 0.0) -> dict[str, Any]:
                    sum(cost_usd) AS cost_usd, sum(tokens_in + tokens_out) AS tokens
             FROM attempts WHERE ts >= ? AND outcome != 'skipped'
             GROUP BY task, model""", a)
+        tool_calls = _tool_calls(db, a)
     finally:
         db.close()
     return {"attempts": total, "since": since, "tasks_by_tokens": tasks, "models": models,
             "fallback_recoveries": recoveries, "overqualified": _overqualified(per_task),
-            "could_move_local": _could_move_local(per_task)}
+            "could_move_local": _could_move_local(per_task), **tool_calls}
+
+
+BAD_TOOL_CALL = "bad_tool_call:"
+
+
+def _tool_calls(db: sqlite3.Connection, a: tuple[Any, ...]) -> dict[str, Any]:
+    """Which model fails at tool calling and how often, and which fallback repaired it.
+
+    `tool_calls`: per model, its answers to requests that offered tools, how many of
+    those had broken calls (`malformed`, and `malformed_rate` of the answers), how many a
+    later model in the chain repaired, and the faults by kind. `tool_call_repairs`: per
+    (broken model, fault, model that then answered well), how often."""
+    per_model = _rows(db, f"""
+        SELECT model, count(*) AS answers,
+               sum(error_class LIKE '{BAD_TOOL_CALL}%') AS malformed,
+               round(1.0 * sum(error_class LIKE '{BAD_TOOL_CALL}%') / count(*), 4)
+                 AS malformed_rate,
+               sum(error_class LIKE '{BAD_TOOL_CALL}%' AND EXISTS (
+                   SELECT 1 FROM attempts s WHERE s.request_id = f.request_id
+                   AND s.outcome = 'ok' AND s.fallback_depth > f.fallback_depth)) AS repaired
+        FROM attempts f
+        WHERE ts >= ? AND tools = 1
+          AND (outcome = 'ok' OR error_class LIKE '{BAD_TOOL_CALL}%')
+        GROUP BY model ORDER BY malformed_rate DESC, answers DESC""", a)
+    faults: dict[str, list[str]] = {}
+    for model, why, n in db.execute(f"""
+            SELECT model, substr(error_class, {len(BAD_TOOL_CALL) + 1}), count(*)
+            FROM attempts WHERE ts >= ? AND tools = 1
+              AND error_class LIKE '{BAD_TOOL_CALL}%'
+            GROUP BY model, error_class ORDER BY count(*) DESC""", a):
+        faults.setdefault(model, []).append(f"{why}:{n}")
+    for row in per_model:
+        row["faults"] = ", ".join(faults.get(row["model"], [])) or "-"
+    repairs = _rows(db, f"""
+        SELECT f.model AS failed_model, substr(f.error_class, {len(BAD_TOOL_CALL) + 1})
+                 AS fault, s.model AS repaired_by, count(*) AS times
+        FROM attempts s JOIN attempts f
+          ON f.request_id = s.request_id AND f.error_class LIKE '{BAD_TOOL_CALL}%'
+         AND f.fallback_depth < s.fallback_depth
+        WHERE s.outcome = 'ok' AND s.ts >= ?
+        GROUP BY failed_model, fault, repaired_by ORDER BY times DESC""", a)
+    return {"tool_calls": per_model, "tool_call_repairs": repairs}
 
 
 GOOD = 0.9  # a model "succeeds at" a task when at least this share of its attempts is ok

@@ -25,7 +25,7 @@ import threading
 import time
 import webbrowser
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from daemon.config import Config
@@ -44,6 +44,7 @@ class Health:
     state: str  # one of COLOURS
     line: str  # the status line: what a user reads in the menu and the tooltip
     sync_configured: bool = False
+    approvals: int = 0  # requests waiting for the user's approval (daemon/approvals.py)
 
 
 def judge(status: dict[str, Any] | None, sync: dict[str, Any] | None,
@@ -94,6 +95,12 @@ class DaemonLink:
             except MemorydError:
                 sync = {"targets": [{"name": "sync", "state": "error"}]}
             self.health = judge(status, sync)
+            waiting = self._json("GET", "/v1/approvals?status=pending&limit=1") or {}
+            if waiting.get("pending"):
+                n = int(waiting["pending"])
+                self.health = replace(self.health, approvals=n, line=(
+                    f"{self.health.line}; {n} request{'s' if n > 1 else ''} waiting for "
+                    "your approval"))
         except (DaemonUnavailable, MemorydError, ValueError) as exc:
             self.health = judge(None, None, str(exc))
         return self.health
@@ -208,6 +215,8 @@ class Tray:
             item(lambda _: "Resume collection" if self.link.health.state == "paused"
                  else "Pause collection", self._act(self.link.toggle_pause)),
             item("Sync now", self._act(self.link.sync_now)),
+            item(lambda _: f"Approvals waiting: {self.link.health.approvals}…",
+                 self._act(self.link.open_page), enabled=lambda _: self.link.health.approvals > 0),
             item("Open status page", self._act(self.link.open_page), default=True),
             menu.SEPARATOR,
             item("Quit tray", lambda *_: self.quit()),

@@ -13,6 +13,7 @@ import itertools
 import logging
 import multiprocessing as mp
 import os
+import pickle
 import threading
 import time
 from concurrent.futures import Future
@@ -45,7 +46,7 @@ def _serve(cfg: Config, conn: Connection, log_level: int) -> None:
                     engine = Engine(cfg)
             result = (True, getattr(engine, method)(*args, **kwargs))
         except Exception as exc:  # sent back to the caller, who decides
-            result = (False, exc)
+            result = (False, _portable(exc))
         with send_lock:
             try:
                 conn.send((req_id, *result))
@@ -69,6 +70,18 @@ def _serve(cfg: Config, conn: Connection, log_level: int) -> None:
         t.join(timeout=5)
     if engine is not None:
         engine.close()
+
+
+def _portable(exc: Exception) -> Exception:
+    """`exc` if it survives the pipe, else an error of a plain type with its text. Some
+    errors pickle but cannot be rebuilt (an `__init__` with extra required arguments):
+    unpickling one in the daemon would kill the reader and hang every pending call."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        plain = RetryableError if isinstance(exc, RetryableError) else RuntimeError
+        return plain(f"{type(exc).__name__}: {exc}")
 
 
 class WorkerEngine:
@@ -112,6 +125,12 @@ class WorkerEngine:
             try:
                 req_id, ok, value = conn.recv()
             except (EOFError, OSError):
+                break
+            except Exception:  # an answer that cannot be rebuilt here: never hang callers
+                log.exception("unreadable answer from the model worker; restarting it")
+                with self._lock:
+                    if self._conn is conn:
+                        self._stop_locked()
                 break
             with self._lock:
                 fut = self._pending.pop(req_id, None)
@@ -198,14 +217,15 @@ class WorkerEngine:
         return list(self.call("search", query, k, **filters))
 
     # The read path (daemon/recall.py).
-    def recent(self, limit: int = 20, source: str | None = None) -> list[Any]:
-        return list(self.call("recent", limit, source))
+    def recent(self, limit: int = 20, source: str | None = None, **owners: Any) -> list[Any]:
+        return list(self.call("recent", limit, source, **owners))
 
-    def timeline(self, since: Any, until: Any, source: str | None = None) -> list[Any]:
-        return list(self.call("timeline", since, until, source))
+    def timeline(self, since: Any, until: Any, source: str | None = None,
+                 **owners: Any) -> list[Any]:
+        return list(self.call("timeline", since, until, source, **owners))
 
-    def digest(self, period: str = "day", day: Any = None) -> dict[str, Any]:
-        return dict(self.call("digest", period, day))
+    def digest(self, period: str = "day", day: Any = None, **owners: Any) -> dict[str, Any]:
+        return dict(self.call("digest", period, day, **owners))
 
     def context(self, query: str, budget_tokens: int, **kwargs: Any) -> dict[str, Any]:
         return dict(self.call("context", query, budget_tokens, **kwargs))

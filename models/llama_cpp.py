@@ -9,11 +9,26 @@ import time
 from pathlib import Path
 from typing import Any
 
+from models import tool_format
 from models.base import Completion, Message, Profile
 from models.errors import ModelError
 from models.idle import IdleHolder
 
 log = logging.getLogger(__name__)
+
+
+def _grammar(schema: dict[str, Any]) -> Any:
+    """A llama.cpp grammar for a JSON schema (plain JSON when the schema has parts the
+    converter does not know)."""
+    import json
+
+    from llama_cpp import LlamaGrammar
+    from llama_cpp.llama_grammar import JSON_GBNF
+
+    try:
+        return LlamaGrammar.from_json_schema(json.dumps(schema), verbose=False)
+    except Exception:  # the converter raises bare Exceptions on unsupported keywords
+        return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
 
 
 class LlamaCppBackend:
@@ -47,6 +62,18 @@ class LlamaCppBackend:
             raise ModelError(f"llama.cpp could not load {self.path}: {exc}") from exc
 
     def complete(self, messages: list[Message], **params: Any) -> Completion:
+        """Answer a chat; with `tools` (OpenAI shape) the answer's calls come back in
+        `extra["tool_calls"]` with finish_reason "tool_calls" (see models/tool_format)."""
+        tools = params.get("tools") or None
+        choice_param = params.get("tool_choice")
+        grammar = None
+        if tools and choice_param == "none":
+            tools = choice_param = None  # the template then offers no tools at all
+        if tools:
+            messages, schema = tool_format.prepare(messages, tools, choice_param)
+            if schema is not None:
+                grammar = _grammar(schema)
+                choice_param = None  # llama-cpp-python ignores "required"; the grammar rules
         with self._call_lock, self._model.lease() as llm:
             started = time.monotonic()
             try:
@@ -58,17 +85,30 @@ class LlamaCppBackend:
                     stop=params.get("stop"),
                     response_format=params.get("response_format"),
                     seed=int(params.get("seed", 0)),
+                    tools=tools,
+                    tool_choice=choice_param,
+                    grammar=grammar,
                 )
             except ValueError as exc:  # e.g. the prompt exceeds the context window
                 raise ModelError(f"{self.profile.name}: {exc}") from exc
             seconds = time.monotonic() - started
         choice = out["choices"][0]
         usage = out.get("usage", {})
-        return Completion(text=(choice["message"].get("content") or "").strip(),
-                          model=self.profile.name,
+        text = (choice["message"].get("content") or "").strip()
+        finish = choice.get("finish_reason") or "stop"
+        calls = choice["message"].get("tool_calls") or (
+            tool_format.parse(text) if tools else None)
+        extra: dict[str, Any] = {}
+        if calls:
+            extra["tool_calls"] = [{"id": c.get("id") or "", "type": "function",
+                                    "function": {"name": c["function"]["name"],
+                                                 "arguments": c["function"]["arguments"]}}
+                                   for c in calls]
+            text, finish = "", "tool_calls"
+        return Completion(text=text, model=self.profile.name,
                           prompt_tokens=int(usage.get("prompt_tokens", 0)),
                           completion_tokens=int(usage.get("completion_tokens", 0)),
-                          seconds=seconds, finish_reason=choice.get("finish_reason") or "stop")
+                          seconds=seconds, finish_reason=finish, extra=extra)
 
     def count_tokens(self, text: str) -> int:
         with self._model.lease() as llm:

@@ -4,7 +4,7 @@ The router speaks OpenAI wire format to every backend. An embedded model answers
 thread (its native call blocks), and its `Completion` becomes an OpenAI response here. A
 streamed request to an embedded model is answered in one content chunk once the whole
 answer is ready: the model may live in another process (the worker), whose pipe carries
-whole answers, not tokens.
+whole answers, not tokens (tool calls come in that one chunk as `delta.tool_calls`).
 """
 
 from __future__ import annotations
@@ -20,16 +20,20 @@ from models.base import Completion, Message, Profile
 from models.errors import ModelError, UpstreamError
 
 DONE = b"data: [DONE]\n\n"
-PARAMS = ("max_tokens", "temperature", "top_p", "stop", "response_format", "seed")
+PARAMS = ("max_tokens", "temperature", "top_p", "stop", "response_format", "seed", "tools",
+          "tool_choice")
 
 
 def completion_json(c: Completion, request_id: str | None = None) -> dict[str, Any]:
-    """A `Completion` in the OpenAI chat-completion shape."""
+    """A `Completion` in the OpenAI chat-completion shape (tool calls included)."""
+    message: dict[str, Any] = {"role": "assistant", "content": c.text}
+    if c.extra.get("tool_calls"):
+        message = {"role": "assistant", "content": c.text or None,
+                   "tool_calls": c.extra["tool_calls"]}
     return {
         "id": request_id or f"chatcmpl-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion", "created": int(time.time()), "model": c.model,
-        "choices": [{"index": 0, "finish_reason": c.finish_reason,
-                     "message": {"role": "assistant", "content": c.text}}],
+        "choices": [{"index": 0, "finish_reason": c.finish_reason, "message": message}],
         "usage": {"prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens,
                   "total_tokens": c.prompt_tokens + c.completion_tokens},
     }
@@ -76,8 +80,12 @@ class LocalChat:
         base = {"id": data["id"], "object": "chat.completion.chunk",
                 "created": data["created"], "model": data["model"]}
         message = data["choices"][0]["message"]
-        yield chunk_event({**base, "choices": [{"index": 0, "finish_reason": None, "delta": {
-            "role": "assistant", "content": message["content"]}}]})
+        delta: dict[str, Any] = {"role": "assistant", "content": message["content"]}
+        if message.get("tool_calls"):
+            delta["tool_calls"] = [{"index": i, **call}
+                                   for i, call in enumerate(message["tool_calls"])]
+        yield chunk_event({**base, "choices": [{"index": 0, "finish_reason": None,
+                                                "delta": delta}]})
         yield chunk_event({**base, "usage": data["usage"], "choices": [{
             "index": 0, "delta": {}, "finish_reason": data["choices"][0]["finish_reason"]}]})
         yield DONE

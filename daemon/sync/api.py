@@ -10,12 +10,12 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
-from daemon.errors import PermanentError
+from daemon.errors import ConfigError, PermanentError
 from daemon.sync.guard import Refused
-from daemon.sync.transport import TargetFull, TransportError, check_name, sha256
+from daemon.sync.transport import NAME, TargetFull, TransportError, check_name, sha256
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
@@ -31,9 +31,12 @@ def _sync(service: Any) -> Any:
 
 
 def _guarded(fn: Any) -> Any:
-    """Map sync errors to HTTP: refused 409, target full 507, retryable 503, permanent 400."""
+    """Map sync errors to HTTP: no such target 404, refused 409, target full 507,
+    retryable 503, permanent 400."""
     try:
         return fn()
+    except ConfigError as exc:  # no target of that name (or none configured)
+        return _error(404, "no_sync_target", str(exc))
     except Refused as exc:
         return _error(409, "refused", str(exc))
     except TargetFull as exc:
@@ -42,6 +45,14 @@ def _guarded(fn: Any) -> Any:
         return _error(503, "sync_unavailable", str(exc))
     except PermanentError as exc:
         return _error(400, "invalid_request", str(exc))
+
+
+# What /openapi.json says a spool file name is (transport.check_name enforces it).
+FILE_NAME = Path(description="a plain file name, no path", json_schema_extra={
+    "pattern": r"^(?!.*\.\.)(?!.*\.part-tmp$)" + NAME.pattern.lstrip("^")})
+FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "the file's bytes"},
+    507: {"description": "the spool's disk is full"}}
 
 
 def router(service: Any, require: Any) -> APIRouter:
@@ -71,16 +82,16 @@ def router(service: Any, require: Any) -> APIRouter:
     def files() -> dict[str, Any]:
         return {"files": _sync(service).spool().list()}
 
-    @r.get("/files/{name}")
-    def get_file(name: str) -> Any:
+    @r.get("/files/{name}", response_class=Response, responses=FILE_RESPONSES)
+    def get_file(name: str = FILE_NAME) -> Any:
         try:
             return Response(_sync(service).spool().get(check_name(name)),
                             media_type="application/octet-stream")
         except FileNotFoundError:
             return _error(404, "not_found", f"{name} is not in this daemon's sync spool")
 
-    @r.put("/files/{name}")
-    async def put_file(name: str, request: Request) -> Any:
+    @r.put("/files/{name}", responses={507: FILE_RESPONSES[507]})
+    async def put_file(request: Request, name: str = FILE_NAME) -> Any:
         check_name(name)
         data = await request.body()
         want = request.headers.get("x-memoryd-sha256", "")
@@ -91,7 +102,7 @@ def router(service: Any, require: Any) -> APIRouter:
                                  {"name": name, "bytes": len(data)})[1])
 
     @r.delete("/files/{name}")
-    def delete_file(name: str) -> dict[str, Any]:
+    def delete_file(name: str = FILE_NAME) -> dict[str, Any]:
         _sync(service).spool().delete(check_name(name))
         return {"deleted": name}
 

@@ -12,8 +12,6 @@ import json
 import sys
 from typing import Any
 
-import httpx
-
 from daemon.config import Config
 from daemon.errors import DaemonUnavailable
 
@@ -40,6 +38,8 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
 def _daemon(cfg: Config, method: str, path: str, params: dict[str, Any]) -> Any:
     if not cfg.socket_path.exists() or not cfg.token_path.exists():
         raise DaemonUnavailable("no daemon")
+    import httpx  # here, not at the top: `memoryd run` imports this module for its parser
+
     token = cfg.token_path.read_text().strip()
     try:
         with httpx.Client(transport=httpx.HTTPTransport(uds=str(cfg.socket_path)),

@@ -101,13 +101,38 @@ def export_memories(store: Any, context_rows: int = 30) -> dict[str, Any]:
     }
 
 
-def import_memories(store: Any, segments: list[bytes]) -> dict[str, Any]:
+def _without_forgotten(table: pa.Table, events: frozenset[str],
+                       memories: frozenset[str]) -> pa.Table:
+    if not (events or memories) or table.num_rows == 0:
+        return table
+    cols = table.column_names
+
+    def values(name: str) -> list[Any]:
+        return table[name].to_pylist() if name in cols else [None] * table.num_rows
+
+    keep = [not (mid in memories or events.intersection(evs or ())
+                 or memories.intersection(srcs or ()))
+            for mid, evs, srcs in zip(values("id"), values("event_ids"), values("sources"),
+                                      strict=True)]
+    if not all(keep):
+        log.info("left out %d memories of the snapshot that were forgotten here",
+                 keep.count(False))
+    return table.filter(pa.array(keep, type=pa.bool_()))
+
+
+def import_memories(store: Any, segments: list[bytes],
+                    forgotten: tuple[frozenset[str], frozenset[str]] = (frozenset(),
+                                                                        frozenset()),
+                    ) -> dict[str, Any]:
     """Merge Parquet segments from export_memories into the Store by id; return counts.
+    `forgotten` holds the (event ids, memory ids) the user made this machine forget: a
+    memory that is one of them, or stands on one, is not brought back.
     Raise PermanentError if they were embedded by another model or with other dims."""
     if not segments:
         return {"received": 0, "inserted": 0, "total": store.memories.count_rows()}
     tables = [pq.read_table(pa.BufferReader(b)) for b in segments]
-    incoming = pa.concat_tables(tables, promote_options="default")
+    incoming = _without_forgotten(pa.concat_tables(tables, promote_options="default"),
+                                  *forgotten)
     local = store.memories.schema
     theirs, ours = _meta(incoming.schema).get("memoryd.embedder"), _meta(local).get("memoryd.embedder")
     if theirs != ours:

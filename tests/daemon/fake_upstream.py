@@ -3,8 +3,13 @@
 Run as `python -m tests.daemon.fake_upstream PORT_FILE`; it binds 127.0.0.1:0 and writes
 its port to PORT_FILE. `POST /control {"mode": ...}` switches behaviour at run time:
 ok, error500, ratelimit (429 with Retry-After), hang (never answers), die_midstream (sends
-two chunks, then the process exits), garbage (200 with a non-JSON body). `GET /stats`
-tells how many chat calls it got, so a test can prove a request never reached it.
+two chunks, then the process exits), garbage (200 with a non-JSON body), and for
+requests with `tools`: tool_call (a well-formed call to the named or first tool, its
+arguments filled from the schema), tool_bad_json (arguments cut off mid-JSON),
+tool_unknown (a call to a tool nobody offered), tool_schema (arguments missing the
+required fields), tool_text (text, no call), no_tools (400 for any request with
+`tools`, as a server without tool support answers; plain requests are answered). `GET /stats` tells how many chat calls it
+got, so a test can prove a request never reached it.
 """
 
 from __future__ import annotations
@@ -40,6 +45,34 @@ def _chunk(model: str, delta: dict[str, Any], finish: str | None = None) -> byte
             + "\n\n").encode()
 
 
+def _fill(schema: dict[str, Any]) -> Any:
+    """A value that satisfies a simple JSON schema (what a well-behaved model sends)."""
+    if "enum" in schema:
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if kind == "object":
+        return {k: _fill(v) for k, v in (schema.get("properties") or {}).items()}
+    return {"integer": 1, "number": 1.5, "boolean": True, "array": []}.get(str(kind), "x")
+
+
+def _tool_call(body: dict[str, Any], mode: str) -> dict[str, Any] | None:
+    tools = [t["function"] for t in body.get("tools") or []]
+    choice = body.get("tool_choice")
+    named = choice.get("function", {}).get("name") if isinstance(choice, dict) else None
+    fn = next((t for t in tools if t["name"] == named), tools[0] if tools else None)
+    if mode == "tool_text" or fn is None:
+        return None
+    args = json.dumps(_fill(fn.get("parameters") or {"type": "object"}))
+    name = fn["name"]
+    if mode == "tool_bad_json":
+        args = args[:-1] + ', "unit": '
+    elif mode == "tool_unknown":
+        name = "no_such_tool"
+    elif mode == "tool_schema":
+        args = "{}"
+    return {"id": "call_fake", "type": "function", "function": {"name": name, "arguments": args}}
+
+
 async def chat(request: Request) -> Response:
     body = await request.json()
     STATE["calls"] += 1
@@ -55,7 +88,11 @@ async def chat(request: Request) -> Response:
         await asyncio.sleep(3600)
     if mode == "garbage":
         return Response(b"<html>not json</html>", media_type="text/html")
+    if mode == "no_tools" and body.get("tools"):
+        return JSONResponse({"error": {"message": "tools are not supported"}}, status_code=400)
     text = f"answer from {name}"
+    if mode.startswith("tool_"):
+        return _tools_answer(body, mode, model, text)
     if not body.get("stream"):
         return JSONResponse(_answer(model, text))
 
@@ -67,6 +104,34 @@ async def chat(request: Request) -> Response:
             if mode == "die_midstream":
                 os._exit(1)  # a real crash: the connection drops mid-answer
         yield _chunk(model, {}, "stop")
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+def _tools_answer(body: dict[str, Any], mode: str, model: str, text: str) -> Response:
+    call = _tool_call(body, mode)
+    if not body.get("stream"):
+        data = _answer(model, text)
+        if call is not None:
+            data["choices"][0]["message"] = {"role": "assistant", "content": None,
+                                             "tool_calls": [call]}
+            data["choices"][0]["finish_reason"] = "tool_calls"
+        return JSONResponse(data)
+
+    async def events() -> Any:
+        if call is None:
+            yield _chunk(model, {"role": "assistant", "content": text})
+            yield _chunk(model, {}, "stop")
+        else:  # as OpenAI streams a call: id and name first, the arguments in pieces
+            args = call["function"]["arguments"]
+            yield _chunk(model, {"role": "assistant", "content": None, "tool_calls": [
+                {"index": 0, "id": call["id"], "type": "function",
+                 "function": {"name": call["function"]["name"], "arguments": ""}}]})
+            for piece in (args[: len(args) // 2], args[len(args) // 2:]):
+                yield _chunk(model, {"tool_calls": [{"index": 0,
+                                                     "function": {"arguments": piece}}]})
+            yield _chunk(model, {}, "tool_calls")
         yield b"data: [DONE]\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")

@@ -247,3 +247,37 @@ def test_forget_by_time_and_source_and_refuses_an_empty_scope(
     tl = recall.timeline(store, at(10, 0), at(12, 0))
     assert [h.id for h in tl] == [EVENTS[1].id, EVENTS[2].id, EVENTS[3].id]
     assert [h.id for h in recall.recent(store, 2, "browser")] == [EVENTS[6].id, EVENTS[2].id]
+
+
+def test_what_was_forgotten_never_comes_back(make_config) -> None:
+    # Two ways forgotten memory used to return: a collector reading the same history
+    # again (same stable event ids), and a sync peer that still holds the memories.
+    cfg = load_config(make_config(pipeline={"summarize": False}))
+    journal = Journal(cfg.data_path / "journal.sqlite3")
+    secret = ev(NOW - timedelta(hours=2), "shell", "ssh ops@vault-7.example", "rotated")
+    other = ev(NOW - timedelta(hours=1), "shell", "make release", "ok")
+    journal.append(Batch("shell", [secret, other]))
+    engine = Engine(cfg)
+    service = MemoryService(cfg, journal, engine)
+    engine.index(journal.by_ids([secret.id, other.id]))
+    memory(engine.store, engine.models.embedder, "m-vault", "chunk", secret.ts, secret.ts,
+           "ssh", "Logged in to vault-7 and rotated keys.", event_ids=[secret.id])
+    memory(engine.store, engine.models.embedder, "d-day", "day", secret.ts, other.ts,
+           "the day", "Ops work.", sources=["m-vault"])
+    memory(engine.store, engine.models.embedder, "m-release", "chunk", other.ts, other.ts,
+           "release", "Ran make release.", event_ids=[other.id])
+    peer_snapshot = [s["data"] for s in engine.export_memories()["segments"]]
+
+    assert service.forget(query="vault-7")["memories"] == 2
+    assert journal.forgotten_count() == 3  # one event, two memories: ids only
+
+    assert journal.append(Batch("shell", [secret, other])) == 0  # history read again
+    assert journal.known([secret.id]) == set()
+    merged = engine.import_memories(peer_snapshot)  # the peer pushes what it still has
+    ids = set(engine.store.ids("memories", "id IS NOT NULL"))
+    assert ids == {"m-release"} and merged["inserted"] == 0
+    assert engine.store.text_search("memories", "vault", 5) == []
+    fresh = ev(NOW, "shell", "ssh ops@vault-7.example", "new login")  # new activity is kept
+    assert journal.append(Batch("shell", [fresh])) == 1
+    engine.close()
+    journal.close()

@@ -71,3 +71,13 @@ def test_no_secret_reaches_the_journal_or_the_store(make_config, tmp_path) -> No
     for name, (_, secret) in SECRETS.items():  # ...and neither holds a secret
         assert secret not in stored, f"the secret from {name} reached the store"
         assert secret.encode() not in journal_bytes, f"the secret from {name} was journaled"
+
+
+def test_a_secret_after_another_redacted_one_is_still_found() -> None:
+    # each replacement shifts the text: the key=value pass must look at the new offsets
+    text = ("deploy notes\nAWS_ACCESS_KEY_ID AKIAZ3MEMORYDTEST777\n"
+            "password = hunter2bucketleak\ntoken: 9f8e7d6c5b4a3210\n")
+    out = redact(text)
+    for secret in ("AKIAZ3MEMORYDTEST777", "hunter2bucketleak", "9f8e7d6c5b4a3210"):
+        assert secret not in out, out
+    assert out.startswith("deploy notes\n") and out.count("[REDACTED:") == 3

@@ -74,8 +74,8 @@ def run(coro: Any) -> Any:
 
 
 async def collect(router: Router, ask: Ask) -> tuple[str, list[bytes]]:
-    name, events = await router.stream(dict(BODY), ask)
-    return name, [e async for e in events]
+    started = await router.stream(dict(BODY), ask)
+    return started.model, [e async for e in started.events]
 
 
 def test_fallback_on_500_429_garbage_and_hang(tmp_path: Path, upstreams: Any) -> None:
@@ -88,6 +88,9 @@ def test_fallback_on_500_429_garbage_and_hang(tmp_path: Path, upstreams: Any) ->
     routed = run(router.complete(dict(BODY), Ask()))
     assert routed.model == "good" and routed.depth == 2
     assert routed.data["choices"][0]["message"]["content"] == "answer from good"
+    assert routed.attempts == [{"model": "bad", "outcome": "error", "error": "server_error"},
+                               {"model": "slow", "outcome": "error", "error": "timeout"},
+                               {"model": "good", "outcome": "ok", "error": ""}]
     bad.mode("ratelimit")
     routed = run(router.complete(dict(BODY), Ask()))
     assert routed.model == "good"
@@ -148,7 +151,10 @@ def test_circuit_opens_then_closes_when_the_upstream_comes_back(tmp_path: Path,
     for _ in range(2):
         assert run(router.complete(dict(BODY), Ask())).model == "good"
     assert router.breakers["flaky"].state == "open"
-    assert run(router.complete(dict(BODY), Ask())).depth == 0  # skipped, not tried
+    skipped = run(router.complete(dict(BODY), Ask()))
+    assert skipped.depth == 0  # skipped, not tried
+    assert [(a["model"], a["outcome"]) for a in skipped.attempts] == [("flaky", "skipped"),
+                                                                      ("good", "ok")]
     flaky.start()  # back on the same port
     time.sleep(0.6)
     assert router.breakers["flaky"].state == "half_open"

@@ -83,9 +83,6 @@ def test_the_secret_key_is_never_printed_and_bad_settings_say_what_to_fix(
     assert bare.store.secret_access_key == ""
 
 
-# slow: its check that the writers overlapped in time fails on a quiet machine, where they
-# can finish one after another (the test must start them together; see the session note)
-@pytest.mark.slow
 def test_several_writer_processes_at_once_lose_and_duplicate_nothing(
         tmp_path: Path, models_dir: Path, s3: Weed, vectors: list[list[float]]) -> None:  # noqa: F811
     cfg_path = tmp_path / "shared.toml"
@@ -94,10 +91,17 @@ def test_several_writer_processes_at_once_lose_and_duplicate_nothing(
     vec_path = tmp_path / "vectors.json"
     vec_path.write_text(json.dumps(vectors))
     writers, batches = 3, 10
+    go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-m", "tests.daemon.s3.writer", str(cfg_path),
-                               str(vec_path), str(w), str(batches)], cwd=ROOT,
+                               str(vec_path), str(w), str(batches), str(go)], cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for w in range(writers)]
+    # a start barrier: every writer has opened the store before any writes, so on a quiet
+    # machine too they commit at the same time instead of one after another
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline().strip() == "ready", \
+            p.stderr.read() if p.stderr else ""
+    go.touch()
     spans = []
     for p in procs:
         out, err = p.communicate(timeout=600)

@@ -2,12 +2,16 @@
 SeaweedFS) and upserts `batches` batches of memories: ids of its own plus one id every
 writer also writes in the same batch. Prints one line per committed batch.
 
-    python -m tests.daemon.s3.writer CONFIG VECTORS_JSON WORKER BATCHES
+    python -m tests.daemon.s3.writer CONFIG VECTORS_JSON WORKER BATCHES [GO_FILE]
+
+With GO_FILE it opens the store, prints `ready`, and waits for GO_FILE to exist before
+its first write: the test starts every writer together, whatever the machine's load.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from datetime import UTC, datetime, timedelta
@@ -40,6 +44,14 @@ def main() -> int:
     cfg_path, vec_path, worker, batches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     vectors = json.loads(open(vec_path).read())
     store = open_store(load_config(cfg_path), 384, EMBEDDER)
+    if len(sys.argv) > 5:
+        print("ready", flush=True)
+        deadline = time.monotonic() + 300
+        while not os.path.exists(sys.argv[5]):
+            if time.monotonic() > deadline:
+                print("never got the go file", file=sys.stderr)
+                return 1
+            time.sleep(0.005)
     for b in range(batches):
         rows = [memory(store, f"w{worker}-{b}-{i}", f"worker {worker} batch {b} note {i}",
                        vectors[(worker + i) % len(vectors)], b * 10 + i)
