@@ -29,7 +29,7 @@ _WHEN = {"anyOf": [{"type": "string", "format": "date-time"},
 _OWNER = {"type": "string", "pattern": r"^[A-Za-z0-9*][A-Za-z0-9._@+,*-]*$", "maxLength": 1000}
 FORGET_SCHEMA = {
     "type": "object", "additionalProperties": False,
-    "properties": {"since": _WHEN, "until": _WHEN, "source": {**_TEXT, "maxLength": 200},
+    "properties": {"since": _WHEN, "until": _WHEN, "source": _TEXT,
                    "query": _TEXT, "dry_run": {"type": "boolean"},
                    "device": _OWNER, "user": _OWNER},
     # at least one condition: forget never means "everything"
@@ -144,6 +144,8 @@ def router(service: MemoryService, require: Any) -> APIRouter:
                 raise ValueError(f"{key} must be a string")
             if isinstance(body.get(key), str) and not body[key].strip():
                 raise ValueError(f"{key} is blank; leave it out or say what to match")
+            if isinstance(body.get(key), str) and len(body[key]) > 2000:
+                raise ValueError(f"{key} is limited to 2000 characters")
         dry = body.get("dry_run", False)
         if not isinstance(dry, bool):
             raise ValueError("dry_run must be true or false")

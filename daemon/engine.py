@@ -19,7 +19,7 @@ from daemon.hits import Hit
 from daemon.modelcalls import ModelCalls
 from daemon.owners import EVERYONE, Owners
 from daemon.search import Filters
-from daemon.store import Store, event_doc, event_row, open_store
+from daemon.store import Store, event_doc, event_row, open_store, sql_str
 from models.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -69,11 +69,28 @@ class Engine:
                         "writing one from the events", len(events), chunk.source)
             old = self.store.memory_rows(f"id = '{chunk.id}'", ["id", "model", "text"])
             if old and old[0]["model"] != summarize.FALLBACK_MODEL and old[0]["text"]:
+                self._supersede(chunk)
                 return {**result, "summary": old[0]["text"], "kept": True}
         row = summarize.memory_row(chunk, fields, model, [])
         row["vector"] = self.models.embed([f"{row['title']}\n{row['text']}"[:2000]])[0]
         self.store.upsert_memories([row])
+        self._supersede(chunk)
         return {**result, "summary": row["text"]}
+
+    def _supersede(self, chunk: Chunk) -> int:
+        """Delete this daemon's other chunk memories of any of `chunk`'s events. Such a
+        memory was written for a chunk whose journal update never happened (a crash
+        between the store write and the journal's): its events are still waiting, so the
+        chunk they are in now may differ (new events joined it) and gets another id. Left
+        alone, those events would be covered twice. Runs after the new memory is stored,
+        so an event is never without one; a crash before it runs repeats it."""
+        ids = ", ".join(sql_str(e.id) for e in chunk.events)
+        where = (f"level = 'chunk' AND id != {sql_str(chunk.id)} AND "
+                 f"array_has_any(event_ids, make_array({ids})) AND {self._own().where()}")
+        gone = self.store.delete("memories", where)
+        if gone:
+            log.info("replaced %d unacknowledged chunk memories of the same events", gone)
+        return gone
 
     def compact(self, max_digests: int = 0) -> dict[str, Any]:
         """Write the day digests, then the week digests, that are missing or stale; at

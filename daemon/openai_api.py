@@ -332,6 +332,8 @@ def router(service: MemoryService, require: Any) -> APIRouter:
         if len(texts) > MAX_EMBED_INPUTS:
             return _err(400, "invalid_request", f"at most {MAX_EMBED_INPUTS} inputs per call")
         fmt = body.get("encoding_format", "float")
+        if not isinstance(body.get("model", ""), str):
+            return _err(400, "invalid_request", "model must be a string (a name, or auto)")
         if fmt not in ("float", "base64"):
             return _err(400, "invalid_request", "encoding_format must be float or base64")
         try:
@@ -382,7 +384,7 @@ def router(service: MemoryService, require: Any) -> APIRouter:
 
 
 # The body the embeddings handler parses by hand, documented for /openapi.json.
-_EMBED_TEXT = {"type": "string", "maxLength": 20_000}
+_EMBED_TEXT = {"type": "string"}  # size: the request body limit
 EMBEDDINGS_OPENAPI: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {
         "type": "object", "required": ["input"],

@@ -146,6 +146,10 @@ def test_approved_denied_and_timed_out_requests(make_config, start_daemon, upstr
     with d.tcp() as c:
         assert c.post(CHAT, json=body("hello"), headers=d.auth()).status_code == 200
         assert c.post("/v1/approvals/nope/approve", headers=d.auth()).status_code == 404
+        for bad in ({"irreversible": 5}, {"irreversible": "x" * 400},
+                    {"approval_timeout_seconds": -1}):
+            r = c.post(CHAT, json=body(**bad), headers=d.auth())
+            assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request"
     assert good.stats()["calls"] == 2
 
 

@@ -89,7 +89,7 @@ def test_three_daemons_share_one_bucket_with_owners_filters_tokens_and_no_secret
     rows = store.events.to_arrow().select(["id", "subject", "device", "user"]).to_pylist()
     assert len(rows) == len({r["id"] for r in rows}), "an event was stored twice"
     by_subject = Counter(r["subject"] for r in rows)
-    for device, user, word in TEAM:
+    for device, user, _ in TEAM:
         mine = {r["subject"] for r in rows if (r["device"], r["user"]) == (device, user)}
         expected = {str(p) for p in (tmp_path / f"{user}-src").iterdir()}
         assert mine == expected, (user, mine)
@@ -141,3 +141,46 @@ def test_three_daemons_share_one_bucket_with_owners_filters_tokens_and_no_secret
     assert control, "the scan found no uploaded text; it would miss a secret too"
     [note] = [r for r in store.events.to_arrow().to_pylist() if r["subject"].endswith("deploy.env")]
     assert "[REDACTED" in note["text"] and CONTROL in note["text"]
+
+
+def test_an_older_store_in_a_bucket_migrates_its_rows_ownerless_and_keeps_the_key(
+        tmp_path: Path, models_dir: Path, s3: Weed, caplog: Any) -> None:
+    """Rows a bucket held before owners may be anyone's: the daemon that migrates them
+    first must not claim them, so they stay ownerless (readable by unrestricted readers
+    only) and the table keeps the primary key concurrent writers rely on."""
+    from datetime import UTC, datetime
+
+    import lancedb
+    import pyarrow as pa
+
+    from daemon.objectstore import store_settings
+    from daemon.owners import Owners
+    from daemon.search import Filters
+    from daemon.store import SCHEMA_VERSION, Store, memories_schema, with_primary_key
+
+    path = tmp_path / "c.toml"
+    path.write_text(tomli_w.dumps({"data_dir": str(tmp_path / "d"),
+                                   "store": s3.store_section("legacy")}))
+    settings = store_settings(load_config(path).store)
+    old = pa.schema([f for f in with_primary_key(memories_schema(384, EMBEDDER))
+                     if f.name not in ("device", "user")],
+                    metadata={"memoryd.schema_version": "2", "memoryd.embedder": EMBEDDER})
+    when = datetime(2026, 11, 20, 9, tzinfo=UTC)
+    lancedb.connect(settings.uri, storage_options=settings.storage_options()).create_table(
+        "memories", schema=old, data=[{
+            "id": "m1", "ts": when, "ts_end": when, "level": "chunk", "source": "files",
+            "title": "t", "text": "an old shared note", "event_ids": [], "model": "q",
+            "created": when, "doc": "an old shared note", "vector": [0.1] * 384,
+            "project": "", "sources": [], "identifiers": [], "entities": [], "decisions": [],
+            "open_tasks": [], "dates": []}])
+    store = Store(settings.uri, 384, EMBEDDER, storage_options=settings.storage_options(),
+                  refresh_seconds=0, owner=("laptop", "alice"))
+    [row] = store.memory_rows("id = 'm1'")
+    assert (row["device"], row["user"], row["text"]) == ("", "", "an old shared note")
+    assert store.memories.schema.metadata[b"memoryd.schema_version"] == SCHEMA_VERSION.encode()
+    key = store.memories.schema.field("id").metadata or {}
+    assert key.get(b"lance-schema:unenforced-primary-key") == b"true"
+    assert "predates owners" in caplog.text
+    alice = Filters(users=Owners(users=("alice",)).users).where("memories")
+    assert store.ids("memories", alice or "true") == []  # not claimed by the migrator
+    assert store.ids("memories", "true") == ["m1"]
