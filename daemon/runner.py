@@ -23,14 +23,30 @@ from daemon.worker import WorkerEngine
 log = logging.getLogger(__name__)
 
 
+REPEAT_WARNING_SECONDS = 300.0  # a failure that keeps repeating is logged this often
+
+
 def _guarded(name: str, fn: Any) -> Any:
-    """A scheduled job that logs its failure and lets the next run try again."""
+    """A scheduled job that logs its failure and lets the next run try again. A failure
+    that repeats (a full disk, every second) is logged when it starts, every
+    REPEAT_WARNING_SECONDS while it lasts, and when the job works again."""
+    last: dict[str, Any] = {"error": None, "logged": 0.0}
 
     def job() -> None:
         try:
             fn()
         except Exception as exc:
-            log.warning("%s failed: %s (will retry)", name, exc, exc_info=log.isEnabledFor(10))
+            text = f"{type(exc).__name__}: {exc}"
+            now = time.monotonic()
+            if text != last["error"] or now - last["logged"] >= REPEAT_WARNING_SECONDS:
+                log.warning("%s failed: %s (will retry)", name, exc,
+                            exc_info=log.isEnabledFor(10))
+                last["logged"] = now
+            last["error"] = text
+            return
+        if last["error"] is not None:
+            log.info("%s works again", name)
+            last["error"] = None
 
     return job
 

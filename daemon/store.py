@@ -20,7 +20,7 @@ import lancedb
 import pyarrow as pa
 from lancedb.index import FTS
 
-from daemon.errors import PermanentError
+from daemon.errors import PermanentError, RetryableError
 from daemon.hits import Hit
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,29 @@ def memories_schema(dims: int, embedder: str) -> pa.Schema:
         ],
         metadata={"memoryd.schema_version": SCHEMA_VERSION, "memoryd.embedder": embedder},
     )
+
+
+class StoreUnwritable(RetryableError):
+    """The store's disk is full or read-only: nothing was committed; the events wait in
+    the journal and are written when it can be written again."""
+
+
+# How a full or read-only disk shows in LanceDB's (Rust) errors and in OSError.
+_DISK_WORDS = ("no space left", "os error 28", "read-only file system", "os error 30",
+               "disk quota", "os error 122")
+
+
+def unwritable(exc: BaseException, location: str, what: str) -> StoreUnwritable | None:
+    """A StoreUnwritable saying what to do when `exc` is a full or read-only disk."""
+    text = str(exc).lower()
+    if not any(w in text for w in _DISK_WORDS):
+        return None
+    why = "its disk is full" if ("space" in text or "28" in text or "quota" in text) \
+        else "its file system is read-only"
+    return StoreUnwritable(
+        f"cannot write {what} to the store at {location}: {why}. Nothing was committed; "
+        "memory stays searchable as it was, the events wait in the journal and are "
+        "written when the store can be written again (free some space or make it writable)")
 
 
 class Store:
@@ -191,14 +214,20 @@ class Store:
             if not r.get("user"):
                 r["user"] = self.user
         with self._lock:
-            if self.remote:
-                self._upsert_remote(table, rows)
-            else:
-                (table.merge_insert("id").when_matched_update_all()
-                 .when_not_matched_insert_all().execute(rows))
-            self._unindexed[name] += len(rows)
-            if self._unindexed[name] >= 2000:
-                self._optimize(name, table)
+            try:
+                if self.remote:
+                    self._upsert_remote(table, rows)
+                else:
+                    (table.merge_insert("id").when_matched_update_all()
+                     .when_not_matched_insert_all().execute(rows))
+                self._unindexed[name] += len(rows)
+                if self._unindexed[name] >= 2000:
+                    self._optimize(name, table)
+            except (OSError, RuntimeError, ValueError) as exc:
+                full = unwritable(exc, str(self.location), f"{len(rows)} {name} rows")
+                if full is None:
+                    raise
+                raise full from exc
 
     def _upsert_remote(self, table: Any, rows: list[dict[str, Any]]) -> None:
         """Upsert on object storage, where other daemons commit too. Rows go in the
@@ -329,7 +358,13 @@ class Store:
         with self._lock:
             n = int(t.count_rows(where))
             if n:
-                t.delete(where)
+                try:
+                    t.delete(where)
+                except (OSError, RuntimeError, ValueError) as exc:
+                    full = unwritable(exc, str(self.location), f"a deletion from {table}")
+                    if full is None:
+                        raise
+                    raise full from exc
         return n
 
     def purge(self) -> None:

@@ -304,3 +304,21 @@ def test_scoped_tokens_decide_who_reads_whose_memory_on_every_read_path(
     assert ALICE_WORD in found_text + recent_text and BOB_WORD not in found_text + recent_text
     found_text, _ = anyio.run(over_mcp, bobs)
     assert BOB_WORD in found_text
+
+
+def test_memories_pulled_by_sync_keep_the_owner_they_were_written_by(
+        tmp_path: Path, models_dir: Path) -> None:
+    from daemon.sync.exchange import export_memories, import_memories
+
+    alice_cfg = load_config(_config(tmp_path / "a.toml", tmp_path / "a", models_dir,
+                                    "laptop", "alice"))
+    alice = Engine(alice_cfg)
+    try:
+        alice.store.upsert_memories([_memory(alice.store, alice, ALICE_WORD, "alice")])
+        segments = [s["data"] for s in export_memories(alice.store)["segments"]]
+    finally:
+        alice.close()
+    bob = Store(tmp_path / "b-store", 384, "all-minilm-l6-v2", owner=("desk", "bob"))
+    assert import_memories(bob, segments)["inserted"] == 1
+    [row] = bob.memory_rows("id = 'm-alice'")
+    assert (row["device"], row["user"]) == ("laptop", "alice")

@@ -167,12 +167,12 @@ def test_an_older_store_in_a_bucket_migrates_its_rows_ownerless_and_keeps_the_ke
                     metadata={"memoryd.schema_version": "2", "memoryd.embedder": EMBEDDER})
     when = datetime(2026, 11, 20, 9, tzinfo=UTC)
     lancedb.connect(settings.uri, storage_options=settings.storage_options()).create_table(
-        "memories", schema=old, data=[{
+        "memories", schema=old, data=pa.Table.from_pylist(schema=old, mapping=[{
             "id": "m1", "ts": when, "ts_end": when, "level": "chunk", "source": "files",
             "title": "t", "text": "an old shared note", "event_ids": [], "model": "q",
             "created": when, "doc": "an old shared note", "vector": [0.1] * 384,
             "project": "", "sources": [], "identifiers": [], "entities": [], "decisions": [],
-            "open_tasks": [], "dates": []}])
+            "open_tasks": [], "dates": []}]))
     store = Store(settings.uri, 384, EMBEDDER, storage_options=settings.storage_options(),
                   refresh_seconds=0, owner=("laptop", "alice"))
     [row] = store.memory_rows("id = 'm1'")
