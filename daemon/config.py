@@ -175,6 +175,7 @@ class RouterConfig:
     breaker_reset_seconds: float = 15.0  # how long it stays open before a half-open probe
     health_interval_seconds: float = 30.0  # background probes of HTTP backends; 0 disables
     telemetry: bool = True  # record every attempt in <data_dir>/telemetry.sqlite3
+    telemetry_keep_days: float = 90.0  # older attempts are deleted; 0 keeps them all
 
 
 @dataclass(frozen=True)

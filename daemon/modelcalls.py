@@ -96,7 +96,8 @@ class ModelCalls:
             registry = build_registry(self.cfg, self.local_complete, self.local_embed,
                                       self._http)
             telemetry = Telemetry(self.cfg.data_path / "telemetry.sqlite3",
-                                  enabled=self.cfg.router.telemetry)
+                                  enabled=self.cfg.router.telemetry,
+                                  keep_days=self.cfg.router.telemetry_keep_days)
             self._router = Router(registry, self.cfg.router, telemetry)
             self._loop = LoopThread("modelcalls-router")
         return self._router

@@ -96,7 +96,8 @@ def build_router(service: MemoryService) -> Router:
         service.cfg, lambda name, msgs, params: engine.complete_local(name, msgs, params),
         lambda name, texts: engine.embed_local(name, texts), client)
     tel = Telemetry(service.cfg.data_path / "telemetry.sqlite3",
-                    enabled=service.cfg.router.telemetry)
+                    enabled=service.cfg.router.telemetry,
+                    keep_days=service.cfg.router.telemetry_keep_days)
     return Router(registry, service.cfg.router, tel)
 
 

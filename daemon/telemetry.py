@@ -60,6 +60,7 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)",
 )
 MAX_DECISIONS = 2000
+PRUNE_EVERY_SECONDS = 3600.0  # how often the writer deletes attempts past keep_days
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,11 @@ _MIGRATIONS = (_add_tools_column,)
 class Telemetry:
     """Records attempts in batches from a background thread; `enabled=False` drops them."""
 
-    def __init__(self, path: Path, enabled: bool = True, flush_seconds: float = 0.25) -> None:
+    def __init__(self, path: Path, enabled: bool = True, flush_seconds: float = 0.25,
+                 keep_days: float = 90.0) -> None:
         self.path = path
         self.enabled = enabled
+        self.keep_days = keep_days  # attempts older than this are deleted (0: kept)
         self._queue: queue.SimpleQueue[Attempt | Decision | None] = queue.SimpleQueue()
         self._flush_seconds = flush_seconds
         self._thread: threading.Thread | None = None
@@ -135,6 +138,7 @@ class Telemetry:
         db = connect(self.path)
         insert = f"INSERT INTO attempts ({', '.join(_COLUMNS)}) VALUES " \
                  f"({', '.join('?' for _ in _COLUMNS)})"
+        pruned = float("-inf")
         while True:
             first = self._queue.get()
             if first is None:
@@ -157,9 +161,24 @@ class Telemetry:
                         _write_decisions(db, decisions)
             except sqlite3.Error as exc:  # telemetry never breaks the real work
                 log.warning("telemetry: %d attempts not recorded: %s", len(batch), exc)
+            if self.keep_days > 0 and time.monotonic() - pruned >= PRUNE_EVERY_SECONDS:
+                pruned = time.monotonic()
+                self._prune(db)
             if self._queue.empty():
                 self._idle.set()
         db.close()
+
+
+    def _prune(self, db: sqlite3.Connection) -> None:
+        try:
+            with db:
+                gone = db.execute("DELETE FROM attempts WHERE ts < ?", (
+                    time.time() - self.keep_days * 86400,)).rowcount
+        except sqlite3.Error as exc:
+            log.warning("telemetry: old attempts not deleted: %s", exc)
+            return
+        if gone:
+            log.info("telemetry: deleted %d attempts older than %g days", gone, self.keep_days)
 
 
 def _write_decisions(db: sqlite3.Connection, decisions: list[Decision]) -> None:

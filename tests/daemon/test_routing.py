@@ -269,3 +269,29 @@ def test_embeddings_route_to_an_http_embedder_and_fail_clearly(tmp_path: Path,
         run(router.embed(["x"], model="emb"))
     with pytest.raises(NoRoute):
         run(router.embed(["x"], model="nope"))
+
+
+def test_telemetry_forgets_attempts_older_than_keep_days(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from daemon import telemetry
+    from daemon.telemetry import Attempt
+
+    monkeypatch.setattr(telemetry, "PRUNE_EVERY_SECONDS", 0.0)  # after every batch
+
+    def attempt(age_days: float, rid: str) -> Attempt:
+        return Attempt(ts=time.time() - age_days * 86400, request_id=rid, route="api",
+                       task="default", model="m", backend="openai", privacy="local",
+                       tokens_in=1, tokens_out=1, cost_usd=0.0, latency_ms=1.0, ttft_ms=None,
+                       outcome="ok", error_class="", fallback_depth=0, memory_used=0)
+
+    path = tmp_path / "telemetry.sqlite3"
+    tel = Telemetry(path, flush_seconds=0.01, keep_days=30)
+    for rid, age in (("ancient", 400), ("last-quarter", 31), ("yesterday", 1)):
+        tel.record(attempt(age, rid))
+    tel.flush()
+    tel.record(attempt(0, "now"))
+    tel.flush()
+    import sqlite3
+
+    kept = {r[0] for r in sqlite3.connect(path).execute("SELECT request_id FROM attempts")}
+    assert kept == {"yesterday", "now"}
