@@ -25,8 +25,12 @@ With --ann, memoryd is measured again after building the IVF_HNSW_SQ index that
 Chroma's build stops after S seconds (its rate and projected time are reported and it is
 not measured at that size).
 
+--refine F adds the ANN search re-ranked on full vectors (LanceDB's refine_factor F);
+--build-only measures memoryd's build time and disk size alone.
+
 Run:  /root/.local/share/memoryd/venv/bin/python bench/search_vs_chroma.py \
-          [--sizes 10000 100000] [--ann] [--no-chroma] [--chroma-deadline 1800]
+          [--sizes 10000 100000] [--ann] [--refine 10] [--no-chroma] [--chroma-deadline 1800]
+          [--repeat 3] [--warmup 40] [--build-only] [--tmp DIR] [--name search_vs_chroma]
 """
 
 from __future__ import annotations
@@ -231,14 +235,16 @@ def exact_top(data: Path, qvecs: np.ndarray) -> list[set[str]]:
 
 
 def measure(store: Store, chroma: Chroma | None, qvecs: np.ndarray, truth: list[set[str]],
-            repeat: int = REPEAT, warmup: int = len(QUERIES)) -> dict[str, dict[str, float]]:
+            repeat: int = REPEAT, warmup: int = len(QUERIES),
+            refine: int = 0) -> dict[str, dict[str, float]]:
     kws = [keyword(q) for q in QUERIES]
 
     def mem(fn: Any) -> Any:
         def run(q: str, v: list[float], kw: str) -> tuple[float, list[str]]:
             t = time.perf_counter()
             hits = fn(q, v, kw)
-            return (time.perf_counter() - t) * 1000, [h.id for h in hits]
+            return (time.perf_counter() - t) * 1000, [getattr(h, "id", None) or h["id"]
+                                                      for h in hits]
         return run
 
     def chr_(op: str) -> Any:
@@ -254,11 +260,16 @@ def measure(store: Store, chroma: Chroma | None, qvecs: np.ndarray, truth: list[
         "memoryd full text (query)": mem(lambda q, v, kw: store.text_search("memories", q, K)),
         "memoryd full text (keyword)": mem(lambda q, v, kw: store.text_search("memories", kw, K)),
     }
+    if refine:  # what re-ranking the ANN candidates with the full vectors buys and costs
+        kinds["memoryd vector, ANN + refine"] = mem(lambda q, v, kw: store.memories.search(
+            v, vector_column_name="vector").distance_type("cosine").refine_factor(refine)
+            .limit(K).select(["id"]).to_list())
     if chroma is not None:
         kinds |= {"chroma vector": chr_("vector"), "chroma $contains (keyword)": chr_("contains"),
                   "chroma vector + $contains": chr_("vector_contains")}
     times: dict[str, list[float]] = {k: [] for k in kinds}
-    recall: dict[str, list[float]] = {"memoryd vector": [], "chroma vector": []}
+    recall: dict[str, list[float]] = {"memoryd vector": [], "chroma vector": [],
+                                      "memoryd vector, ANN + refine": []}
     found: dict[str, list[int]] = {k: [] for k in kinds}
     qv = [v.tolist() for v in qvecs]
     for q, v, kw in list(zip(QUERIES, qv, kws, strict=True))[:warmup]:
@@ -308,6 +319,10 @@ def main() -> int:
                     help="stop Chroma's build after this many seconds (0: no limit)")
     ap.add_argument("--repeat", type=int, default=REPEAT, help="timed rounds of all queries")
     ap.add_argument("--warmup", type=int, default=len(QUERIES), help="warm-up queries")
+    ap.add_argument("--refine", type=int, default=0, metavar="F",
+                    help="with --ann, also time the ANN search re-ranked by refine_factor F")
+    ap.add_argument("--build-only", action="store_true",
+                    help="memoryd's build time and disk size only (no Chroma, no queries)")
     ap.add_argument("--tmp", default=None, help="where the stores go (default: a temp dir)")
     ap.add_argument("--name", default="search_vs_chroma", help="results file name")
     a = ap.parse_args()
@@ -335,6 +350,9 @@ def main() -> int:
             log(f"{n}: memoryd store built in {res['memoryd_build_s']} s, "
                 f"{res['memoryd_disk_mb']} MB on disk ({res['memoryd_disk_mb_cleaned']} MB "
                 "once old versions are cleaned up)")
+            if a.build_only:
+                save(a, load, how, results)
+                continue
             chroma = None
             if not a.no_chroma:
                 chroma = Chroma()
@@ -360,7 +378,8 @@ def main() -> int:
                 store.memories.optimize(cleanup_older_than=timedelta(0))
                 res["memoryd_disk_mb_with_ann"] = du_mb(Path(tmp) / f"memoryd{n}")
                 log(f"{n}: IVF_HNSW_SQ index built in {res['ann_index_build_s']} s")
-                res["ann"] = measure(store, chroma, qvecs, truth, a.repeat, a.warmup)
+                res["ann"] = measure(store, chroma, qvecs, truth, a.repeat, a.warmup,
+                                     a.refine)
                 show(n, "memoryd with IVF_HNSW_SQ", res["ann"])
             if chroma is not None:
                 res["chroma_rss_mb_after"] = chroma.call(op="rss")["rss_mb"]

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from daemon.api_memory import OWNER_PATTERN
 from daemon.errors import RetryableError
 from daemon.memory import MemoryService, hit_json
 from daemon.owners import EVERYONE, OwnerForbidden, Owners, identity, request_owners
@@ -194,11 +195,14 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
         return {"status": "ok", "version": VERSION}
 
     @app.get("/v1/memory/search", dependencies=[require("memory:read")])
-    def search(request: Request, q: str = Query(..., min_length=1, max_length=2000, description="what to find"),
+    def search(request: Request, q: str = Query(..., min_length=1, max_length=2000,
+                                                description="what to find",
+                                                json_schema_extra={"pattern": r"\S"}),
                k: int = Query(10, ge=1, le=200), source: str | None = None,
                since: datetime | None = None, until: datetime | None = None,
                kind: str | None = None, project: str | None = None,
-               device: str | None = None, user: str | None = None) -> dict[str, Any]:
+               device: str | None = Query(None, pattern=OWNER_PATTERN),
+               user: str | None = Query(None, pattern=OWNER_PATTERN)) -> dict[str, Any]:
         hits = service.search(q, k, source=source, since=since, until=until, kind=kind,
                               project=project, device=device, user=user,
                               owners=request_owners(request))

@@ -19,6 +19,7 @@ from collectors.base import Batch, Event
 from daemon.memory import MemoryService
 
 RESERVED_SOURCES = frozenset({"files", "browser", "shell", "memory"})
+_NOT_RESERVED: dict[str, Any] = {"not": {"enum": sorted(RESERVED_SOURCES)}}  # for the schema
 
 
 class EventIn(BaseModel):
@@ -26,7 +27,7 @@ class EventIn(BaseModel):
 
     source: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,31}$",
                         description="who saw it: 'editor', 'agent.myname', …",
-                        json_schema_extra={"not": {"enum": sorted(RESERVED_SOURCES)}})
+                        json_schema_extra=_NOT_RESERVED)
     kind: str = Field(pattern=r"^[a-z][a-z0-9_.-]{0,63}$", description="'editor.open', …")
     subject: str = Field(min_length=1, max_length=4096, description="a path, URL or command")
     ts: datetime | None = Field(None, description="when, with a time zone (default: now)")

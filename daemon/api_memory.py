@@ -8,6 +8,7 @@ need memory:raw; forget needs memory:write.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
@@ -26,7 +27,10 @@ _TEXT = {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"\S"}
 _WHEN = {"anyOf": [{"type": "string", "format": "date-time"},
                    {"type": "string", "format": "date"}]}
 # who wrote it (daemon/owners.py): one name or several, comma-separated
-_OWNER = {"type": "string", "pattern": r"^[A-Za-z0-9*][A-Za-z0-9._@+,*-]*$", "maxLength": 1000}
+# exactly what daemon/owners.py accepts: `*`, or names separated by commas
+_ONE_OWNER = r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}"
+OWNER_PATTERN = rf"^(\*|{_ONE_OWNER}(,{_ONE_OWNER})*)$"
+_OWNER = {"type": "string", "pattern": OWNER_PATTERN}
 FORGET_SCHEMA = {
     "type": "object", "additionalProperties": False,
     "properties": {"since": _WHEN, "until": _WHEN, "source": _TEXT,
@@ -77,8 +81,8 @@ def router(service: MemoryService, require: Any) -> APIRouter:
                 budget_tokens: str | None = Query(None, json_schema_extra={
                     "pattern": "^(6[4-9]|[7-9][0-9]|[1-9][0-9]{2,4}|1[0-9]{5}|200000)$",
                     "description": "64 to 200000"}),
-                device: str | None = Query(None, json_schema_extra=_OWNER),
-                user: str | None = Query(None, json_schema_extra=_OWNER),
+                device: str | None = Query(None, pattern=OWNER_PATTERN),
+                user: str | None = Query(None, pattern=OWNER_PATTERN),
                 ) -> dict[str, Any]:
         """A markdown context pack for `query` within `budget_tokens` (estimated tokens)."""
         if not query.strip():
@@ -93,8 +97,8 @@ def router(service: MemoryService, require: Any) -> APIRouter:
     def digest(request: Request,
                period: str = Query("day", json_schema_extra={"enum": ["day", "week"]}),
                date: str | None = Query(None, json_schema_extra={"format": "date"}),
-               device: str | None = Query(None, json_schema_extra=_OWNER),
-               user: str | None = Query(None, json_schema_extra=_OWNER),
+               device: str | None = Query(None, pattern=OWNER_PATTERN),
+               user: str | None = Query(None, pattern=OWNER_PATTERN),
                ) -> dict[str, Any]:
         """The day or week digest holding `date` (default today)."""
         return service.digest(period, _day(date), device=device, user=user,
@@ -104,8 +108,8 @@ def router(service: MemoryService, require: Any) -> APIRouter:
     def recent(request: Request, limit: str | None = Query(None, json_schema_extra={
                    "pattern": "^([1-9][0-9]{0,2}|1000)$", "description": "1 to 1000 (default 20)"}),
                source: str | None = None,
-               device: str | None = Query(None, json_schema_extra=_OWNER),
-               user: str | None = Query(None, json_schema_extra=_OWNER)) -> dict[str, Any]:
+               device: str | None = Query(None, pattern=OWNER_PATTERN),
+               user: str | None = Query(None, pattern=OWNER_PATTERN)) -> dict[str, Any]:
         return {"results": service.recent(_int("limit", limit, 20), source or None,
                                           device=device, user=user,
                                           owners=request_owners(request))}
@@ -114,8 +118,8 @@ def router(service: MemoryService, require: Any) -> APIRouter:
     def timeline(request: Request, since: str | None = Query(None, json_schema_extra=_WHEN),
                  until: str | None = Query(None, json_schema_extra=_WHEN),
                  source: str | None = None,
-                 device: str | None = Query(None, json_schema_extra=_OWNER),
-                 user: str | None = Query(None, json_schema_extra=_OWNER)) -> dict[str, Any]:
+                 device: str | None = Query(None, pattern=OWNER_PATTERN),
+                 user: str | None = Query(None, pattern=OWNER_PATTERN)) -> dict[str, Any]:
         """Raw events in [since, until) (ISO 8601); without either, the last day."""
         lo, hi = _when("since", since), _when("until", until)
         if lo is None and hi is None:
@@ -136,6 +140,10 @@ def router(service: MemoryService, require: Any) -> APIRouter:
         unknown = sorted(set(body) - set(FORGET_KEYS))
         if unknown:
             raise ValueError(f"unknown keys {unknown}; known: {', '.join(FORGET_KEYS)}")
+        for key in ("device", "user"):
+            if isinstance(body.get(key), str) and not re.match(OWNER_PATTERN, body[key]):
+                raise ValueError(f"{key} must be * or names separated by commas (letters, "
+                                 "digits and . _ @ + -, at most 64 each)")
         nulls = sorted(k for k, v in body.items() if v is None)
         if nulls:
             raise ValueError(f"leave out {', '.join(nulls)} rather than sending null")

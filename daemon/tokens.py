@@ -73,7 +73,9 @@ class TokenStore:
             raise ValueError(f"a token with the {whole[0]} scope reads the whole store; "
                              "drop --users/--devices, or make a separate memory:read token")
         if users is None and not whole:
-            limit_users = parse_names("user", own_user) if own_user else None
+            if not own_user:  # never silently everyone's: the caller names the default
+                raise ValueError("say whose memories the token reads: users, or own_user")
+            limit_users = parse_names("user", own_user)
         secret = PREFIX + secrets.token_urlsafe(32)
         with self._lock:
             rows = self._read()

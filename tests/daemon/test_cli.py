@@ -18,7 +18,8 @@ import pytest
 from daemon.store import Store
 from tests.conftest import run_cli
 
-RESULT_KEYS = {"id", "source", "kind", "ts", "title", "text", "score"}
+# device and user: who wrote it (store schema 3, daemon/owners.py)
+RESULT_KEYS = {"id", "source", "kind", "ts", "title", "text", "score", "device", "user"}
 
 
 def test_ingest_once_then_search_json_keeps_the_contract(make_config, tmp_path: Path) -> None:

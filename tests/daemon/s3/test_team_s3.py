@@ -20,7 +20,7 @@ from tests.conftest import run_cli
 from tests.daemon.s3.conftest import BUCKET, Weed
 
 EMBEDDER = "all-minilm-l6-v2"
-PREFIX = "team"
+PREFIX = "team-daemons"  # its own: test_store_s3 writes under "team"
 # (device, user, a word only that person's files hold)
 TEAM = (("laptop", "alice", "quillfeather"), ("desk", "bob", "marrowgloom"),
         ("ci", "carol", "tinderwhisk"))
