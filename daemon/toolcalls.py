@@ -27,9 +27,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-import jsonschema
-from jsonschema.exceptions import SchemaError, ValidationError
-
 
 @dataclass(frozen=True)
 class Fault:
@@ -90,6 +87,8 @@ def _schemas(body: dict[str, Any]) -> dict[str, Any]:
 
 @lru_cache(maxsize=256)
 def _validator(schema_json: str) -> Any:
+    import jsonschema  # on first use: most daemons never see a tools request
+
     schema = json.loads(schema_json)
     cls = jsonschema.validators.validator_for(schema)
     cls.check_schema(schema)
@@ -145,6 +144,8 @@ def check(body: dict[str, Any], message: dict[str, Any]) -> Fault | None:
                                      f"{str(raw)[:120]!r}")
         schema = schemas[name]
         if isinstance(schema, dict) and schema:
+            from jsonschema.exceptions import SchemaError, ValidationError
+
             try:
                 _validator(json.dumps(schema, sort_keys=True)).validate(args)
             except ValidationError as exc:
