@@ -26,6 +26,15 @@ SYSTEM = ("You write short, factual notes about what a person did on their compu
           "Never invent anything that is not in the log. Answer in JSON.")
 MAX_PROMPT_CHARS = 5000  # ~1,400 tokens: prompt evaluation dominates a summary's cost
 PER_EVENT_CHARS = 160
+SUBJECT_CHARS = 300  # a path, URL or command; a pushed event's may be 4 KB
+
+
+def prompt_cost(text: str) -> int:
+    """`text`'s share of MAX_PROMPT_CHARS: its characters, with each byte of UTF-8 past
+    the first counting twice more. ASCII costs what it did; CJK, emoji or random
+    Unicode (several tokens a character) costs up to 7x, so the prompt stays inside the
+    model's context whatever the events hold."""
+    return len(text) + 2 * (len(text.encode("utf-8", "replace")) - len(text))
 FALLBACK_MODEL = "deterministic"  # the `model` of a memory no model wrote
 LIST_MAX = 12  # items kept per structured list of a chunk memory
 
@@ -84,7 +93,8 @@ class Fields:
 
 
 def _line(ev: Any) -> str:
-    what = ev.subject if ev.source in ("files", "browser") else (ev.title or ev.subject)
+    what = (ev.subject if ev.source in ("files", "browser") else (ev.title or ev.subject))
+    what = what[:SUBJECT_CHARS]
     extra = ev.title if ev.source == "browser" else " ".join(ev.text.split())
     snippet = extra[:PER_EVENT_CHARS] if extra != what else ""
     when = ev.ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
@@ -96,11 +106,11 @@ def prompt(chunk: Chunk) -> list[dict[str, str]]:
     used = 0
     for ev in chunk.events:
         line = _line(ev)
-        if used + len(line) > MAX_PROMPT_CHARS:
+        if used + prompt_cost(line) > MAX_PROMPT_CHARS:
             lines.append(f"- … and {len(chunk.events) - len(lines)} more events")
             break
         lines.append(line)
-        used += len(line) + 1
+        used += prompt_cost(line) + 1
     log = "\n".join(lines)
     project = f" (project: {chunk.project})" if chunk.project else ""
     user = (f"Activity log{project}:\n{log}\n\n"

@@ -22,7 +22,7 @@ import psutil
 
 from daemon.store import Store
 
-ROUNDS = 4
+ROUNDS = 3
 SUMMARY_SECONDS = 25.0  # about one chunk summary on 2 busy cores: kills land in or between
 
 

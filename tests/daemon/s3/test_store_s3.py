@@ -93,11 +93,13 @@ def test_several_writer_processes_at_once_lose_and_duplicate_nothing(
     writers, batches = 3, 10
     go = tmp_path / "go"
     procs = [subprocess.Popen([sys.executable, "-m", "tests.daemon.s3.writer", str(cfg_path),
-                               str(vec_path), str(w), str(batches), str(go)], cwd=ROOT,
+                               str(vec_path), str(w), str(batches), str(go), str(writers)],
+                              cwd=ROOT,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for w in range(writers)]
-    # a start barrier: every writer has opened the store before any writes, so on a quiet
-    # machine too they commit at the same time instead of one after another
+    # barriers (tests/daemon/s3/writer.py): every writer has opened the store before any
+    # writes, and has committed once before any goes on, so on a quiet machine too they
+    # commit at the same time instead of one after another
     for p in procs:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready", \
             p.stderr.read() if p.stderr else ""

@@ -2,10 +2,12 @@
 SeaweedFS) and upserts `batches` batches of memories: ids of its own plus one id every
 writer also writes in the same batch. Prints one line per committed batch.
 
-    python -m tests.daemon.s3.writer CONFIG VECTORS_JSON WORKER BATCHES [GO_FILE]
+    python -m tests.daemon.s3.writer CONFIG VECTORS_JSON WORKER BATCHES [GO_FILE WRITERS]
 
 With GO_FILE it opens the store, prints `ready`, and waits for GO_FILE to exist before
-its first write: the test starts every writer together, whatever the machine's load.
+its first write; after its first commit it waits for all WRITERS to have made theirs
+(`GO_FILE.first-N` files). So every writer's later batches run while the others write,
+whatever the machine's load: one fast writer cannot finish before another starts.
 """
 
 from __future__ import annotations
@@ -40,19 +42,32 @@ def memory(store: Store, id_: str, text: str, vector: list[float], minute: int) 
     return row
 
 
+def wait_for(done: Any, what: str) -> bool:
+    deadline = time.monotonic() + 300
+    while not done():
+        if time.monotonic() > deadline:
+            print(f"never saw {what}", file=sys.stderr)
+            return False
+        time.sleep(0.005)
+    return True
+
+
 def main() -> int:
     cfg_path, vec_path, worker, batches = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     vectors = json.loads(open(vec_path).read())
     store = open_store(load_config(cfg_path), 384, EMBEDDER)
-    if len(sys.argv) > 5:
+    go = sys.argv[5] if len(sys.argv) > 6 else ""
+    writers = int(sys.argv[6]) if go else 1
+    if go:
         print("ready", flush=True)
-        deadline = time.monotonic() + 300
-        while not os.path.exists(sys.argv[5]):
-            if time.monotonic() > deadline:
-                print("never got the go file", file=sys.stderr)
-                return 1
-            time.sleep(0.005)
+        if not wait_for(lambda: os.path.exists(go), "the go file"):
+            return 1
     for b in range(batches):
+        if go and b == 1:  # the mid barrier: every writer has committed once
+            open(f"{go}.first-{worker}", "w").close()
+            if not wait_for(lambda: all(os.path.exists(f"{go}.first-{w}")
+                                        for w in range(writers)), "every first commit"):
+                return 1
         rows = [memory(store, f"w{worker}-{b}-{i}", f"worker {worker} batch {b} note {i}",
                        vectors[(worker + i) % len(vectors)], b * 10 + i)
                 for i in range(PER_BATCH)]
