@@ -25,9 +25,9 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -37,6 +37,7 @@ from models.errors import UpstreamError
 from models.openai_http import OpenAIBackend
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 LATENCY_ALPHA = 0.3  # weight of the newest call in a replica's latency average
 
 
@@ -171,24 +172,7 @@ class ReplicaPool:
         """Given an OpenAI chat request, return the answer of the first replica that gives
         one. Raise UpstreamError when every replica failed, or at once when the request
         itself is refused (not retryable)."""
-        tried: set[int] = set()
-        errors: list[tuple[Replica, UpstreamError]] = []
-        while (i := await self._acquire(tried)) is not None:
-            r = self.replicas[i]
-            started = time.perf_counter()
-            try:
-                out = await r.backend.chat(body)
-            except UpstreamError as exc:
-                if not exc.retryable:
-                    raise
-                self._drop(r, exc)
-                errors.append((r, exc))
-                continue
-            finally:
-                self._release(r)
-            self._ok(r, started)
-            return out
-        raise self._all_failed(errors)
+        return await self._first_answer(lambda backend: backend.chat(body))
 
     async def stream(self, body: dict[str, Any]) -> AsyncIterator[bytes]:
         """Yield one replica's SSE events; move to another replica only before the first."""
@@ -224,13 +208,18 @@ class ReplicaPool:
         raise self._all_failed(errors)
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
+        return await self._first_answer(lambda backend: backend.embed(texts))
+
+    async def _first_answer(self, call: Callable[[OpenAIBackend], Awaitable[T]]) -> T:
+        """Run `call` on the best replica; on a retryable failure drop that replica and
+        run it on the next one, until one answers or every replica has failed."""
         tried: set[int] = set()
         errors: list[tuple[Replica, UpstreamError]] = []
         while (i := await self._acquire(tried)) is not None:
             r = self.replicas[i]
             started = time.perf_counter()
             try:
-                out = await r.backend.embed(texts)
+                out = await call(r.backend)
             except UpstreamError as exc:
                 if not exc.retryable:
                     raise
