@@ -4,51 +4,22 @@ as a routed upstream, streamed through memoryd to the openai client."""
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
+
+from tests.daemon.llama_server import llama_server
 
 PROMPT = [{"role": "user", "content": "Say hello in one word."}]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def llama_server(gguf: Path, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = open(tmp_path / "llama-server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024",
-                             "--n_threads", "2"], stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError((tmp_path / "llama-server.log").read_text()[-3000:])
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+@pytest.fixture(name="llama_server")
+def llama_server_fixture(gguf: Path, tmp_path: Path) -> Iterator[str]:
+    with llama_server(gguf, tmp_path) as url:
+        yield url
 
 
 def _maps(pid: int) -> str:

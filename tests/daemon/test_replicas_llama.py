@@ -5,74 +5,27 @@ port, it is re-admitted by the health probe and serves again."""
 
 from __future__ import annotations
 
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
+
+from tests.daemon.llama_server import LlamaServer
 
 PROMPT = [{"role": "user", "content": "Say hello in one word."}]
 CLIENTS = 8
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class LlamaServer:
-    """llama-cpp-python's own OpenAI-compatible server on one port, restartable there."""
-
-    def __init__(self, gguf: Path, workdir: Path, name: str) -> None:
-        self.gguf, self.log, self.port = gguf, workdir / f"{name}.log", free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> LlamaServer:
-        # interrupt_requests off: a replica takes requests from the pool concurrently, and
-        # llama-cpp-python would otherwise cut a running stream short for the newcomer
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "llama_cpp.server", "--model", str(self.gguf),
-             "--host", "127.0.0.1", "--port", str(self.port), "--n_ctx", "512",
-             "--n_threads", "1", "--interrupt_requests", "False"],
-            stdout=open(self.log, "ab"), stderr=subprocess.STDOUT)
-        return self
-
-    def wait(self) -> None:
-        assert self.proc is not None
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise AssertionError(self.log.read_text()[-3000:])
-            try:
-                if httpx.get(f"{self.url}/models", timeout=2).status_code == 200:
-                    return
-            except httpx.TransportError:
-                time.sleep(0.3)
-        raise AssertionError(f"llama server on {self.port} never answered")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGKILL)
-            self.proc.wait()
-
-
 @pytest.fixture
 def replicas(gguf: Path, tmp_path: Path) -> Iterator[tuple[LlamaServer, LlamaServer]]:
-    a = LlamaServer(gguf, tmp_path, "replica-a").start()
-    b = LlamaServer(gguf, tmp_path, "replica-b").start()
+    # interrupt_requests off: a replica takes requests from the pool concurrently, and
+    # llama-cpp-python would otherwise cut a running stream short for the newcomer
+    a, b = (LlamaServer(gguf, tmp_path, name, "--interrupt_requests", "False", n_ctx=512,
+                        threads=1).start() for name in ("replica-a", "replica-b"))
     try:
         a.wait()
         b.wait()

@@ -7,19 +7,15 @@ a grammar from the tool's schema, so the assertions hold whatever words it picks
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import openai
 import pytest
 
 from tests.conftest import run_cli
-from tests.daemon.test_llama_routes import free_port
+from tests.daemon.llama_server import llama_server
 from tests.daemon.upstream_fixtures import model_entry
 
 WEATHER: Any = {"type": "function", "function": {
@@ -38,29 +34,9 @@ ASK: Any = [{"role": "system", "content": "You are a helpful assistant with tool
 
 @pytest.fixture
 def tool_llama_server(gguf: Path, tmp_path: Path) -> Iterator[str]:
-    port = free_port()
-    log = open(tmp_path / "llama-server.log", "wb")
-    proc = subprocess.Popen([sys.executable, "-m", "llama_cpp.server", "--model", str(gguf),
-                             "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048",
-                             "--n_threads", "2", "--chat_format", "chatml-function-calling"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError((tmp_path / "llama-server.log").read_text()[-3000:])
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    with llama_server(gguf, tmp_path, "--chat_format", "chatml-function-calling",
+                      n_ctx=2048) as url:
+        yield url
 
 
 def client_for(d: Any) -> openai.OpenAI:
