@@ -11,7 +11,6 @@ import time
 from typing import Any
 
 from daemon.config import Config
-from daemon.errors import DaemonUnavailable, PermanentError
 
 
 def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
@@ -30,26 +29,11 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
 
 
 def _call(cfg: Config, method: str, path: str, **kw: Any) -> Any:
-    if not cfg.socket_path.exists() or not cfg.token_path.exists():
-        raise DaemonUnavailable(f"no daemon socket at {cfg.socket_path}: requests wait for "
-                                "approval inside a running daemon (memoryd service start)")
-    import httpx  # here, not at the top: `memoryd run` imports this module for its parser
+    from daemon.client import daemon_call  # not at the top: `memoryd run` imports this module
 
-    token = cfg.token_path.read_text().strip()
-    try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(cfg.socket_path)),
-                          base_url="http://localhost", timeout=30) as c:
-            resp = c.request(method, path, headers={"Authorization": f"Bearer {token}"}, **kw)
-    except httpx.TransportError as exc:
-        raise DaemonUnavailable(f"the daemon at {cfg.socket_path} did not answer: {exc}") \
-            from exc
-    if resp.status_code >= 400:
-        try:
-            message = resp.json()["error"]["message"]
-        except Exception:
-            message = resp.text
-        raise PermanentError(message)
-    return resp.json()
+    return daemon_call(cfg, method, path, kw.get("params"), kw.get("json"), timeout=30,
+                       missing="requests wait for approval inside a running daemon "
+                               "(memoryd service start)", busy_is_unavailable=False)
 
 
 def _line(a: dict[str, Any], now: float) -> str:

@@ -34,26 +34,9 @@ def _local_service(cfg: Config) -> Iterator[Any]:
 def _daemon(cfg: Config, method: str, path: str, params: dict[str, Any] | None = None,
             body: dict[str, Any] | None = None) -> Any:
     """Call the daemon over its Unix socket; raise DaemonUnavailable if none runs."""
-    import httpx
+    from daemon.client import daemon_call
 
-    if method == "GET":
-        from daemon.client import daemon_get
-
-        return daemon_get(cfg, path, params)
-    if not cfg.socket_path.exists() or not cfg.token_path.exists():
-        raise DaemonUnavailable(f"no daemon socket at {cfg.socket_path}")
-    token = cfg.token_path.read_text().strip()
-    try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(cfg.socket_path)),
-                          base_url="http://localhost", timeout=300) as client:
-            resp = client.post(path, json=body, headers={"Authorization": f"Bearer {token}"})
-    except httpx.TransportError as exc:
-        raise DaemonUnavailable(f"the daemon at {cfg.socket_path} did not answer: {exc}") from exc
-    if resp.status_code == 503:
-        raise DaemonUnavailable(resp.json().get("error", {}).get("message", resp.text))
-    if resp.status_code >= 400:
-        raise ValueError(resp.json().get("error", {}).get("message", resp.text))
-    return resp.json()
+    return daemon_call(cfg, method, path, params, body, timeout=300)
 
 
 def _time(value: str | None, now: datetime | None = None) -> datetime | None:

@@ -36,27 +36,10 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
 
 
 def _daemon(cfg: Config, method: str, path: str, params: dict[str, Any]) -> Any:
-    if not cfg.socket_path.exists() or not cfg.token_path.exists():
-        raise DaemonUnavailable("no daemon")
-    import httpx  # here, not at the top: `memoryd run` imports this module for its parser
+    from daemon.client import daemon_call  # not at the top: `memoryd run` imports this module
 
-    token = cfg.token_path.read_text().strip()
-    try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(cfg.socket_path)),
-                          base_url="http://localhost", timeout=3600) as c:
-            resp = c.request(method, path, params=params,
-                             headers={"Authorization": f"Bearer {token}"})
-    except httpx.TransportError as exc:
-        raise DaemonUnavailable(str(exc)) from exc
-    if resp.status_code >= 400:
-        from daemon.errors import PermanentError
-
-        try:
-            message = resp.json()["error"]["message"]
-        except Exception:
-            message = resp.text
-        raise PermanentError(message)
-    return resp.json()
+    # a 503 means the target is down, not the daemon: never sync beside it in this process
+    return daemon_call(cfg, method, path, params, timeout=3600, busy_is_unavailable=False)
 
 
 def _local(cfg: Config, with_engine: bool) -> Any:
