@@ -138,3 +138,26 @@ def wait_quiet(threshold: float = 20.0, max_wait: float = 20.0) -> float:
         pct = psutil.cpu_percent(interval=1.0) * (os.cpu_count() or 1)
         if pct < threshold or time.monotonic() >= deadline:
             return pct
+
+
+def cpu_seconds(procs: list[psutil.Process]) -> float:
+    """User + system CPU seconds of these processes (gone ones count 0)."""
+    total = 0.0
+    for p in procs:
+        try:
+            c = p.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]], seconds: float = 30) -> None:
+    """Terminate the processes (last started first), killing any that will not stop."""
+    for proc in reversed(procs):
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(seconds)
+            except subprocess.TimeoutExpired:
+                proc.kill()

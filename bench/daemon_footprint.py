@@ -49,7 +49,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import Contention, machine, write_result
+from bench.common import Contention, cpu_seconds, machine, write_result
 
 VENV_BIN = Path(sys.executable).parent
 MEMORYD = str(VENV_BIN / "memoryd") if (VENV_BIN / "memoryd").exists() else "memoryd"
@@ -223,17 +223,6 @@ def save_and_find(d: Daemon, name: str, phrase: str) -> float:
 
 def worker_alive(d: Daemon) -> bool:
     return "worker" in d.processes()
-
-
-def cpu_seconds(procs: list[psutil.Process]) -> float:
-    total = 0.0
-    for p in procs:
-        try:
-            c = p.cpu_times()
-            total += c.user + c.system
-        except psutil.Error:
-            pass
-    return total
 
 
 def startups(n: int) -> dict[str, Any]:

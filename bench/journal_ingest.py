@@ -32,12 +32,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.common import Contention, machine, write_result
-from collectors.base import Batch, Event
-from daemon.config import Config, PrivacyConfig
-from daemon.journal import Journal
-from daemon.privacy import gate_for
-from daemon.redact import redact
+from bench.common import Contention, machine, write_result  # noqa: E402
+from collectors.base import Batch, Event  # noqa: E402
+from daemon.config import Config, PrivacyConfig  # noqa: E402
+from daemon.journal import Journal  # noqa: E402
+from daemon.privacy import gate_for  # noqa: E402
+from daemon.redact import redact  # noqa: E402
 
 PER_EVENT_N = 5_000     # events per per-event trial
 BATCH_SIZE = 1_000

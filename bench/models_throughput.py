@@ -195,7 +195,7 @@ def bench_llm() -> dict[str, Any]:
     return compare("summary", mem, dir_, unit="tok/s",
                    rate=lambda r: r["completion"] / r["s"],
                    extra={"same_text_each_run": all(m["text"] == d["text"]
-                                                    for m, d in zip(mem, dir_)),
+                                                    for m, d in zip(mem, dir_, strict=True)),
                           "prompt_tokens": [r["prompt"] for r in mem],
                           "median_prompt_plus_completion_tok_s": {
                               "memoryd": round(statistics.median(r["total_rate"] for r in mem), 1),
@@ -245,7 +245,7 @@ def compare(name: str, mem: list[dict[str, Any]], dir_: list[dict[str, Any]], *,
             rate: Any, extra: dict[str, Any]) -> dict[str, Any]:
     ms, ds = [r["s"] for r in mem], [r["s"] for r in dir_]
     overhead = (statistics.median(ms) - statistics.median(ds)) / statistics.median(ds) * 100
-    paired = [(m - d) / d * 100 for m, d in zip(ms, ds)]
+    paired = [(m - d) / d * 100 for m, d in zip(ms, ds, strict=True)]
     return {"unit": unit,
             "memoryd": {"seconds": [round(x, 3) for x in ms],
                         "median_s": round(statistics.median(ms), 3),
@@ -293,7 +293,7 @@ def main() -> int:
           f" {'target':>7s} ok   pairs (memoryd s / direct s)")
     for what, r in sections.items():
         m, d = r["memoryd"], r["direct"]
-        runs = ", ".join(f"{x:.2f}/{y:.2f}" for x, y in zip(m["seconds"], d["seconds"]))
+        runs = ", ".join(f"{x:.2f}/{y:.2f}" for x, y in zip(m["seconds"], d["seconds"], strict=True))
         print(f"{what:8s} {m['median_rate']:>7.1f} {r['unit']:6s} {d['median_rate']:>7.1f} "
               f"{r['unit']:6s} {r['median_paired_overhead_pct']:>+8.1f}% "
               f"{r['overhead_pct']:>+10.1f}% {'<10%':>7s} {'yes' if r['meets_target'] else 'NO':4s}"

@@ -32,7 +32,7 @@ import httpx
 import tomli_w
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Contention, machine, write_result  # noqa: E402
+from common import ROOT, Contention, machine, stop_all, write_result  # noqa: E402
 
 GGUF = Path("/root/.cache/memoryd/models-dev/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf")
 PROMPT = [{"role": "user", "content": "Say hello in one word."}]
@@ -182,13 +182,7 @@ def main() -> None:
         print(busy.line())
         write_result("replicas", out)
     finally:
-        for p in reversed(procs):
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(30)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -29,7 +29,7 @@ import psutil
 import tomli_w
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, Contention, machine, write_result  # noqa: E402
+from common import ROOT, Contention, machine, stop_all, write_result  # noqa: E402
 
 PAYLOAD = {"model": "auto", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 8}
 LITELLM = {"overhead_p50_ms": 23.8, "overhead_p99_ms": 30.8, "rps_20_clients": 47,
@@ -294,12 +294,7 @@ def main() -> None:
               f"(direct {cd['rps']}) = {out['summary']['x_litellm_rps']}x LiteLLM's 47")
         print(busy.line())
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_all(procs)
         shutil.rmtree(work, ignore_errors=True)
 
 

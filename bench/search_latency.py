@@ -83,18 +83,20 @@ QUERIES = [
 ]
 
 
+def row_text(i: int, rng: random.Random) -> tuple[str, str, str]:
+    """Row i's (title, text, project), with its own identifiers."""
+    w = {k: rng.choice(v) for k, v in WORDS.items()}
+    title = f"{w['project']}: {w['verb']} {w['thing']}"
+    text = (f"{w['verb'].capitalize()} {w['thing']} in {w['project']} {w['why']}. "
+            f"Edited src/{w['project']}/mod_{i}.{w['ext']}, read https://{w['host']}/p/{i}, "
+            f"ran `make test-{i % 97}` (exit {i % 3}); value {rng.randint(1, 9999) / 100}, "
+            f"ticket #{1000 + i}.")
+    return title, text, w["project"]
+
+
 def texts(n: int, rng: random.Random) -> list[tuple[str, str, str]]:
     """n (title, text, project) triples, each with its own identifiers."""
-    out = []
-    for i in range(n):
-        w = {k: rng.choice(v) for k, v in WORDS.items()}
-        title = f"{w['project']}: {w['verb']} {w['thing']}"
-        text = (f"{w['verb'].capitalize()} {w['thing']} in {w['project']} {w['why']}. "
-                f"Edited src/{w['project']}/mod_{i}.{w['ext']}, read https://{w['host']}/p/{i}, "
-                f"ran `make test-{i % 97}` (exit {i % 3}); value {rng.randint(1, 9999) / 100}, "
-                f"ticket #{1000 + i}.")
-        out.append((title, text, w["project"]))
-    return out
+    return [row_text(i, rng) for i in range(n)]
 
 
 def build(path: Path, n: int, base: list[tuple[str, str, str]], vecs: list[list[float]],

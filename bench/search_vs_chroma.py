@@ -56,7 +56,7 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Contention, machine, write_result  # noqa: E402
-from bench.search_latency import DISTINCT, QUERIES, WORDS, pct  # noqa: E402
+from bench.search_latency import DISTINCT, QUERIES, pct, row_text  # noqa: E402
 from daemon.search import hybrid_search  # noqa: E402
 from daemon.store import TS, Store  # noqa: E402
 
@@ -82,16 +82,6 @@ def keyword(query: str) -> str:
     type into a substring filter."""
     words = [w for w in re.findall(r"[a-z0-9][a-z0-9.-]*", query.lower()) if w not in STOP]
     return max(reversed(words), key=len)
-
-
-def row_text(i: int, rng: random.Random) -> tuple[str, str, str]:
-    w = {k: rng.choice(v) for k, v in WORDS.items()}
-    title = f"{w['project']}: {w['verb']} {w['thing']}"
-    text = (f"{w['verb'].capitalize()} {w['thing']} in {w['project']} {w['why']}. "
-            f"Edited src/{w['project']}/mod_{i}.{w['ext']}, read https://{w['host']}/p/{i}, "
-            f"ran `make test-{i % 97}` (exit {i % 3}); value {rng.randint(1, 9999) / 100}, "
-            f"ticket #{1000 + i}.")
-    return title, text, w["project"]
 
 
 def base_rows() -> tuple[list[tuple[str, str, str]], np.ndarray, np.ndarray, str]:

@@ -36,7 +36,7 @@ import httpx
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import Contention, machine, write_result
+from bench.common import Contention, cpu_seconds, machine, write_result
 
 ROOT = Path(__file__).resolve().parents[1]
 AW_VENV = ROOT / "bench" / ".venvs" / "aw"
@@ -80,14 +80,7 @@ def rss_mb(p: psutil.Process) -> float:
 
 
 def cpu_s(p: psutil.Process) -> float:
-    total = 0.0
-    for x in tree(p):
-        try:
-            c = x.cpu_times()
-            total += c.user + c.system
-        except psutil.Error:
-            pass
-    return total
+    return cpu_seconds(tree(p))
 
 
 def wait_up(proc: subprocess.Popen[bytes], client: httpx.Client, path: str,
