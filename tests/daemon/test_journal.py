@@ -15,6 +15,7 @@ import pytest
 from collectors.base import Batch, Event
 from daemon.journal import INDEXED, NEW, SUMMARIZED, Journal, JournalUnwritable
 from daemon.redact import redact
+from tests.tmpfs import small_tmpfs
 
 
 def ev(i: int, text: str = "") -> Event:
@@ -123,16 +124,8 @@ def test_kill_minus_nine_loses_nothing_and_duplicates_nothing(tmp_path: Path) ->
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A real 1 MiB tmpfs, so the journal meets a genuinely full disk."""
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"mounting a tmpfs needs root and mount rights here: {proc.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with small_tmpfs(tmp_path / "tiny", "1m") as disk:
+        yield disk
 
 
 def test_a_full_disk_is_a_clear_error_keeps_what_was_stored_and_recovers(tiny_disk: Path) -> None:

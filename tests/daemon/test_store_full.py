@@ -19,20 +19,13 @@ from pathlib import Path
 import pytest
 
 from daemon.store import Store
+from tests.tmpfs import small_tmpfs
 
 
 @pytest.fixture
 def store_disk(tmp_path: Path) -> Iterator[Path]:
-    mnt = tmp_path / "data" / "store"
-    mnt.mkdir(parents=True)
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=32m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"mounting a tmpfs needs root and mount rights here: {proc.stderr.strip()}")
-    try:
-        yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=False)
+    with small_tmpfs(tmp_path / "data" / "store", "32m") as disk:
+        yield disk
 
 
 def _fill(disk: Path) -> Path:

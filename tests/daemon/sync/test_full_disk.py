@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,21 +13,13 @@ from daemon.sync.monitor import Monitor
 from daemon.sync.service import SyncService
 from tests.conftest import run_cli
 from tests.daemon.sync.conftest import fill_store, memory_ids, write_config
+from tests.tmpfs import small_tmpfs
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        pytest.skip(f"mounting a small tmpfs is not permitted here ({proc.stderr.strip()}); "
-                    "this test needs root or CAP_SYS_ADMIN")
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    with small_tmpfs(tmp_path / "small", "192k") as disk:
+        yield disk
 
 
 def test_a_full_target_disk_gives_a_clear_error_and_loses_nothing(
