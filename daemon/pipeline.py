@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -23,6 +24,8 @@ from daemon.timeexpr import user_zone
 from models.errors import ModelError
 
 log = logging.getLogger(__name__)
+SUMMARY_BACKOFF = 5.0  # seconds before summaries are tried again after a failure
+SUMMARY_BACKOFF_MAX = 60.0
 
 
 class EngineLike(Protocol):
@@ -55,6 +58,10 @@ class Pipeline:
         self._index_lock = threading.Lock()
         self._summary_lock = threading.Lock()
         self.last_error: str | None = None
+        # After a failed summary (model down, store disk full) the next waits, doubling up
+        # to SUMMARY_BACKOFF_MAX: a model call that cannot be stored is CPU thrown away.
+        self._summary_failures = 0
+        self._summary_hold_until = 0.0
 
     def index_step(self) -> int:
         """Make every journaled event searchable (up to one batch); return how many."""
@@ -74,6 +81,8 @@ class Pipeline:
         p = self.cfg.pipeline
         if not p.summarize:
             return report
+        if not flush and time.monotonic() < self._summary_hold_until:
+            return report
         with self._summary_lock:
             events = self.journal.at_stage(INDEXED, p.batch_events * 4)
             chunks = chunk_events(events, gap_seconds=p.chunk_gap_seconds,
@@ -85,10 +94,15 @@ class Pipeline:
                     result = self.engine.summarize(list(chunk.events))
                 except (ModelError, RetryableError) as exc:
                     self.last_error = f"summarizing failed: {exc}"
-                    log.warning("%s; the events stay searchable and will be summarized later",
-                                self.last_error)
+                    self._summary_failures += 1
+                    wait = min(SUMMARY_BACKOFF_MAX,
+                               SUMMARY_BACKOFF * 2 ** (self._summary_failures - 1))
+                    self._summary_hold_until = time.monotonic() + wait
+                    log.warning("%s; the events stay searchable and will be summarized later "
+                                "(next try in %.0f s)", self.last_error, wait)
                     report.errors.append(str(exc))
                     break
+                self._summary_failures = 0
                 self.journal.advance([e.id for e in chunk.events], SUMMARIZED)
                 report.summarized_chunks += 1
                 report.summarized_events += len(chunk.events)
