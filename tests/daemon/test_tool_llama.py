@@ -70,7 +70,7 @@ def test_llama_server_calls_tools_and_repairs_a_broken_upstream(
     d = start_daemon(config)
     client = client_for(d)
     raw = client.chat.completions.with_raw_response.create(
-        model="auto", messages=ASK, tools=[WEATHER, TIME], tool_choice=NAMED, max_tokens=48,
+        model="auto", messages=ASK, tools=[WEATHER, TIME], tool_choice=NAMED, max_tokens=96,
         temperature=0)
     out = raw.parse()
     assert raw.headers["x-memoryd-model"] == "llama-server"
@@ -82,24 +82,30 @@ def test_llama_server_calls_tools_and_repairs_a_broken_upstream(
     assert isinstance(args["city"], str) and args["city"]
 
     chunks = list(client.chat.completions.create(
-        model="auto", messages=ASK, tools=[WEATHER, TIME], tool_choice=NAMED, max_tokens=48,
+        model="auto", messages=ASK, tools=[WEATHER, TIME], tool_choice=NAMED, max_tokens=96,
         temperature=0, stream=True))
     name, args, finish = streamed_calls(chunks)
     assert name == "get_weather" and isinstance(args["city"], str) and args["city"]
     assert finish == "tool_calls"
-    assert broken.stats()["calls"] == 2  # asked first both times, its calls refused
+    # Asked first both times, its calls refused. The 0.5B model itself may now and then
+    # write a broken call too (seen once in a streamed answer); the router then walks the
+    # chain again, asking `broken` a third time: that is the harness working, so counts
+    # are "at least", and every one of broken's answers must have been caught.
+    calls = broken.stats()["calls"]
+    assert calls >= 2
 
     with d.tcp() as c:
         summary = c.get("/v1/telemetry/summary", headers=d.auth()).json()
     rows = {r["model"]: r for r in summary["tool_calls"]}
-    assert (rows["broken"]["malformed"], rows["broken"]["repaired"]) == (2, 2)
-    assert rows["llama-server"]["answers"] == 2 and rows["llama-server"]["malformed"] == 0
-    assert summary["tool_call_repairs"] == [{"failed_model": "broken", "fault": "bad_json",
-                                             "repaired_by": "llama-server", "times": 2}]
+    assert rows["broken"]["answers"] == rows["broken"]["malformed"] == calls
+    assert rows["llama-server"]["answers"] - rows["llama-server"]["malformed"] == 2
+    repairs = {(r["failed_model"], r["fault"], r["repaired_by"]): r["times"]
+               for r in summary["tool_call_repairs"]}
+    assert repairs.get(("broken", "bad_json", "llama-server"), 0) >= 2
     report = run_cli(config, "report").stdout
     print(report)  # the closing note quotes this section (pytest -s shows it)
     assert "Broken tool calls repaired by a fallback" in report
-    assert any(line.split() == ["broken", "bad_json", "llama-server", "2"]
+    assert any(line.split()[:3] == ["broken", "bad_json", "llama-server"]
                for line in report.splitlines())
 
 
