@@ -57,7 +57,8 @@ class Engine:
         memory stays."""
         chunk = Chunk(tuple(sorted(events, key=lambda e: (e.ts, e.id))))
         out = self.models.complete("compaction", summarize.prompt(chunk),
-                                   max_tokens=self.cfg.compaction.chunk_max_tokens,
+                                   max_tokens=summarize.answer_tokens(
+                                       len(events), self.cfg.compaction.chunk_max_tokens),
                                    temperature=0.2, response_format=summarize.RESPONSE_FORMAT)
         fields = summarize.chunk_fields(chunk, out.text)
         model = summarize.FALLBACK_MODEL if fields.fallback else out.model

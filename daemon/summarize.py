@@ -37,10 +37,29 @@ def prompt_cost(text: str) -> int:
     return len(text) + 2 * (len(text.encode("utf-8", "replace")) - len(text))
 FALLBACK_MODEL = "deterministic"  # the `model` of a memory no model wrote
 LIST_MAX = 12  # items kept per structured list of a chunk memory
+SUMMARY_CHARS = 480  # two or three sentences
 
 
-def _list(max_items: int) -> dict[str, Any]:
-    return {"type": "array", "items": {"type": "string"}, "maxItems": max_items}
+def answer_tokens(events: int, cap: int) -> int:
+    """The token budget of a chunk's answer: small chunks need less (up to `cap`)."""
+    return min(cap, 64 + 16 * events)
+
+
+def _dedupe_sentences(text: str) -> str:
+    """The text without sentences it already said (a small model repeats itself)."""
+    seen: set[str] = set()
+    out = []
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        key = " ".join(sentence.lower().split())
+        if key and key not in seen:
+            seen.add(key)
+            out.append(sentence)
+    return " ".join(out)
+
+
+def _list(max_items: int, max_chars: int) -> dict[str, Any]:
+    return {"type": "array", "maxItems": max_items,
+            "items": {"type": "string", "maxLength": max_chars}}
 
 
 # Key order is generation order: the summary comes first, so an answer cut off by
@@ -48,10 +67,13 @@ def _list(max_items: int) -> dict[str, Any]:
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "summary": {"type": "string"},
-        "entities": _list(4),
-        "decisions": _list(2),
-        "open_tasks": _list(2),
+        # Lengths bound the answer in the grammar itself: the 0.5B model otherwise loops,
+        # repeating its summary sentence until max_tokens (seen on the eval week: most
+        # one-event chunks used all 160 tokens).
+        "summary": {"type": "string", "maxLength": SUMMARY_CHARS},
+        "entities": _list(4, 60),
+        "decisions": _list(2, 160),
+        "open_tasks": _list(2, 160),
     },
     "required": ["summary", "entities", "decisions", "open_tasks"],
 }
@@ -179,12 +201,32 @@ def fallback_summary(chunk: Chunk) -> str:
             f"({what}, {start}–{end} UTC).")
 
 
+def _whole_sentences(text: str) -> str:
+    """An answer cut off by its token budget, back to its last whole sentence (if any)."""
+    if not text or text[-1] in ".!?)\"'`":
+        return text
+    end = max(text.rfind(". "), text.rfind("! "), text.rfind("? "))
+    return text[:end + 1] if end > 0 else text
+
+
+def _new_items(items: list[str], summary: str) -> list[str]:
+    """Items that say something new: not the summary again, not each other again."""
+    said = " ".join(summary.lower().split())
+    out: list[str] = []
+    for item in items:
+        key = " ".join(item.lower().split())
+        if key and key not in said and key not in (o.lower() for o in out):
+            out.append(item)
+    return out
+
+
 def chunk_fields(chunk: Chunk, answer: str) -> Fields:
     """Given a chunk and the model's raw answer, return the checked and completed fields."""
     data = parse(answer)
     source_text = "\n".join(f"{ev.subject}\n{ev.title}\n{ev.text}" for ev in chunk.events)
     raw = data.get("summary")
-    summary = " ".join(raw.split()) if isinstance(raw, str) else ""
+    summary = _whole_sentences(_dedupe_sentences(" ".join(raw.split()))) \
+        if isinstance(raw, str) else ""
     fallback = not usable(summary)
     if fallback:
         summary = fallback_summary(chunk)
@@ -199,9 +241,10 @@ def chunk_fields(chunk: Chunk, answer: str) -> Fields:
         identifiers=idf.merge(idf.of_events(chunk.events), said),
         entities=idf.merge([chunk.project] if chunk.project else [], entities, limit=LIST_MAX),
         dates=idf.merge(idf.dates_of(chunk.events), dates),
-        decisions=[] if fallback else strings(data.get("decisions"), 4),
-        open_tasks=idf.merge([] if fallback else strings(data.get("open_tasks"), 4),
-                             idf.todos_of(chunk.events), limit=8),
+        decisions=[] if fallback else _new_items(strings(data.get("decisions"), 4), summary),
+        open_tasks=idf.merge(
+            [] if fallback else _new_items(strings(data.get("open_tasks"), 4), summary),
+            idf.todos_of(chunk.events), limit=8),
         fallback=fallback,
         model_text=answer if not fallback else "",
     )
