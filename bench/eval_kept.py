@@ -33,8 +33,8 @@ def main() -> int:
     import run as kit  # the kit's own question loader and scorer
 
     from daemon.config import load_config
-    from daemon.engine import Engine
-    from daemon.memory import hit_json
+    from daemon.store.engine import Engine
+    from daemon.service import hit_json
 
     os.environ["HOME"] = str(Path(a.dir) / "home")  # as run.py runs memoryd
     engine = Engine(load_config(Path(a.dir) / "memoryd.toml"))

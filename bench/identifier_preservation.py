@@ -8,7 +8,7 @@ three projects, with ticket numbers, branch names, URLs and paths throughout. Th
 go through the real write path: `Journal` → `Pipeline.drain` (chunking, the bundled
 0.5B GGUF under a JSON schema, identifier restoration, LanceDB) → `Pipeline.compact_step`
 (day and week digests). Then, for every identifier of every chunk's events
-(`daemon.identifiers.of_events`), it checks whether the text of the chunk's memory, of
+(`daemon.pipeline.identifiers.of_events`), it checks whether the text of the chunk's memory, of
 its day digest and of its week digest contains it verbatim (case-insensitive).
 
 Reported per level: the share after restoration (what memoryd stores) and the share in
@@ -39,13 +39,13 @@ os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_P
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Contention, machine, write_result
 from collectors.base import Batch, Event
-from daemon import identifiers as idf
-from daemon.compaction import day_key, digest_id, week_key
+from daemon.pipeline import identifiers as idf
+from daemon.pipeline.compaction import day_key, digest_id, week_key
 from daemon.config import load_config
-from daemon.engine import Engine
-from daemon.journal import Journal
-from daemon.pipeline import Pipeline
-from daemon.redact import redact
+from daemon.store.engine import Engine
+from daemon.intake.journal import Journal
+from daemon.pipeline.steps import Pipeline
+from daemon.intake.redact import redact
 
 MODELS_DIR = Path("/root/.cache/memoryd/models-dev")
 TARGET = 0.95

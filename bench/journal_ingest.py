@@ -1,13 +1,13 @@
-"""Journal ingest throughput: events/s into daemon.journal.Journal, redaction on.
+"""Journal ingest throughput: events/s into daemon.intake.journal.Journal, redaction on.
 
 Two modes, as the daemon uses them:
   per-event  one Batch of one event per append() (like a live file save)
   batched    Batches of 1,000 events per append(), with a cursor (like a backfill)
 Each mode runs three sinks side by side in the same run (order rotated per trial):
-  redact_on   Journal(redact=daemon.redact.redact)            the measured target
+  redact_on   Journal(redact=daemon.intake.redact.redact)            the measured target
   redact_off  Journal() without redaction                      what redaction costs
   daemon_sink PrivacyGate (2 path exclusions) -> Journal(redact=redact), as `memoryd run`
-              wires it (daemon.privacy.gate_for)               what the privacy gate adds
+              wires it (daemon.intake.privacy.gate_for)               what the privacy gate adds
 Events are built before timing starts (collectors.base.Event.new, ~300 chars of
 memoryd's own source as text, 1 in 20 carrying a secret that redaction must catch).
 A per-pattern profile of redact() closes the run, with a check that none of the
@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 from bench.common import Contention, machine, write_result  # noqa: E402
 from collectors.base import Batch, Event  # noqa: E402
 from daemon.config import Config, PrivacyConfig  # noqa: E402
-from daemon.journal import Journal  # noqa: E402
-from daemon.privacy import gate_for  # noqa: E402
-from daemon.redact import redact  # noqa: E402
+from daemon.intake.journal import Journal  # noqa: E402
+from daemon.intake.privacy import gate_for  # noqa: E402
+from daemon.intake.redact import redact  # noqa: E402
 
 PER_EVENT_N = 5_000     # events per per-event trial
 BATCH_SIZE = 1_000
@@ -86,9 +86,9 @@ def make_events(n: int, tag: str, seed: int) -> list[Event]:
 
 
 def redaction_profile(events: list[Event]) -> dict[str, dict[str, float]]:
-    """Per pattern of daemon.redact: us per event text if it ran on every text, and how
+    """Per pattern of daemon.intake.redact: us per event text if it ran on every text, and how
     often its cheap trigger substrings (if redact has them) let it run on these texts."""
-    from daemon import redact as r
+    from daemon.intake import redact as r
 
     texts = [e.text for e in events]
     lowers = [t.lower() for t in texts]

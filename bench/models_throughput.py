@@ -41,8 +41,8 @@ os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_P
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import RESULTS, ROOT, Contention, OtherCpu, machine, wait_quiet, write_result
 from collectors.base import Event
-from daemon import summarize
-from daemon.chunking import Chunk
+from daemon.pipeline import summarize
+from daemon.pipeline.chunking import Chunk
 from models.assets import embedder_dimensions, embedder_path
 from models.llama_cpp import LlamaCppBackend
 from models.sentence_tf import SentenceTransformerBackend

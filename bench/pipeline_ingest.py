@@ -38,11 +38,11 @@ from bench.common import Contention, machine, write_result  # noqa: E402
 from bench.journal_ingest import make_events  # noqa: E402
 from collectors.base import Batch, Event  # noqa: E402
 from daemon.config import load_config  # noqa: E402
-from daemon.engine import Engine  # noqa: E402
-from daemon.journal import Journal  # noqa: E402
-from daemon.pipeline import Pipeline  # noqa: E402
-from daemon.redact import redact  # noqa: E402
-from daemon.store import event_row  # noqa: E402
+from daemon.store.engine import Engine  # noqa: E402
+from daemon.intake.journal import Journal  # noqa: E402
+from daemon.pipeline.steps import Pipeline  # noqa: E402
+from daemon.intake.redact import redact  # noqa: E402
+from daemon.store.lance import event_row  # noqa: E402
 
 MODELS_DIR = "/root/.cache/memoryd/models-dev"  # the assembled GGUF, as the other benches
 

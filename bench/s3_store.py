@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Contention, machine, write_result  # noqa: E402
 from bench.search_latency import DISTINCT, QUERIES, REPEAT, build, pct, texts  # noqa: E402
 from daemon.config import load_config  # noqa: E402
-from daemon.search import hybrid_search  # noqa: E402
-from daemon.store import Store, open_store  # noqa: E402
+from daemon.recall.search import hybrid_search  # noqa: E402
+from daemon.store.lance import Store, open_store  # noqa: E402
 from models.assets import embedder_path  # noqa: E402
 from models.sentence_tf import SentenceTransformerBackend  # noqa: E402
 from tests.daemon.s3.conftest import (  # noqa: E402

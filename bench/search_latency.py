@@ -38,8 +38,8 @@ os.environ.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_P
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Contention, machine, write_result  # noqa: E402
-from daemon.search import hybrid_search  # noqa: E402
-from daemon.store import Store  # noqa: E402
+from daemon.recall.search import hybrid_search  # noqa: E402
+from daemon.store.lance import Store  # noqa: E402
 from models.assets import embedder_path  # noqa: E402
 from models.sentence_tf import SentenceTransformerBackend  # noqa: E402
 

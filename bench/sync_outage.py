@@ -98,7 +98,7 @@ def fill(cfg: Any, n: int) -> None:
     import numpy as np
     import pyarrow as pa
 
-    from daemon.store import Store
+    from daemon.store.lance import Store
 
     store = Store(cfg.data_path / "store", 384, cfg.models.embedder)
     rng = np.random.default_rng(7)
@@ -148,7 +148,7 @@ def main() -> None:
                                                    "sync": {"targets": [target]}}))
     cfg = load_config(tmp / "config.toml")
     fill(cfg, 200)
-    from daemon.engine import Engine
+    from daemon.store.engine import Engine
 
     svc = SyncService(cfg, Engine(cfg))
     monitor = Monitor(svc)

@@ -180,7 +180,7 @@ class BrowserCollector:
             except (OSError, sqlite3.Error) as exc:
                 self._problem(key, f"skipping {src.path} this round: cannot read it as a "
                                    f"SQLite database ({exc}); will retry")
-            except Exception as exc:  # noqa: BLE001 - one bad database must not stop the rest
+            except Exception as exc:
                 self._problem(key, f"skipping {src.path} this round: {exc!r}")
             else:
                 if self._problems.pop(key, None) is not None:

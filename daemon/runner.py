@@ -8,17 +8,17 @@ import os
 import time
 from typing import Any
 
-from daemon.citizen import Polite, busy_reason
-from daemon.collect import CollectorRuns, build_collectors
+from daemon.api.admin_token import ensure_token
 from daemon.config import Config
-from daemon.journal import Journal
-from daemon.memory import MemoryService
-from daemon.notify import Supervision
-from daemon.pipeline import Pipeline
-from daemon.privacy import gate_for
-from daemon.redact import redact
-from daemon.token import ensure_token
-from daemon.worker import WorkerEngine
+from daemon.desktop.notify import Supervision
+from daemon.intake.collect import CollectorRuns, build_collectors
+from daemon.intake.journal import Journal
+from daemon.intake.privacy import gate_for
+from daemon.intake.redact import redact
+from daemon.pipeline.citizen import Polite, busy_reason
+from daemon.pipeline.steps import Pipeline
+from daemon.service import MemoryService
+from daemon.store.worker import WorkerEngine
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,8 @@ def _guarded(name: str, fn: Any) -> Any:
 def run_daemon(cfg: Config) -> int:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    from daemon.api import create_app
-    from daemon.server import bind_tcp, bind_unix, serve
+    from daemon.api.app import create_app
+    from daemon.api.server import bind_tcp, bind_unix, serve
 
     started = time.time()
     cfg.data_path.mkdir(parents=True, exist_ok=True)

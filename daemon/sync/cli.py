@@ -36,7 +36,7 @@ def add_commands(sub: Any, common: argparse.ArgumentParser) -> dict[str, Any]:
 
 
 def _daemon(cfg: Config, method: str, path: str, params: dict[str, Any]) -> Any:
-    from daemon.client import daemon_call  # not at the top: `memoryd run` imports this module
+    from daemon.cli.client import daemon_call  # not at the top: `memoryd run` imports this module
 
     # a 503 means the target is down, not the daemon: never sync beside it in this process
     return daemon_call(cfg, method, path, params, timeout=3600, busy_is_unavailable=False)
@@ -47,7 +47,7 @@ def _local(cfg: Config, with_engine: bool) -> Any:
 
     engine = None
     if with_engine:
-        from daemon.engine import Engine
+        from daemon.store.engine import Engine
 
         engine = Engine(cfg)
     return SyncService(cfg, engine), engine

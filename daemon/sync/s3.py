@@ -16,7 +16,7 @@ import logging
 from typing import Any
 
 from daemon.config import SyncTarget
-from daemon.objectstore import S3Settings, resolve
+from daemon.store.objectstore import S3Settings, resolve
 from daemon.sync.transport import TargetFull, TargetRejected, TransportError, check_name, sha256
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ import pytest
 
 from collectors.base import Event
 from collectors.browser import BrowserCollector, build_browser_collector
-from daemon.journal import NEW, Journal
+from daemon.intake.journal import NEW, Journal
 from tests.collectors.browser_fixtures import (  # noqa: F401 - site, chromium_run: fixtures
     Chromium,
     ChromiumRun,

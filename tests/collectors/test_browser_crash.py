@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from collectors.browser import BrowserCollector, build_browser_collector
-from daemon.journal import NEW, Journal
+from daemon.intake.journal import NEW, Journal
 from tests.collectors.browser_fixtures import (  # noqa: F401 - site, chromium_run: fixtures
     ChromiumRun,
     chromium_run_fixture,
@@ -29,7 +29,7 @@ KILLED_POLL = """
 import sys
 from pathlib import Path
 from collectors.browser import build_browser_collector
-from daemon.journal import Journal
+from daemon.intake.journal import Journal
 c = build_browser_collector([sys.argv[2]], home=Path(sys.argv[3]), discover=False)
 c.poll(Journal(Path(sys.argv[1])))
 print("finished")

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 from collectors.files import FileRules, FilesCollector
-from daemon.journal import NEW, Journal
+from daemon.intake.journal import NEW, Journal
 
 
 def journal(tmp_path: Path) -> Journal:

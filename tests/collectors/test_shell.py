@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from collectors.shell import ShellCollector, build_shell_collector
-from daemon.journal import NEW, Journal
+from daemon.intake.journal import NEW, Journal
 from tests.collectors import shell_fixtures as real
 
 MULTI_BASH = 'for i in 1 2; do\n  echo "multi $i"\ndone'
@@ -455,7 +455,7 @@ KILLED_POLL = """
 import sys
 from pathlib import Path
 from collectors.shell import ShellCollector
-from daemon.journal import Journal
+from daemon.intake.journal import Journal
 ShellCollector(home=Path(sys.argv[2]), batch_size=100).poll(Journal(Path(sys.argv[1])))
 print("finished")
 """

@@ -16,10 +16,10 @@ import pytest
 
 from collectors.base import Event
 from daemon.config import config_as_dict
-from daemon.engine import Engine
+from daemon.store.engine import Engine
 from daemon.errors import ConfigError
-from daemon.objectstore import ObjectStoreUnavailable
-from daemon.store import open_store
+from daemon.store.objectstore import ObjectStoreUnavailable
+from daemon.store.lance import open_store
 from tests.daemon.s3.conftest import BUCKET, SECRET_KEY, Weed, write_config
 from tests.daemon.s3.writer import PER_BATCH, memory
 from tests.daemon.sync.conftest import TOPICS, vectors  # noqa: F401 - a session fixture
@@ -180,8 +180,8 @@ def test_seaweedfs_killed_mid_write_loses_nothing_and_errors_clearly_while_down(
 def test_while_the_bucket_is_down_the_pipeline_keeps_events_in_the_journal_and_catches_up(
         tmp_path: Path, models_dir: Path, s3: Weed) -> None:
     from collectors.base import Batch
-    from daemon.journal import Journal
-    from daemon.pipeline import Pipeline
+    from daemon.intake.journal import Journal
+    from daemon.pipeline.steps import Pipeline
 
     cfg = write_config(tmp_path / "a.toml", tmp_path / "a", models_dir,
                        store=s3.store_section("pipeline"))

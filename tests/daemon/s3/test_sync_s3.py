@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from daemon.config import SyncTarget
-from daemon.engine import Engine
+from daemon.store.engine import Engine
 from daemon.sync.monitor import Monitor
 from daemon.sync.s3 import S3Transport
 from daemon.sync.service import SyncService

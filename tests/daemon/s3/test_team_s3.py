@@ -15,7 +15,7 @@ from typing import Any
 import tomli_w
 
 from daemon.config import load_config
-from daemon.store import open_store
+from daemon.store.lance import open_store
 from tests.conftest import run_cli
 from tests.daemon.s3.conftest import BUCKET, Weed
 
@@ -153,10 +153,10 @@ def test_an_older_store_in_a_bucket_migrates_its_rows_ownerless_and_keeps_the_ke
     import lancedb
     import pyarrow as pa
 
-    from daemon.objectstore import store_settings
+    from daemon.store.objectstore import store_settings
     from daemon.owners import Owners
-    from daemon.search import Filters
-    from daemon.store import SCHEMA_VERSION, Store, memories_schema, with_primary_key
+    from daemon.recall.search import Filters
+    from daemon.store.lance import SCHEMA_VERSION, Store, memories_schema, with_primary_key
 
     path = tmp_path / "c.toml"
     path.write_text(tomli_w.dumps({"data_dir": str(tmp_path / "d"),

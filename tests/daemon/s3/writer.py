@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from daemon.config import load_config
-from daemon.store import Store, open_store
+from daemon.store.lance import Store, open_store
 
 EMBEDDER = "all-minilm-l6-v2"
 PER_BATCH = 6

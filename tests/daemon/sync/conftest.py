@@ -20,7 +20,7 @@ import pytest
 import tomli_w
 
 from daemon.config import Config, load_config
-from daemon.store import Store
+from daemon.store.lance import Store
 
 EMBEDDER = "all-minilm-l6-v2"
 TOPICS = [

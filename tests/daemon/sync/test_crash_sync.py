@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from daemon.store import Store
+from daemon.store.lance import Store
 from tests.conftest import run_cli
 from tests.daemon.sync.conftest import EMBEDDER, fill_store, write_config
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.engine import Engine
+from daemon.store.engine import Engine
 from daemon.sync.guard import Refused
 from daemon.sync.service import SyncService
 from daemon.sync.snapshot import generations

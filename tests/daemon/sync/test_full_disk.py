@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.engine import Engine
+from daemon.store.engine import Engine
 from daemon.sync.monitor import Monitor
 from daemon.sync.service import SyncService
 from tests.conftest import run_cli

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from daemon.config import SyncTarget
-from daemon.engine import Engine
+from daemon.store.engine import Engine
 from daemon.sync.monitor import Monitor, backoff
 from daemon.sync.service import SyncService
 from tests.daemon.sync.conftest import fill_store, write_config

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from daemon.engine import Engine
+from daemon.store.engine import Engine
 from daemon.sync.monitor import Monitor
 from daemon.sync.service import SyncService
 from daemon.sync.snapshot import LATEST

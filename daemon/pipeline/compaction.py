@@ -1,0 +1,204 @@
+"""Compaction: chunk memories → daily digests → weekly digests.
+
+A digest is a `memories` row with `level` `day` (id `day-YYYY-MM-DD`) or `week` (id
+`week-YYYY-Www`, ISO weeks, Monday first), days and weeks being the user's (`[search]
+timezone`, default the machine's, as the read path counts them), `ts`/`ts_end` bounding
+the period's activity (stored UTC), and `sources`
+listing the ids it was made from (chunks for a day, days for a week). Its prose comes
+from the model (task `compaction`, under a JSON schema); its identifiers, entities,
+dates and open tasks are the union of its sources', merged deterministically, so what a
+chunk kept its day and week keep too.
+
+Staleness needs no bookkeeping: a digest is stale when its sources are not exactly the
+memories of its period, or one of them is newer than the digest. A late event makes a
+new chunk in an old day, so the next run re-digests that day, then its week.
+A digest is never replaced by an empty one: when the model's answer is unusable, a
+digest it wrote before keeps its prose and only gains the merged fields.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Any
+
+from daemon.pipeline import identifiers as idf
+from daemon.pipeline.summarize import FALLBACK_MODEL, Fields, parse, strings, usable
+
+log = logging.getLogger(__name__)
+
+SYSTEM = ("You write short, factual digests of a person's computer activity from notes "
+          "about it. Never invent anything that is not in the notes. Answer in JSON.")
+SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "summary": {"type": "string"},
+        "decisions": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+        "open_tasks": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
+    },
+    "required": ["summary", "decisions", "open_tasks"],
+}
+RESPONSE_FORMAT = {"type": "json_object", "schema": SCHEMA}
+# The bundled model has 4,096 tokens of context: ~1,700 tokens of notes leave room for
+# the instructions and a few hundred tokens of answer.
+MAX_PROMPT_CHARS = 6000
+LEVELS = ("chunk", "day", "week")
+ROW_COLUMNS = ["id", "ts", "ts_end", "level", "source", "title", "text", "model", "created",
+               "project", "sources", "identifiers", "entities", "dates", "decisions",
+               "open_tasks"]
+
+
+def day_key(ts: datetime, tz: tzinfo = UTC) -> str:
+    return ts.astimezone(tz).date().isoformat()
+
+
+def week_key(ts: datetime, tz: tzinfo = UTC) -> str:
+    y, w, _ = ts.astimezone(tz).isocalendar()
+    return f"{y}-W{w:02d}"
+
+
+def digest_id(level: str, key: str, owner: str = "") -> str:
+    """`day-2026-11-24`, `week-2026-W48`; on a store several daemons share, each owner's
+    digest of a period is its own row, so `owner` (`~user@device`) follows."""
+    return f"{level}-{key}{owner}"
+
+
+def period(level: str, key: str, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
+    """The bounds [start, end), as UTC instants, of a day (`2026-11-24`) or ISO week
+    (`2026-W48`) in zone `tz`."""
+    if level == "day":
+        first = date.fromisoformat(key)
+        last = first + timedelta(days=1)
+    else:
+        year, week = key.split("-W")
+        first = date.fromisocalendar(int(year), int(week), 1)
+        last = first + timedelta(days=7)
+    return (datetime.combine(first, time(), tz).astimezone(UTC),
+            datetime.combine(last, time(), tz).astimezone(UTC))
+
+
+def _prose(row: dict[str, Any]) -> str:
+    """A memory's text without its appended lists: what a digest prompt needs."""
+    keep = [ln for ln in (row.get("text") or "").split("\n")
+            if not ln.startswith(("Identifiers: ", "Decisions: ", "Open tasks: "))]
+    return " ".join(" ".join(keep).split())
+
+
+def prompt(level: str, key: str, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """The model's messages for the digest of `rows` (sorted by time)."""
+    per_row = max(120, MAX_PROMPT_CHARS // max(len(rows), 1))
+    lines: list[str] = []
+    used = 0
+    for i, r in enumerate(rows):
+        when = (r["ts"].astimezone(UTC).strftime("%H:%M") if level == "day"
+                else r["ts"].astimezone(UTC).strftime("%a %Y-%m-%d"))
+        where = f" [{r['project']}]" if r.get("project") else ""
+        tasks = f" Open: {'; '.join(r['open_tasks'][:3])}." if r.get("open_tasks") else ""
+        line = f"- {when}{where} {(_prose(r) + tasks)[:per_row]}"
+        if used + len(line) > MAX_PROMPT_CHARS:  # the context window is 4,096 tokens
+            lines.append(f"- … and {len(rows) - i} more")
+            break
+        lines.append(line)
+        used += len(line) + 1
+    label = f"the day {key}" if level == "day" else f"the week {key}"
+    user = (f"Notes about {label}:\n" + "\n".join(lines) + "\n\n"
+            "Answer with a JSON object. summary: three to five sentences on what the person "
+            "worked on, per project, naming the exact files, pages, tickets and commands. "
+            "decisions: what was decided. open_tasks: what is still left to do.")
+    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
+
+
+def fallback_summary(level: str, key: str, rows: list[dict[str, Any]]) -> str:
+    """A digest written from its sources alone, for when the model gives nothing."""
+    by_project: dict[str, int] = {}
+    for r in rows:
+        name = r.get("project") or r.get("source") or "other"
+        by_project[name] = by_project.get(name, 0) + 1
+    what = ", ".join(f"{p} ({n})" for p, n in sorted(by_project.items(), key=lambda x: -x[1]))
+    unit = "sessions" if level == "day" else "days"
+    head = f"{'Day' if level == 'day' else 'Week'} {key}: {len(rows)} {unit}; {what}."
+    firsts = [_prose(r).split(". ")[0].rstrip(".") for r in rows[:6]]
+    return head + " " + ". ".join(f for f in firsts if f) + "."
+
+
+def digest_fields(level: str, key: str, rows: list[dict[str, Any]], answer: str) -> Fields:
+    """Given a digest's sources and the model's answer, return its fields: the model's
+    prose (or a fallback) and the deterministic union of the sources' lists."""
+    data = parse(answer)
+    raw = data.get("summary")
+    summary = " ".join(raw.split()) if isinstance(raw, str) else ""
+    fallback = not usable(summary)
+    if fallback:
+        summary = fallback_summary(level, key, rows)
+
+    def union(name: str, limit: int | None = None) -> list[str]:
+        return idf.merge(*(r.get(name) or [] for r in rows), limit=limit)
+
+    return Fields(
+        summary=summary,
+        identifiers=union("identifiers"),
+        entities=idf.merge([r["project"] for r in rows if r.get("project")],
+                           union("entities"), limit=40),
+        dates=sorted(set(union("dates"))),
+        decisions=idf.merge([] if fallback else strings(data.get("decisions"), 4),
+                            union("decisions"), limit=20),
+        open_tasks=idf.merge([] if fallback else strings(data.get("open_tasks"), 4),
+                             union("open_tasks"), limit=20),
+        fallback=fallback,
+        model_text="" if fallback else answer,
+    )
+
+
+def digest_row(level: str, key: str, rows: list[dict[str, Any]], fields: Fields, model: str,
+               vector: list[float], tz: tzinfo = UTC, owner: str = "") -> dict[str, Any]:
+    start, end = period(level, key, tz)
+    first = min(r["ts"] for r in rows)
+    last = max(r["ts_end"] or r["ts"] for r in rows)
+    projects = idf.merge(r.get("project") or "" for r in rows)
+    sources = sorted({r.get("source") or "" for r in rows} - {""})
+    title = (f"{level} digest {key}: " + (", ".join(projects[:4]) or "activity")
+             + (f" +{len(projects) - 4} more" if len(projects) > 4 else ""))
+    text = fields.text()
+    return {
+        "id": digest_id(level, key, owner), "ts": max(first, start), "ts_end": min(last, end),
+        "level": level, "source": ",".join(sources), "title": title, "text": text,
+        "event_ids": [], "model": model, "created": datetime.now(UTC),
+        "doc": f"{title}\n{text}", "vector": vector,
+        "project": projects[0] if len(projects) == 1 else "",
+        "sources": [r["id"] for r in rows], **fields.columns(),
+    }
+
+
+def stale_periods(level: str, members: Iterable[dict[str, Any]],
+                  digests: Iterable[dict[str, Any]],
+                  tz: tzinfo = UTC, owner: str = "") -> dict[str, list[dict[str, Any]]]:
+    """Given the rows one level down and the digests of `level`, return the periods whose
+    digest is missing or stale, each with its (time-sorted) member rows."""
+    keyf = day_key if level == "day" else week_key
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for r in members:
+        # a day digest's ts may precede its first chunk by nothing: key it by its own day
+        when = r["ts"] if level == "day" else period("day", r["id"][4:14], tz)[0]
+        groups.setdefault(keyf(when, tz), []).append(r)
+    have = {d["id"]: d for d in digests}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for key, rows in sorted(groups.items()):
+        rows.sort(key=lambda r: (r["ts"], r["id"]))
+        d = have.get(digest_id(level, key, owner))
+        if (d is None or set(d.get("sources") or []) != {r["id"] for r in rows}
+                or max(r["created"] for r in rows) > d["created"]):
+            out[key] = rows
+    return out
+
+
+def keep_prose(new: Fields, old: dict[str, Any] | None) -> Fields:
+    """When the model failed this time but wrote the old digest, keep the old prose:
+    a digest never trades a written summary for a lesser one."""
+    if not new.fallback or old is None or old.get("model") == FALLBACK_MODEL:
+        return new
+    prose = _prose(old)
+    if not prose:
+        return new
+    new.summary = prose
+    return new

@@ -1,0 +1,139 @@
+"""Pipeline v1: journal → index (embed, store) → chunk → summarize → memories.
+
+`step` does one bounded round of work and is what the scheduler runs; `drain` repeats
+it until the journal is empty (used by `ingest --once`). Progress is recorded in the
+journal only after the store has the rows, and store writes are upserts by stable id,
+so a crash anywhere in between repeats work but never loses or duplicates it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from collectors.base import Event
+from daemon.config import Config
+from daemon.errors import RetryableError
+from daemon.intake.journal import INDEXED, NEW, SUMMARIZED, Journal
+from daemon.pipeline.chunking import chunk_events
+from daemon.recall.timeexpr import user_zone
+from models.errors import ModelError
+
+log = logging.getLogger(__name__)
+SUMMARY_BACKOFF = 5.0  # seconds before summaries are tried again after a failure
+SUMMARY_BACKOFF_MAX = 60.0
+
+
+class EngineLike(Protocol):
+    def index(self, events: list[Event]) -> int: ...
+
+    def summarize(self, events: list[Event]) -> dict[str, Any]: ...
+
+    def compact(self, max_digests: int = 0) -> dict[str, Any]: ...
+
+    def prune_events(self, older_than_days: int) -> int: ...
+
+
+@dataclass
+class StepReport:
+    indexed: int = 0
+    summarized_chunks: int = 0
+    summarized_events: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def progressed(self) -> bool:
+        return bool(self.indexed or self.summarized_chunks)
+
+
+class Pipeline:
+    def __init__(self, cfg: Config, journal: Journal, engine: EngineLike) -> None:
+        self.cfg = cfg
+        self.journal = journal
+        self.engine = engine
+        self._index_lock = threading.Lock()
+        self._summary_lock = threading.Lock()
+        self.last_error: str | None = None
+        # After a failed summary (model down, store disk full) the next waits, doubling up
+        # to SUMMARY_BACKOFF_MAX: a model call that cannot be stored is CPU thrown away.
+        self._summary_failures = 0
+        self._summary_hold_until = 0.0
+
+    def index_step(self) -> int:
+        """Make every journaled event searchable (up to one batch); return how many."""
+        with self._index_lock:
+            events = self.journal.at_stage(NEW, self.cfg.pipeline.batch_events)
+            if not events:
+                return 0
+            self.engine.index(events)
+            self.journal.advance([e.id for e in events], INDEXED)
+            log.debug("indexed %d events", len(events))
+            return len(events)
+
+    def summary_step(self, *, flush: bool = False, max_chunks: int = 4,
+                     now: datetime | None = None) -> StepReport:
+        """Summarize up to `max_chunks` closed activity chunks."""
+        report = StepReport()
+        p = self.cfg.pipeline
+        if not p.summarize:
+            return report
+        if not flush and time.monotonic() < self._summary_hold_until:
+            return report
+        with self._summary_lock:
+            events = self.journal.at_stage(INDEXED, p.batch_events * 4)
+            chunks = chunk_events(events, gap_seconds=p.chunk_gap_seconds,
+                                  max_events=p.chunk_max_events, now=now or datetime.now(UTC),
+                                  close_after_seconds=p.chunk_close_after_seconds, flush=flush,
+                                  tz=user_zone(self.cfg.search.timezone))
+            for chunk in chunks[:max_chunks]:
+                try:
+                    result = self.engine.summarize(list(chunk.events))
+                except (ModelError, RetryableError) as exc:
+                    self.last_error = f"summarizing failed: {exc}"
+                    self._summary_failures += 1
+                    wait = min(SUMMARY_BACKOFF_MAX,
+                               SUMMARY_BACKOFF * 2 ** (self._summary_failures - 1))
+                    self._summary_hold_until = time.monotonic() + wait
+                    log.warning("%s; the events stay searchable and will be summarized later "
+                                "(next try in %.0f s)", self.last_error, wait)
+                    report.errors.append(str(exc))
+                    break
+                self._summary_failures = 0
+                self.journal.advance([e.id for e in chunk.events], SUMMARIZED)
+                report.summarized_chunks += 1
+                report.summarized_events += len(chunk.events)
+                log.info("summarized %d %s events in %.1f s (%d tokens)", len(chunk.events),
+                         chunk.source, result.get("seconds", 0.0), result.get("tokens", 0))
+        return report
+
+    def compact_step(self, max_digests: int = 0) -> list[str]:
+        """Write the day and week digests that are missing or stale; return their ids.
+        Runs after summaries, never beside them: one model job at a time."""
+        if not (self.cfg.compaction.enabled and self.cfg.pipeline.summarize):
+            return []
+        with self._summary_lock:
+            written = list(self.engine.compact(max_digests).get("written", []))
+            if not max_digests and self.cfg.compaction.retain_events_days > 0:
+                # every day is digested now: raw events past retention may go
+                self.engine.prune_events(self.cfg.compaction.retain_events_days)
+        if written:
+            log.info("compaction wrote %d digests: %s", len(written), ", ".join(written))
+        return written
+
+    def drain(self) -> StepReport:
+        """Index and summarize everything in the journal; stop early on repeated failure."""
+        total = StepReport()
+        while n := self.index_step():
+            total.indexed += n
+        while True:
+            r = self.summary_step(flush=True)
+            total.summarized_chunks += r.summarized_chunks
+            total.summarized_events += r.summarized_events
+            total.errors += r.errors
+            if r.errors or not r.summarized_chunks:
+                break
+        return total

@@ -1,0 +1,167 @@
+"""The read-path routes: context packs, digests, recent events, timeline, forget.
+
+Thin handlers over `MemoryService`. Parameters arrive as text and are parsed here, so a
+malformed one is a 400 that names the parameter and the expected form (not a 422 dump).
+Scopes: context and digest need memory:read; recent and timeline show raw events and
+need memory:raw; forget needs memory:write.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Query, Request
+
+from daemon.owners import request_owners
+from daemon.service import MemoryService
+
+FORGET_KEYS = ("since", "until", "source", "query", "dry_run", "device", "user")
+TIMELINE_DEFAULT = timedelta(days=1)  # a timeline asked without a range: the last day
+
+# The handlers parse their parameters themselves (a clear 400, not a 422 dump); these
+# schemas only document in /openapi.json what they accept, so clients and schemathesis
+# know which requests are valid.
+_TEXT = {"type": "string", "minLength": 1, "maxLength": 2000, "pattern": r"\S"}
+_WHEN = {"anyOf": [{"type": "string", "format": "date-time"},
+                   {"type": "string", "format": "date"}]}
+# who wrote it (daemon/owners.py): one name or several, comma-separated
+# exactly what daemon/owners.py accepts: `*`, or names separated by commas
+_ONE_OWNER = r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}"
+OWNER_PATTERN = rf"^(\*|{_ONE_OWNER}(,{_ONE_OWNER})*)$"
+_OWNER = {"type": "string", "pattern": OWNER_PATTERN}
+FORGET_SCHEMA = {
+    "type": "object", "additionalProperties": False,
+    "properties": {"since": _WHEN, "until": _WHEN, "source": _TEXT,
+                   "query": _TEXT, "dry_run": {"type": "boolean"},
+                   "device": _OWNER, "user": _OWNER},
+    # at least one condition: forget never means "everything"
+    "anyOf": [{"required": [k]} for k in ("since", "until", "source", "query")],
+}
+
+
+def _int(name: str, value: str | None, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+
+
+def _when(name: str, value: Any) -> datetime | None:
+    """An ISO 8601 time ('2026-03-04', '2026-03-04T10:00:00Z'); naive means UTC."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be an ISO 8601 time string, got {value!r}")
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"{name} must be an ISO 8601 time such as 2026-03-04 or "
+                         f"2026-03-04T10:00:00Z, got {value!r}") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _day(value: str | None) -> date | None:
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ValueError(f"date must be YYYY-MM-DD, got {value!r}") from None
+
+
+def router(service: MemoryService, require: Any) -> APIRouter:
+    r = APIRouter()
+
+    @r.get("/v1/memory/context", dependencies=[require("memory:read")])
+    def context(request: Request, query: str = Query(..., json_schema_extra=_TEXT),
+                budget_tokens: str | None = Query(None, json_schema_extra={
+                    "pattern": "^(6[4-9]|[7-9][0-9]|[1-9][0-9]{2,4}|1[0-9]{5}|200000)$",
+                    "description": "64 to 200000"}),
+                device: str | None = Query(None, pattern=OWNER_PATTERN),
+                user: str | None = Query(None, pattern=OWNER_PATTERN),
+                ) -> dict[str, Any]:
+        """A markdown context pack for `query` within `budget_tokens` (estimated tokens)."""
+        if not query.strip():
+            raise ValueError("query is empty; say what the context is for")
+        if len(query) > 2000:
+            raise ValueError("query is limited to 2000 characters")
+        budget = _int("budget_tokens", budget_tokens, service.cfg.search.context_budget_tokens)
+        return service.context(query, budget, device=device, user=user,
+                               owners=request_owners(request))
+
+    @r.get("/v1/memory/digest", dependencies=[require("memory:read")])
+    def digest(request: Request,
+               period: str = Query("day", json_schema_extra={"enum": ["day", "week"]}),
+               date: str | None = Query(None, json_schema_extra={"format": "date"}),
+               device: str | None = Query(None, pattern=OWNER_PATTERN),
+               user: str | None = Query(None, pattern=OWNER_PATTERN),
+               ) -> dict[str, Any]:
+        """The day or week digest holding `date` (default today)."""
+        return service.digest(period, _day(date), device=device, user=user,
+                              owners=request_owners(request))
+
+    @r.get("/v1/memory/recent", dependencies=[require("memory:raw")])
+    def recent(request: Request, limit: str | None = Query(None, json_schema_extra={
+                   "pattern": "^([1-9][0-9]{0,2}|1000)$", "description": "1 to 1000 (default 20)"}),
+               source: str | None = None,
+               device: str | None = Query(None, pattern=OWNER_PATTERN),
+               user: str | None = Query(None, pattern=OWNER_PATTERN)) -> dict[str, Any]:
+        return {"results": service.recent(_int("limit", limit, 20), source or None,
+                                          device=device, user=user,
+                                          owners=request_owners(request))}
+
+    @r.get("/v1/memory/timeline", dependencies=[require("memory:raw")])
+    def timeline(request: Request, since: str | None = Query(None, json_schema_extra=_WHEN),
+                 until: str | None = Query(None, json_schema_extra=_WHEN),
+                 source: str | None = None,
+                 device: str | None = Query(None, pattern=OWNER_PATTERN),
+                 user: str | None = Query(None, pattern=OWNER_PATTERN)) -> dict[str, Any]:
+        """Raw events in [since, until) (ISO 8601); without either, the last day."""
+        lo, hi = _when("since", since), _when("until", until)
+        if lo is None and hi is None:
+            lo = datetime.now(UTC) - TIMELINE_DEFAULT
+        return {"results": service.timeline(lo, hi, source or None, device=device, user=user,
+                                            owners=request_owners(request))}
+
+    @r.post("/v1/memory/forget", dependencies=[require("memory:write")], openapi_extra={
+        "requestBody": {"required": True,
+                        "content": {"application/json": {"schema": FORGET_SCHEMA}}}})
+    def forget(request: Request, body: Annotated[Any, Body()] = None) -> dict[str, Any]:
+        """Delete by time range, source and/or query from the store, its indexes and the
+        journal. Body: {"since", "until", "source", "query", "dry_run"} (all optional,
+        at least one scope)."""
+        if not isinstance(body, dict):
+            raise ValueError('send a JSON object: {"since": ..., "until": ..., "source": ..., '
+                             '"query": ..., "dry_run": false}')
+        unknown = sorted(set(body) - set(FORGET_KEYS))
+        if unknown:
+            raise ValueError(f"unknown keys {unknown}; known: {', '.join(FORGET_KEYS)}")
+        for key in ("device", "user"):
+            if isinstance(body.get(key), str) and not re.match(OWNER_PATTERN, body[key]):
+                raise ValueError(f"{key} must be * or names separated by commas (letters, "
+                                 "digits and . _ @ + -, at most 64 each)")
+        nulls = sorted(k for k, v in body.items() if v is None)
+        if nulls:
+            raise ValueError(f"leave out {', '.join(nulls)} rather than sending null")
+        for key in ("source", "query", "device", "user"):
+            if body.get(key) is not None and not isinstance(body[key], str):
+                raise ValueError(f"{key} must be a string")
+            if isinstance(body.get(key), str) and not body[key].strip():
+                raise ValueError(f"{key} is blank; leave it out or say what to match")
+            if isinstance(body.get(key), str) and len(body[key]) > 2000:
+                raise ValueError(f"{key} is limited to 2000 characters")
+        dry = body.get("dry_run", False)
+        if not isinstance(dry, bool):
+            raise ValueError("dry_run must be true or false")
+        return service.forget(since=_when("since", body.get("since")),
+                              until=_when("until", body.get("until")),
+                              source=body.get("source") or None,
+                              query=body.get("query") or None, dry_run=dry,
+                              device=body.get("device") or None, user=body.get("user") or None,
+                              owners=request_owners(request))
+
+    return r

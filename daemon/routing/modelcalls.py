@@ -1,0 +1,145 @@
+"""The one place the harness calls models, by task name.
+
+`ModelCalls.complete(task, messages, **params)` and `.embed(texts)` are what the pipeline
+uses. Both go through the router (daemon/routing.py), so a task's chain, fallbacks,
+circuit breakers and telemetry apply to the pipeline as to the API. With no router config
+every chain is the embedded llama.cpp summarizer, as before. Pipeline prompts carry
+captured activity, so they go only to local models unless `router.memory_remote_models`
+allows a remote one.
+
+This object lives where the models live (the worker process, or `ingest --once`): the
+embedded models are called in-process from here, and `local_complete`/`local_embed` are
+what the daemon reaches through the worker (see daemon/worker.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from daemon.config import Config
+from daemon.routing.registry import build_registry
+from daemon.routing.router import AllFailed, Ask, LoopThread, NoRoute, Router
+from daemon.routing.telemetry import Telemetry
+from models.assets import embedder_dimensions, embedder_path, gguf_path
+from models.base import Completion, Message
+from models.errors import ModelError
+from models.llama_cpp import LlamaCppBackend
+from models.local_async import completion_from_json
+from models.openai_http import shared_client
+from models.sentence_tf import SentenceTransformerBackend
+
+log = logging.getLogger(__name__)
+
+
+class ModelCalls:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        m = cfg.models
+        self._chat: LlamaCppBackend | None = None
+        self._local: dict[str, LlamaCppBackend] = {}
+        self.embedder = SentenceTransformerBackend(
+            embedder_path(m.embedder), name=m.embedder, dimensions=embedder_dimensions(m.embedder),
+            threads=m.embed_threads, idle_seconds=m.idle_unload_seconds)
+        self._router: Router | None = None
+        self._loop: LoopThread | None = None
+        self._client: aiohttp.ClientSession | None = None
+
+    @property
+    def chat(self) -> LlamaCppBackend:
+        """The embedded summarizer (assembling a packaged GGUF takes seconds: on first use)."""
+        return self.local_chat(self.cfg.models.summarizer)
+
+    def local_chat(self, name: str) -> LlamaCppBackend:
+        backend = self._local.get(name)
+        if backend is None:
+            m = self.cfg.models
+            if name == m.summarizer:
+                spec, ctx = m.summarizer, m.context_tokens
+            else:
+                found = [s for s in self.cfg.router.models
+                         if s.name == name and s.backend == "llama_cpp"]
+                if not found:
+                    raise ModelError(f"{name!r} is not an embedded llama.cpp model")
+                spec, ctx = found[0].model or found[0].name, found[0].context_tokens
+            path = gguf_path(spec, self.cfg.models_path) if not Path(spec).is_file() \
+                else Path(spec)
+            backend = LlamaCppBackend(path, name=name, context_tokens=ctx, threads=m.threads,
+                                      idle_seconds=m.idle_unload_seconds)
+            self._local[name] = backend
+            if name == m.summarizer:
+                self._chat = backend
+        return backend
+
+    def local_complete(self, name: str, messages: list[Message],
+                       params: dict[str, Any]) -> Completion:
+        """Run an embedded llama.cpp model here (the daemon's router reaches this)."""
+        return self.local_chat(name).complete(messages, **params)
+
+    def local_embed(self, name: str, texts: list[str]) -> list[list[float]]:
+        if name != self.embedder.profile.name:
+            raise ModelError(f"{name!r} is not the embedded embedder")
+        return self.embedder.embed(texts)
+
+    def _http(self) -> aiohttp.ClientSession:
+        if self._client is None:
+            self._client = shared_client()
+        return self._client
+
+    @property
+    def router(self) -> Router:
+        if self._router is None:
+            registry = build_registry(self.cfg, self.local_complete, self.local_embed,
+                                      self._http)
+            telemetry = Telemetry(self.cfg.data_path / "telemetry.sqlite3",
+                                  enabled=self.cfg.router.telemetry,
+                                  keep_days=self.cfg.router.telemetry_keep_days)
+            self._router = Router(registry, self.cfg.router, telemetry)
+            self._loop = LoopThread("modelcalls-router")
+        return self._router
+
+    def complete(self, task: str, messages: list[Message], **params: Any) -> Completion:
+        """Run a chat task through its route; raise ModelError when no model answered."""
+        router = self.router
+        assert self._loop is not None
+        body: dict[str, Any] = {"messages": messages, **params}
+        ask = Ask(task=task, memory_used=1, route="pipeline")
+        started = time.monotonic()
+        try:
+            routed = self._loop.run(router.complete(body, ask))
+        except NoRoute as exc:
+            raise ModelError(str(exc)) from exc
+        except AllFailed as exc:
+            if len(exc.errors) == 1:
+                raise exc.errors[0][1] from None
+            raise ModelError(str(exc)) from exc
+        return completion_from_json(routed.data, routed.model, time.monotonic() - started)
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        """Embed through the `embed` route (whose models must keep the store's dimensions)."""
+        if not texts:
+            return []
+        router = self.router
+        assert self._loop is not None
+        try:
+            return self._loop.run(router.embed(texts, route="pipeline"))[1]
+        except (NoRoute, AllFailed) as exc:
+            raise ModelError(str(exc)) from exc
+
+    def loaded(self) -> dict[str, bool]:
+        return {"summarizer": bool(self._chat and self._chat.loaded),
+                "embedder": self.embedder.loaded}
+
+    def flush(self) -> None:
+        """Write out the telemetry recorded so far (before the process leaves)."""
+        if self._router is not None:
+            self._router.telemetry.flush()
+
+    def unload(self) -> None:
+        self.embedder.unload()
+        for backend in self._local.values():
+            backend.unload()

@@ -1,0 +1,162 @@
+"""The service layer the CLI and the API share; it knows nothing of HTTP."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Protocol
+
+from collectors.base import Sink
+from daemon.config import Config
+from daemon.intake.collect import CollectorRuns
+from daemon.intake.journal import Journal
+from daemon.intake.privacy import PauseState
+from daemon.owners import Owners, identity, whose
+from daemon.recall.hits import Hit
+
+
+class Searcher(Protocol):
+    def search(self, query: str, k: int = 10, **filters: Any) -> list[Hit]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+
+def hit_json(h: Hit) -> dict[str, Any]:
+    """The public search-result shape (a contract: keep these keys)."""
+    return {"id": h.id, "source": h.source, "kind": h.kind,
+            "ts": h.ts.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "title": h.title, "text": h.text, "score": h.score,
+            "device": h.device, "user": h.user}
+
+
+@dataclass
+class MemoryService:
+    cfg: Config
+    journal: Journal
+    engine: Searcher
+    started: float = 0.0
+    collector_runs: CollectorRuns | None = None
+    pause: PauseState | None = None
+    intake: Sink | None = None  # the privacy gate in front of the journal, for pushed events
+    sync: Any = None  # daemon.sync.service.SyncService (the daemon sets it)
+
+    def search(self, query: str, k: int = 10, source: str | None = None,
+               since: datetime | None = None, until: datetime | None = None,
+               kind: str | None = None, project: str | None = None,
+               device: str | None = None, user: str | None = None,
+               owners: Owners | None = None) -> list[Hit]:
+        """Hybrid search; a time expression in `query` is a range unless since/until given.
+        `device` and `user` filter by who wrote it (`a,b` for several); `owners` is the
+        caller's token's restriction (None: everyone's), which the filters cannot widen."""
+        if not query.strip():
+            raise ValueError("the query is empty; say what to look for")
+        if not 1 <= k <= 200:
+            raise ValueError("k must be between 1 and 200")
+        since, until = _range(since, until)
+        filters: dict[str, Any] = {n: v for n, v in (("kind", kind), ("project", project)) if v}
+        o = whose(owners, device, user)
+        if not o.everyone:
+            filters.update(devices=o.devices, users=o.users)
+        return self.engine.search(query, k, source=source, since=since, until=until, **filters)
+
+    # -- the read path (daemon/recall.py runs these in the engine) -------------------
+
+    # Every read below takes `device`/`user` filters and the token's `owners`, as search.
+    def recent(self, limit: int = 20, source: str | None = None, device: str | None = None,
+               user: str | None = None, owners: Owners | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` raw events, newest first."""
+        if not 1 <= limit <= 1000:
+            raise ValueError("limit must be between 1 and 1000")
+        o = whose(owners, device, user)
+        return [hit_json(h) for h in self._engine.recent(limit, source, owners=o)]
+
+    def timeline(self, since: datetime | None, until: datetime | None,
+                 source: str | None = None, device: str | None = None,
+                 user: str | None = None, owners: Owners | None = None) -> list[dict[str, Any]]:
+        """Raw events in [since, until), oldest first (at most the newest 2000)."""
+        since, until = _range(since, until)
+        o = whose(owners, device, user)
+        return [hit_json(h) for h in self._engine.timeline(since, until, source, owners=o)]
+
+    def digest(self, period: str = "day", day: date | None = None, device: str | None = None,
+               user: str | None = None, owners: Owners | None = None) -> dict[str, Any]:
+        """The day or week digest holding `day` (default today), with its children."""
+        if period not in ("day", "week"):
+            raise ValueError(f"period must be 'day' or 'week', not {period!r}")
+        return dict(self._engine.digest(period, day, owners=whose(owners, device, user)))
+
+    def context(self, query: str, budget_tokens: int, device: str | None = None,
+                user: str | None = None, owners: Owners | None = None) -> dict[str, Any]:
+        """A markdown context pack (key `markdown`) for `query` within `budget_tokens`."""
+        if not 64 <= budget_tokens <= 200_000:
+            raise ValueError("budget_tokens must be between 64 and 200000")
+        return dict(self._engine.context(query, budget_tokens,
+                                         owners=whose(owners, device, user)))
+
+    def forget(self, since: datetime | None = None, until: datetime | None = None,
+               source: str | None = None, query: str | None = None,
+               dry_run: bool = False, device: str | None = None, user: str | None = None,
+               owners: Owners | None = None) -> dict[str, Any]:
+        """Delete matching events and memories from the store (rows, full-text index, old
+        versions) and the journal, so a re-index cannot bring them back; return counts."""
+        since, until = _range(since, until)
+        if not any((since, until, source, query and query.strip())):
+            raise ValueError("say what to forget: since/until, a source or a query")
+        o = whose(owners, device, user)
+        out = dict(self._engine.forget(since=since, until=until, source=source, query=query,
+                                       dry_run=dry_run, owners=o))
+        if not o.allows(*identity(self.cfg)):
+            # the journal holds only this daemon's own events: a caller restricted to other
+            # owners removes from it only the ids it may read (none of them, in practice)
+            since = until = source = query = None
+        ids = out.pop("event_ids", [])
+        memory_ids = out.pop("memory_ids", [])
+        if dry_run:
+            out["journal"] = len(ids)
+            return out
+        out["journal"] = self.journal.forget(ids, since=since, until=until, source=source,
+                                             query=query, memory_ids=memory_ids)
+        return out
+
+    @property
+    def _engine(self) -> Any:
+        return self.engine
+
+    def status(self, deep: bool = True) -> dict[str, Any]:
+        counts = self.journal.counts()
+        out: dict[str, Any] = {
+            "data_dir": str(self.cfg.data_path),
+            "uptime_seconds": round(time.time() - self.started, 1) if self.started else None,
+            "journal": counts,
+            "collectors": {
+                "running": self.collector_runs.snapshot() if self.collector_runs else [],
+                "cursors": self.journal.cursors(),
+            },
+        }
+        if deep:
+            try:
+                out["engine"] = self.engine.status()
+            except Exception as exc:
+                out["engine"] = {"error": str(exc)}
+        out["paused"] = self.pause.paused() if self.pause else None
+        out["memory"] = {"available": "error" not in out.get("engine", {}),
+                         "pending": counts["new"]}
+        if self.sync is not None:  # published memory: say when a target cannot get it
+            out["sync"] = self.sync.status()
+            down = [t for t in out["sync"]["targets"] if t["state"] == "down"]
+            out["memory"]["sync_available"] = not down
+            if down:
+                out["memory"]["reason"] = "; ".join(
+                    f"sync target {t['name']} down since {t['since']}: {t['reason']}"
+                    for t in down)
+        return out
+
+
+def _range(since: datetime | None, until: datetime | None) -> tuple[datetime | None,
+                                                                     datetime | None]:
+    """UTC-aware bounds (a naive time is taken as UTC). A range with since at or after
+    until is empty: it matches nothing (search, timeline) and forgets nothing."""
+    since, until = (None if t is None else t if t.tzinfo else t.replace(tzinfo=UTC)
+                    for t in (since, until))
+    return since, until

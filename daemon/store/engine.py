@@ -1,0 +1,238 @@
+"""The engine: the heavy half of memoryd (LanceDB store, embedder, summarizer).
+
+It runs inside the worker process while the daemon is busy and leaves with it when idle,
+so the daemon itself stays small. `ingest --once` and a local `search` use it in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from typing import Any
+
+from collectors.base import Event
+from daemon.config import Config
+from daemon.owners import EVERYONE, Owners
+from daemon.pipeline import summarize
+from daemon.pipeline.chunking import Chunk
+from daemon.recall import reads as recall
+from daemon.recall.hits import Hit
+from daemon.recall.search import Filters
+from daemon.routing.modelcalls import ModelCalls
+from daemon.store.lance import Store, event_doc, event_row, open_store, sql_str
+from models.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+class Engine:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.models = ModelCalls(cfg)
+        self._store: Store | None = None
+        self._opening = threading.Lock()
+
+    @property
+    def store(self) -> Store:
+        # The worker serves calls from several threads: the first ones must not each open
+        # (and, on a new store, create and index) the tables at once.
+        with self._opening:
+            if self._store is None:
+                self._store = open_store(self.cfg, self.models.embedder.dimensions,
+                                         self.cfg.models.embedder)
+            return self._store
+
+    def index(self, events: list[Event]) -> int:
+        """Embed events and upsert them into the store; they are searchable on return."""
+        if not events:
+            return 0
+        vectors = self.models.embed([event_doc(e)[:2000] for e in events])
+        self.store.upsert_events([event_row(e, v) for e, v in zip(events, vectors, strict=True)])
+        return len(events)
+
+    def summarize(self, events: list[Event]) -> dict[str, Any]:
+        """Summarize one chunk (model under a JSON schema, identifiers checked and put
+        back) and store it as a memory. A memory the model wrote is never replaced by a
+        fallback one: when the model fails on a chunk it summarized before, the old
+        memory stays."""
+        chunk = Chunk(tuple(sorted(events, key=lambda e: (e.ts, e.id))))
+        out = self.models.complete("compaction", summarize.prompt(chunk),
+                                   max_tokens=summarize.answer_tokens(
+                                       len(events), self.cfg.compaction.chunk_max_tokens),
+                                   temperature=0.2, response_format=summarize.RESPONSE_FORMAT)
+        fields = summarize.chunk_fields(chunk, out.text)
+        model = summarize.FALLBACK_MODEL if fields.fallback else out.model
+        result = {"id": chunk.id, "events": len(events), "tokens": out.completion_tokens,
+                  "seconds": out.seconds, "fallback": fields.fallback,
+                  "model_text": fields.model_text}
+        if fields.fallback:
+            log.warning("the model's summary of %d %s events was empty or unusable; "
+                        "writing one from the events", len(events), chunk.source)
+            old = self.store.memory_rows(f"id = '{chunk.id}'", ["id", "model", "text"])
+            if old and old[0]["model"] != summarize.FALLBACK_MODEL and old[0]["text"]:
+                self._supersede(chunk)
+                return {**result, "summary": old[0]["text"], "kept": True}
+        row = summarize.memory_row(chunk, fields, model, [])
+        row["vector"] = self.models.embed([f"{row['title']}\n{row['text']}"[:2000]])[0]
+        self.store.upsert_memories([row])
+        self._supersede(chunk)
+        return {**result, "summary": row["text"]}
+
+    def _supersede(self, chunk: Chunk) -> int:
+        """Delete this daemon's other chunk memories of any of `chunk`'s events. Such a
+        memory was written for a chunk whose journal update never happened (a crash
+        between the store write and the journal's): its events are still waiting, so the
+        chunk they are in now may differ (new events joined it) and gets another id. Left
+        alone, those events would be covered twice. Runs after the new memory is stored,
+        so an event is never without one; a crash before it runs repeats it."""
+        ids = ", ".join(sql_str(e.id) for e in chunk.events)
+        where = (f"level = 'chunk' AND id != {sql_str(chunk.id)} AND "
+                 f"array_has_any(event_ids, make_array({ids})) AND {self._own().where()}")
+        gone = self.store.delete("memories", where)
+        if gone:
+            log.info("replaced %d unacknowledged chunk memories of the same events", gone)
+        return gone
+
+    def compact(self, max_digests: int = 0) -> dict[str, Any]:
+        """Write the day digests, then the week digests, that are missing or stale; at
+        most `max_digests` model calls (0: no limit). Return what was written."""
+        from daemon.pipeline import compaction
+
+        written: list[str] = []
+        tz = recall.user_tz(self.cfg)  # the user's days and weeks, as the read path's
+        # A daemon digests only its own memories (its device and user): a day digest mixing
+        # another person's would leak them to whoever may read this user's. On a shared
+        # store each owner's digest is its own row (`day-…~user@device`).
+        own = self._own().where()
+        suffix = f"~{self.store.user}@{self.store.device}" if self.store.remote else ""
+        for level, below in (("day", "chunk"), ("week", "day")):
+            members = self.store.memory_rows(f"level = '{below}' AND {own}",
+                                             compaction.ROW_COLUMNS)
+            digests = self.store.memory_rows(f"level = '{level}' AND {own}",
+                                             compaction.ROW_COLUMNS)
+            old = {d["id"]: d for d in digests}
+            for key, rows in compaction.stale_periods(level, members, digests, tz,
+                                                      suffix).items():
+                if max_digests and len(written) >= max_digests:
+                    break
+                written.append(self._digest(level, key, rows, old.get(
+                    compaction.digest_id(level, key, suffix)), tz, suffix))
+        return {"written": written}
+
+    def prune_events(self, older_than_days: int) -> int:
+        """Drop raw events older than `older_than_days` from the store (retention); the
+        chunk memories and digests made from them stay. Return how many left."""
+        if older_than_days <= 0:
+            return 0
+        cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).replace(tzinfo=None)
+        where = f"ts < CAST('{cutoff.isoformat(timespec='seconds')}' AS TIMESTAMP)"
+        before = self.store.events.count_rows()
+        self.store.events.delete(where)
+        gone = before - self.store.events.count_rows()
+        if gone:
+            log.info("retention: dropped %d raw events older than %d days", gone,
+                     older_than_days)
+        return gone
+
+    def _own(self) -> Owners:
+        """This daemon's own rows: its device and its user."""
+        return Owners(devices=(self.store.device,), users=(self.store.user,))
+
+    def _digest(self, level: str, key: str, rows: list[dict[str, Any]],
+                old: dict[str, Any] | None, tz: tzinfo, owner: str = "") -> str:
+        from daemon.pipeline import compaction
+
+        try:
+            out = self.models.complete("compaction", compaction.prompt(level, key, rows),
+                                       max_tokens=self.cfg.compaction.digest_max_tokens,
+                                       temperature=0.2,
+                                       response_format=compaction.RESPONSE_FORMAT)
+            answer, model = out.text, out.model
+        except ModelError as exc:  # the merged fields are still worth writing
+            log.warning("the %s digest %s got no model answer (%s)", level, key, exc)
+            answer, model = "", ""
+        fields = compaction.digest_fields(level, key, rows, answer)
+        if fields.fallback:
+            fields = compaction.keep_prose(fields, old)
+            kept = fields.summary != compaction.fallback_summary(level, key, rows)
+            model = old["model"] if kept and old else summarize.FALLBACK_MODEL
+        row = compaction.digest_row(level, key, rows, fields, model, [], tz, owner)
+        row["vector"] = self.models.embed([f"{row['title']}\n{row['text']}"[:2000]])[0]
+        self.store.upsert_memories([row])
+        log.info("wrote the %s digest %s from %d memories (%s)", level, key, len(rows), model)
+        return str(row["id"])
+
+    def search(self, query: str, k: int = 10, source: str | None = None,
+               since: datetime | None = None, until: datetime | None = None,
+               kind: str | None = None, project: str | None = None,
+               level: str | None = None, now: datetime | None = None,
+               devices: tuple[str, ...] | None = None,
+               users: tuple[str, ...] | None = None) -> list[Hit]:
+        """Hybrid search; a time expression in the query becomes the range (daemon/recall).
+        `devices` and `users` restrict whose rows are searched (None: anyone's)."""
+        return recall.search(self.store, self.models.embed, query, k,
+                             Filters(source=source, since=since, until=until, kind=kind,
+                                     project=project, level=level, devices=devices,
+                                     users=users),
+                             now=now, tz=recall.user_tz(self.cfg))
+
+    # The read path besides search (daemon/recall.py, daemon/context.py).
+    # `owners` (daemon/owners.py) restricts whose rows each of them reads.
+    def recent(self, limit: int = 20, source: str | None = None,
+               owners: Owners = EVERYONE) -> list[Hit]:
+        return recall.recent(self.store, limit, source, owners)
+
+    def timeline(self, since: datetime | None, until: datetime | None,
+                 source: str | None = None, owners: Owners = EVERYONE) -> list[Hit]:
+        return recall.timeline(self.store, since, until, source, owners=owners)
+
+    def digest(self, period: str = "day", day: date | None = None,
+               owners: Owners = EVERYONE) -> dict[str, Any]:
+        tz = recall.user_tz(self.cfg)
+        return recall.digest(self.store, period, day or datetime.now(tz).date(), tz,
+                             owners=owners, prefer=(self.store.device, self.store.user))
+
+    def context(self, query: str, budget_tokens: int, now: datetime | None = None,
+                owners: Owners = EVERYONE) -> dict[str, Any]:
+        return recall.context(self.store, self.models.embed, query, budget_tokens, now=now,
+                              tz=recall.user_tz(self.cfg), owners=owners)
+
+    def forget(self, since: datetime | None = None, until: datetime | None = None,
+               source: str | None = None, query: str | None = None,
+               dry_run: bool = False, owners: Owners = EVERYONE) -> dict[str, Any]:
+        return recall.forget(self.store, since, until, source, query, dry_run, owners)
+
+    def optimize(self) -> None:
+        self.store.optimize()
+
+    def export_memories(self, context_rows: int = 30) -> dict[str, Any]:
+        """The `memories` table as Parquet bytes with counts, for a sync snapshot."""
+        from daemon.sync.exchange import export_memories
+
+        return export_memories(self.store, context_rows)
+
+    def import_memories(self, segments: list[bytes]) -> dict[str, Any]:
+        """Merge a peer's exported memories by id; never deletes local memory."""
+        from daemon.intake.journal import read_forgotten
+        from daemon.sync.exchange import import_memories
+
+        return import_memories(self.store, segments,
+                               read_forgotten(self.cfg.data_path / "journal.sqlite3"))
+
+    def status(self) -> dict[str, Any]:
+        return {"store": self.store.counts(), "models_loaded": self.models.loaded()}
+
+    def complete_local(self, name: str, messages: list[Any],
+                       params: dict[str, Any]) -> Any:
+        """An embedded llama.cpp model's answer (the daemon's router calls this)."""
+        return self.models.local_complete(name, messages, params)
+
+    def embed_local(self, name: str, texts: list[str]) -> list[list[float]]:
+        return self.models.local_embed(name, texts)
+
+    def close(self) -> None:
+        self.models.flush()
+        self.models.embedder.unload()
+        if self.models._chat is not None:
+            self.models._chat.unload()

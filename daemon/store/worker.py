@@ -1,0 +1,257 @@
+"""The model worker: a child process that holds the Engine and exits when idle.
+
+LanceDB, torch and llama.cpp cost several hundred MB; the daemon keeps them in this
+child only while there is work, so an idle daemon stays small. Calls travel over a pipe;
+the child serves each in its own thread, so a quick `index` or `search` is not stuck
+behind a long summary. If the child dies (OOM, a crash in native code), pending calls
+fail with a retryable error and the next call starts a new one.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import multiprocessing as mp
+import os
+import pickle
+import threading
+import time
+from concurrent.futures import Future
+from multiprocessing.connection import Connection
+from typing import Any
+
+from daemon.config import Config
+from daemon.errors import RetryableError
+
+log = logging.getLogger(__name__)
+_EXIT = "__exit__"
+
+
+def _serve(cfg: Config, conn: Connection, log_level: int) -> None:
+    """Child process: build the Engine lazily and answer calls until told to exit."""
+    from daemon.logs import setup_logging
+
+    setup_logging(log_level)
+    from daemon.store.engine import Engine
+
+    engine: Engine | None = None
+    engine_lock = threading.Lock()
+    send_lock = threading.Lock()
+
+    def answer(req_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        nonlocal engine
+        try:
+            with engine_lock:
+                if engine is None:
+                    engine = Engine(cfg)
+            result = (True, getattr(engine, method)(*args, **kwargs))
+        except Exception as exc:  # sent back to the caller, who decides
+            result = (False, _portable(exc))
+        with send_lock:
+            try:
+                conn.send((req_id, *result))
+            except Exception as exc:  # an unpicklable error: send its text instead
+                conn.send((req_id, False, RuntimeError(f"{type(exc).__name__}: {exc}")))
+
+    threads: list[threading.Thread] = []
+    while True:
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            # The daemon is gone (killed, crashed): nobody will read an answer, so leave
+            # now rather than finish a summary as an orphan. The journal still holds it.
+            os._exit(0)
+        if msg == _EXIT:
+            break
+        t = threading.Thread(target=answer, args=msg, daemon=True)
+        t.start()
+        threads = [x for x in threads if x.is_alive()] + [t]
+    for t in threads:
+        t.join(timeout=5)
+    if engine is not None:
+        engine.close()
+
+
+def _portable(exc: Exception) -> Exception:
+    """`exc` if it survives the pipe, else an error of a plain type with its text. Some
+    errors pickle but cannot be rebuilt (an `__init__` with extra required arguments):
+    unpickling one in the daemon would kill the reader and hang every pending call."""
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        plain = RetryableError if isinstance(exc, RetryableError) else RuntimeError
+        return plain(f"{type(exc).__name__}: {exc}")
+
+
+class WorkerEngine:
+    """The Engine's methods, run in the worker process; same calls as `Engine`."""
+
+    def __init__(self, cfg: Config, idle_seconds: float | None = None) -> None:
+        self.cfg = cfg
+        self.idle_seconds = cfg.models.idle_unload_seconds if idle_seconds is None else idle_seconds
+        self._ctx = mp.get_context("spawn")
+        self._lock = threading.Lock()
+        self._proc: Any = None
+        self._conn: Connection | None = None
+        self._pending: dict[int, Future[Any]] = {}
+        self._ids = itertools.count()
+        self._last = time.monotonic()
+        self._closed = False
+        self._reaper = threading.Thread(target=self._reap, name="worker-reaper", daemon=True)
+        self._reaper.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self.alive else None
+
+    def _start(self) -> None:
+        parent, child = self._ctx.Pipe()
+        proc = self._ctx.Process(target=_serve, name="memoryd-worker",
+                                 args=(self.cfg, child, logging.getLogger().level), daemon=True)
+        proc.start()
+        child.close()
+        self._proc, self._conn = proc, parent
+        threading.Thread(target=self._read, args=(parent,), name="worker-reader",
+                         daemon=True).start()
+        log.info("model worker started (pid %s)", proc.pid)
+
+    def _read(self, conn: Connection) -> None:
+        while True:
+            try:
+                req_id, ok, value = conn.recv()
+            except (EOFError, OSError):
+                break
+            except Exception:  # an answer that cannot be rebuilt here: never hang callers
+                log.exception("unreadable answer from the model worker; restarting it")
+                with self._lock:
+                    if self._conn is conn:
+                        self._stop_locked()
+                break
+            with self._lock:
+                fut = self._pending.pop(req_id, None)
+            if fut is None:
+                continue
+            if ok:
+                fut.set_result(value)
+            else:
+                fut.set_exception(value)
+        with self._lock:
+            if self._conn is conn:
+                self._conn = None
+                self._proc = None
+            lost = [f for f in self._pending.values()]
+            self._pending.clear()
+        for fut in lost:
+            fut.set_exception(RetryableError(
+                "the model worker process ended during a call (out of memory or a crash in "
+                "native code); the work stays in the journal and will be retried"))
+
+    def call(self, method: str, *args: Any, touch: bool = True, **kwargs: Any) -> Any:
+        """Run `method` in the worker; `touch=False` (status polls) leaves the idle clock
+        alone, so a tray polling status does not keep the models loaded forever."""
+        fut: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                raise RetryableError("memoryd is shutting down")
+            if self._conn is None or not self.alive:
+                self._start()
+            req_id = next(self._ids)
+            self._pending[req_id] = fut
+            assert self._conn is not None
+            self._conn.send((req_id, method, args, kwargs))
+        try:
+            return fut.result()
+        finally:
+            if touch:
+                self._last = time.monotonic()
+
+    def _reap(self) -> None:
+        while not self._closed:
+            time.sleep(min(5.0, max(self.idle_seconds / 4, 0.2)))
+            with self._lock:
+                idle = time.monotonic() - self._last
+                if self._conn is not None and not self._pending and idle >= self.idle_seconds:
+                    log.info("model worker idle for %.0f s: stopping it to free memory", idle)
+                    self._stop_locked()
+
+    def _stop_locked(self) -> None:
+        conn, proc = self._conn, self._proc
+        self._conn, self._proc = None, None
+        if conn is not None:
+            try:
+                conn.send(_EXIT)
+            except OSError:
+                pass
+        if proc is not None:
+            proc.join(timeout=10)
+            if proc.is_alive():  # stuck in native code: the journal keeps its work anyway
+                proc.kill()
+                proc.join()
+        if conn is not None:
+            conn.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._stop_locked()
+
+    # The Engine's interface, forwarded.
+    def index(self, events: list[Any]) -> int:
+        return int(self.call("index", events))
+
+    def summarize(self, events: list[Any]) -> dict[str, Any]:
+        return dict(self.call("summarize", events))
+
+    def compact(self, max_digests: int = 0) -> dict[str, Any]:
+        return dict(self.call("compact", max_digests))
+
+    def prune_events(self, older_than_days: int) -> int:
+        return int(self.call("prune_events", older_than_days))
+
+    def search(self, query: str, k: int = 10, **filters: Any) -> list[Any]:
+        return list(self.call("search", query, k, **filters))
+
+    # The read path (daemon/recall.py).
+    def recent(self, limit: int = 20, source: str | None = None, **owners: Any) -> list[Any]:
+        return list(self.call("recent", limit, source, **owners))
+
+    def timeline(self, since: Any, until: Any, source: str | None = None,
+                 **owners: Any) -> list[Any]:
+        return list(self.call("timeline", since, until, source, **owners))
+
+    def digest(self, period: str = "day", day: Any = None, **owners: Any) -> dict[str, Any]:
+        return dict(self.call("digest", period, day, **owners))
+
+    def context(self, query: str, budget_tokens: int, **kwargs: Any) -> dict[str, Any]:
+        return dict(self.call("context", query, budget_tokens, **kwargs))
+
+    def forget(self, **scope: Any) -> dict[str, Any]:
+        return dict(self.call("forget", **scope))
+
+    def optimize(self) -> None:
+        self.call("optimize")
+
+    def export_memories(self, context_rows: int = 30) -> dict[str, Any]:
+        return dict(self.call("export_memories", context_rows))
+
+    def import_memories(self, segments: list[bytes]) -> dict[str, Any]:
+        return dict(self.call("import_memories", segments))
+
+    def status(self) -> dict[str, Any]:
+        if not self.alive:
+            return {"worker": "stopped (idle)", "models_loaded": {}}
+        out = dict(self.call("status", touch=False))
+        out["worker"] = f"running (pid {self.pid})"
+        return out
+
+    # The router's way to the embedded models: the daemon never loads its own copy.
+    def complete_local(self, name: str, messages: list[Any], params: dict[str, Any]) -> Any:
+        return self.call("complete_local", name, messages, params)
+
+    def embed_local(self, name: str, texts: list[str]) -> list[list[float]]:
+        return list(self.call("embed_local", name, texts))

@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import pytest
+
+from daemon.intake.redact import redact
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIK7MDENGbPxRfiCY", "wJalrXUtnFEMIK7MDENGbPxRfiCY"),
+    ("aws key AKIAIOSFODNN7EXAMPLE in config", "AKIAIOSFODNN7EXAMPLE"),
+    ("password: correct-horse-battery", "correct-horse-battery"),
+    ("git clone https://bob:pa55w0rd@git.example.com/x.git", "pa55w0rd"),
+    ('curl -H "Authorization: Bearer abcdefghijklmnop123"', "abcdefghijklmnop123"),
+    ("OPENAI_API_KEY=sk-proj-abcdefghijklmnopqrstuvwxyz123", "sk-proj-abcdefghijklmnopqrstuvwxyz123"),
+    ("mysql --password=s3cr3t -u root", "s3cr3t"),
+    ("mysql -u root -pS3cretPw shop", "S3cretPw"),
+    ("mysqldump -h db -u app -p'hunter22' shop > dump.sql", "hunter22"),
+    ("sshpass -p hunter22 ssh deploy@host", "hunter22"),
+    ("token ghp_abcdefghijklmnopqrstuvwxyz0123456789", "ghp_abcdefghijklmnopqrstuvwxyz0123456789"),
+    ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----",
+     "b3BlbnNzaC1rZXk"),
+    ("jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U",
+     "dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U"),
+])
+def test_secrets_are_redacted(text: str, secret: str) -> None:
+    out = redact(text)
+    assert secret not in out
+    assert "[REDACTED:" in out
+
+
+@pytest.mark.parametrize("text", [
+    "my token count is high today",
+    "reset the password reset flow in auth.py",
+    "lead scoring threshold = 42",
+    "https://docs.python.org/3/library/sqlite3.html",
+    "mkdir -p build/out && ssh -p 2222 host",
+    "mysql -u root -p shop",  # -p alone asks for the password: nothing to hide
+])
+def test_ordinary_text_is_kept(text: str) -> None:
+    assert redact(text) == text
+
+
+SECRETS = {
+    "aws.env": ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMIK7MDENGbPxRfiCYzz9", "wJalrXUtnFEMIK7MDENGbPxRfiCYzz9"),
+    "deploy.sh": ("git push https://deploy:Tr0ub4dor3x@git.example.com/app.git", "Tr0ub4dor3x"),
+    "client.py": ('client = OpenAI(api_key="sk-proj-Zx81abcdefghijklmnopqrstuv")',
+                  "sk-proj-Zx81abcdefghijklmnopqrstuv"),
+    "notes.md": ("the staging password: lemur-cactus-77", "lemur-cactus-77"),
+    "id_ed25519.txt": ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAQUlNB\n"
+                       "-----END OPENSSH PRIVATE KEY-----\n", "b3BlbnNzaC1rZXktdjEAAAAQUlNB"),
+}
+
+
+def test_no_secret_reaches_the_journal_or_the_store(make_config, tmp_path) -> None:
+    from tests.conftest import run_cli
+
+    root = tmp_path / "src"
+    root.mkdir()
+    for name, (text, _) in SECRETS.items():
+        (root / name).write_text(f"{text}\nordinary words about the quarterly plan\n")
+    cfg = make_config([root], pipeline={"summarize": False})
+    run_cli(cfg, "ingest", "--once")
+    data = tmp_path / "data"
+    from daemon.store.lance import Store
+
+    rows = Store(data / "store", 384, "all-minilm-l6-v2").events.to_arrow().to_pylist()
+    stored = "\n".join(f"{r['subject']}\n{r['title']}\n{r['text']}\n{r['doc']}" for r in rows)
+    journal_bytes = b"".join(p.read_bytes() for p in data.glob("journal.sqlite3*"))
+    assert len(rows) == len(SECRETS) and stored.count("quarterly plan") >= len(SECRETS)
+    assert b"quarterly plan" in journal_bytes  # both places hold the content...
+    for name, (_, secret) in SECRETS.items():  # ...and neither holds a secret
+        assert secret not in stored, f"the secret from {name} reached the store"
+        assert secret.encode() not in journal_bytes, f"the secret from {name} was journaled"
+
+
+def test_a_secret_after_another_redacted_one_is_still_found() -> None:
+    # each replacement shifts the text: the key=value pass must look at the new offsets
+    text = ("deploy notes\nAWS_ACCESS_KEY_ID AKIAZ3MEMORYDTEST777\n"
+            "password = hunter2bucketleak\ntoken: 9f8e7d6c5b4a3210\n")
+    out = redact(text)
+    for secret in ("AKIAZ3MEMORYDTEST777", "hunter2bucketleak", "9f8e7d6c5b4a3210"):
+        assert secret not in out, out
+    assert out.startswith("deploy notes\n") and out.count("[REDACTED:") == 3

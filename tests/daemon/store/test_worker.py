@@ -1,0 +1,88 @@
+"""The model worker process: it leaves when idle and recovers when killed."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from daemon.config import load_config
+from daemon.errors import RetryableError
+from daemon.store.worker import WorkerEngine
+
+
+def test_worker_exits_when_idle_and_comes_back_after_a_crash(make_config, tmp_path: Path) -> None:
+    cfg = load_config(make_config())
+    w = WorkerEngine(cfg, idle_seconds=3)
+    try:
+        assert not w.alive
+        assert w.status()["worker"] == "stopped (idle)"  # asking status starts nothing
+        assert not w.alive
+        assert w.call("status")["store"] == {"events": 0, "memories": 0}
+        first = w.pid
+        assert first is not None
+        deadline = time.monotonic() + 20
+        while w.alive and time.monotonic() < deadline:
+            w.status()  # polling status (as a tray does) must not keep the worker alive
+            time.sleep(0.2)
+        assert not w.alive, "the idle worker should have exited"
+        assert _gone(first, seconds=30), "the idle worker's process should be gone"
+
+        # kill the worker in the middle of a call: the caller gets a retryable error
+        w.call("status")
+        victim = w.pid
+        assert victim is not None
+        threading.Timer(1.0, os.kill, (victim, signal.SIGKILL)).start()
+        with pytest.raises(RetryableError, match="will be retried"):
+            w.search("anything at all", 3)  # loads the embedder: takes longer than 1 s
+        assert w.call("status")["store"]["events"] == 0  # a fresh worker answers
+        assert w.pid != victim
+    finally:
+        w.close()
+
+
+def _gone(pid: int, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+ORPHAN = r"""
+import sys, time
+from daemon.config import load_config
+from daemon.store.worker import WorkerEngine
+w = WorkerEngine(load_config(sys.argv[1]), idle_seconds=600)
+w.call("status")
+import threading
+threading.Thread(target=w.search, args=("anything", 3), daemon=True).start()  # in flight
+time.sleep(0.5)
+print(w.pid, flush=True)
+time.sleep(600)
+"""
+
+
+def test_the_worker_does_not_outlive_a_killed_daemon(make_config) -> None:
+    import subprocess
+    import sys
+
+    parent = subprocess.Popen([sys.executable, "-c", ORPHAN, str(make_config())],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        worker_pid = int(parent.stdout.readline())
+        os.kill(worker_pid, 0)  # running
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        # it leaves at once, not after finishing the call in flight (~6 s of model loading)
+        assert _gone(worker_pid, seconds=3), "the worker kept running after its daemon died"
+    finally:
+        if parent.poll() is None:
+            parent.kill()
