@@ -40,6 +40,7 @@ class MemoryService:
     pause: PauseState | None = None
     intake: Sink | None = None  # the privacy gate in front of the journal, for pushed events
     sync: Any = None  # daemon.sync.service.SyncService (the daemon sets it)
+    pipeline: Any = None  # daemon.pipeline.steps.Pipeline: each stage's backlog, rate, ETA
 
     def search(self, query: str, k: int = 10, source: str | None = None,
                since: datetime | None = None, until: datetime | None = None,
@@ -134,6 +135,8 @@ class MemoryService:
                 "cursors": self.journal.cursors(),
             },
         }
+        if self.pipeline is not None:
+            out["pipeline"] = self.pipeline.status()
         if deep:
             try:
                 out["engine"] = self.engine.status()

@@ -32,6 +32,9 @@ class Engine:
         self.models = ModelCalls(cfg)
         self._store: Store | None = None
         self._opening = threading.Lock()
+        self.refresh_seconds: float | None = None  # local reads: None never re-check commits
+        # How a query becomes a vector; the resident reader swaps in its torch-free one.
+        self.query_embed = self.models.embed
 
     @property
     def store(self) -> Store:
@@ -40,7 +43,7 @@ class Engine:
         with self._opening:
             if self._store is None:
                 self._store = open_store(self.cfg, self.models.embedder.dimensions,
-                                         self.cfg.models.embedder)
+                                         self.cfg.models.embedder, self.refresh_seconds)
             return self._store
 
     def index(self, events: list[Event]) -> int:
@@ -171,7 +174,7 @@ class Engine:
                users: tuple[str, ...] | None = None) -> list[Hit]:
         """Hybrid search; a time expression in the query becomes the range (daemon/recall).
         `devices` and `users` restrict whose rows are searched (None: anyone's)."""
-        return recall.search(self.store, self.models.embed, query, k,
+        return recall.search(self.store, self.query_embed, query, k,
                              Filters(source=source, since=since, until=until, kind=kind,
                                      project=project, level=level, devices=devices,
                                      users=users),
@@ -195,7 +198,7 @@ class Engine:
 
     def context(self, query: str, budget_tokens: int, now: datetime | None = None,
                 owners: Owners = EVERYONE) -> dict[str, Any]:
-        return recall.context(self.store, self.models.embed, query, budget_tokens, now=now,
+        return recall.context(self.store, self.query_embed, query, budget_tokens, now=now,
                               tz=recall.user_tz(self.cfg), owners=owners)
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
