@@ -4,7 +4,7 @@ points the wrong way fails with its module:line.
 
 The layers, from the bottom:
     collectors/ models/                 know nothing of daemon/ (models/ not even collectors/)
-    daemon.config errors logs owners    the base every package may use
+    daemon.config errors logs owners backoff sqlite_migrations   the base every package uses
     daemon.intake                       journal, collection, privacy: the base and collectors/
     pipeline store recall routing approvals sync   the features; their cores never reach up
                                         into the edges (api, cli, desktop); only a feature's
@@ -22,7 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("daemon", "collectors", "models")
-BASE = {"daemon.config", "daemon.errors", "daemon.logs", "daemon.owners"}
+BASE = {"daemon.config", "daemon.errors", "daemon.logs", "daemon.owners", "daemon.backoff",
+        "daemon.sqlite_migrations"}
 FEATURES = ("daemon.pipeline", "daemon.store", "daemon.recall", "daemon.routing",
             "daemon.approvals", "daemon.sync")
 EDGES = ("daemon.api", "daemon.cli", "daemon.desktop", "daemon.runner")
@@ -88,7 +89,7 @@ def _wrong_way(a: Arrow) -> str | None:
     if _in(a.source, "models") and _in(a.target, "collectors"):
         return "models/ never imports collectors/"
     if _in(a.source, *BASE) and not _in(a.target, *BASE):
-        return "config, errors, logs and owners import only each other"
+        return "the base (config, errors, logs, owners, ...) imports only itself"
     if _in(a.source, "daemon.intake") and _in(a.target, "daemon") and not _in(
             a.target, "daemon.intake", *BASE):
         return "daemon.intake imports only the base (and collectors/)"

@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from daemon import backoff
 from daemon.config import RouterConfig
 from daemon.routing.breaker import CLOSED, HALF_OPEN, Breaker
 from daemon.routing.planning import Ask, NoRoute, Plan, decide, prompt_chars
@@ -250,7 +251,7 @@ class Router:
             memory_used=ask.memory_used, tools=tools))
 
     async def _backoff(self, attempt_pass: int) -> None:
-        await asyncio.sleep(self.cfg.backoff_seconds * (2 ** (attempt_pass - 1)))
+        await asyncio.sleep(backoff.delay(self.cfg.backoff_seconds, attempt_pass))
 
     async def complete(self, body: dict[str, Any], ask: Ask,
                        names: list[str] | None = None) -> Routed:
