@@ -23,6 +23,7 @@ from collectors.base import Batch, Event, Sink
 from collectors.gitignore import GitIgnore
 
 if TYPE_CHECKING:
+    from watchdog.events import FileSystemEventHandler
     from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,7 @@ class FilesCollector:
     _stop: threading.Event = field(default_factory=threading.Event)
     _flusher: threading.Thread | None = None
     _sink: Sink | None = None
-    _handler: object | None = None
+    _handler: FileSystemEventHandler | None = None
     _unwatched: list[Path] = field(default_factory=list)
     _git: GitIgnore = field(default_factory=GitIgnore)
     _moves: dict[str, str] = field(default_factory=dict)  # destination -> source
@@ -233,7 +234,7 @@ class FilesCollector:
         self._flusher.start()
 
     def _watch(self, root: Path) -> None:
-        assert self._observer is not None, "start() creates the observer before watching"
+        assert self._observer is not None and self._handler is not None, "start() first"
         try:
             self._observer.schedule(self._handler, str(root), recursive=True)
         except OSError as exc:

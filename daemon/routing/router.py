@@ -30,7 +30,7 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -191,7 +191,7 @@ async def _drain(events: AsyncIterator[bytes], got: list[bytes], timeout: float)
             return
 
 
-async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
+async def _replay(events: list[bytes]) -> AsyncGenerator[bytes, None]:
     for event in events:
         yield event
 
@@ -317,13 +317,13 @@ class Router:
                     await _drain(events, got, profile.timeout_seconds)
             except (UpstreamError, TimeoutError, StopAsyncIteration) as exc:
                 sem.release()
-                await events.aclose()  # type: ignore[attr-defined]
+                await events.aclose()
                 trail.failed(name, started, exc)
                 continue
             except BaseException:
                 sem.release()
                 breaker.release()
-                await events.aclose()  # type: ignore[attr-defined]
+                await events.aclose()
                 raise
             if not buffer:
                 trail.attempts.append({"model": name, "outcome": "ok", "error": ""})
@@ -331,7 +331,7 @@ class Router:
                     trail.rid, ask, name, events, got[0], started, ttft, trail.depth, sem, body),
                     trail.attempts, trail.depth, trail.rid)
             sem.release()  # the upstream is done; the replay holds no slot
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
             breaker.success()
             fault = check_tool_calls(body, message_from_events(got))
             if fault is not None:
@@ -344,7 +344,7 @@ class Router:
                 None, body), trail.attempts, trail.depth, trail.rid)
         raise trail.all_failed()
 
-    async def _relay(self, rid: str, ask: Ask, name: str, events: AsyncIterator[bytes],
+    async def _relay(self, rid: str, ask: Ask, name: str, events: AsyncGenerator[bytes, None],
                      first: bytes, started: float, ttft: float, depth: int,
                      sem: asyncio.Semaphore | None,
                      body: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -384,7 +384,7 @@ class Router:
             tout = int((usage or {}).get("completion_tokens") or max(0, chunks - 2))
             self._record(rid, ask, name, profile, started, outcome, error, depth, tin, tout,
                          ttft, int(offers_tools(body)))
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
     async def embed(self, texts: list[str], model: str = "auto",
                     route: str = "api") -> tuple[str, list[list[float]]]:
