@@ -93,7 +93,8 @@ def render_launchd(cfg: Config) -> str:
     """Given the config, return the launchd agent's plist that runs this memoryd with it."""
     args = f"<string>--config</string><string>{cfg.source}</string>" if cfg.source else ""
     text = template("dev.memoryd.plist").replace("@EXEC@", _exe())
-    return text.replace("@CONFIG_ARGS@", args).replace("@LOG@", str(cfg.data_path / "memoryd.log"))
+    text = text.replace("@CONFIG_ARGS@", args)
+    return text.replace("@LOG@", str(cfg.data_path / "memoryd.log"))
 
 
 def install(cfg: Config, start: bool) -> str:

@@ -182,11 +182,12 @@ def _check_tools_request(body: dict[str, Any]) -> None:
         raise NoRoute(problem, 400, "invalid_request")
 
 
-async def _drain(events: AsyncIterator[bytes], got: list[bytes], timeout: float) -> None:
-    """Read the rest of a stream into `got` (each event within `timeout` seconds)."""
+async def _drain(events: AsyncIterator[bytes], got: list[bytes],
+                 each_seconds: float) -> None:
+    """Read the rest of a stream into `got` (each event within `each_seconds`)."""
     while True:
         try:
-            got.append(await asyncio.wait_for(events.__anext__(), timeout))
+            got.append(await asyncio.wait_for(events.__anext__(), each_seconds))
         except StopAsyncIteration:
             return
 

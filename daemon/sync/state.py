@@ -138,5 +138,4 @@ class SyncState:
         return {"op": op, "at": _iso(ts), "reason": reason}
 
     def refusal_counts(self) -> dict[str, int]:
-        return {t: n for t, n in self._exec(
-            "SELECT target, count(*) FROM refusals GROUP BY target")}
+        return dict(self._exec("SELECT target, count(*) FROM refusals GROUP BY target"))
