@@ -57,6 +57,9 @@ def _env(tmp: Path) -> dict[str, str]:
         "MEMORYD_WHEEL_CACHE": str(tmp / "wheels"),  # uninstall removes it: never the real one
         "PYTHON": sys._base_executable,  # type: ignore[attr-defined]
     })
+    for conf in (Path.home() / ".config" / "pip" / "pip.conf", Path.home() / ".pip" / "pip.conf"):
+        if conf.is_file() and "PIP_CONFIG_FILE" not in env:  # the user's index, kept
+            env["PIP_CONFIG_FILE"] = str(conf)
     return env
 
 
