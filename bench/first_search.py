@@ -31,7 +31,7 @@ import psutil
 import tomli_w
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from bench.common import machine, write_result  # noqa: E402
+from bench.common import machine, write_result
 
 MB = 1024 * 1024
 

@@ -215,6 +215,14 @@ def cmd_models(cfg: Config, args: argparse.Namespace) -> int:
     print(f"summarizer {cfg.models.summarizer}: {gguf} (verified)")
     folder = embedder_path(cfg.models.embedder)
     print(f"embedder   {cfg.models.embedder}: {folder} (verified)")
+    if cfg.search.resident_reader and cfg.search.query_embedder != "router":
+        from models import onnx_embed
+        from models.assets import manifest
+
+        if cfg.models.embedder in manifest()["embedder"]:  # once, for the resident reader
+            out = onnx_embed.ensure_export(
+                folder, onnx_embed.export_dir(cfg.models_path, cfg.models.embedder, folder))
+            print(f"query embedder (ONNX, no torch): {out}")
     log.info("models checked in %.1f s", time.monotonic() - started)
     return 0
 

@@ -29,7 +29,11 @@ def progress_printer(stream: TextIO | None = None) -> tuple[Show, Callable[[], N
             b.n = done
             b.refresh()
 
-        return bar, lambda: [b.close() for b in bars.values()] and None
+        def close() -> None:
+            for b in bars.values():
+                b.close()
+
+        return bar, close
 
     last: dict[str, float] = {}
 
