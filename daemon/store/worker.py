@@ -111,7 +111,9 @@ class WorkerEngine:
         self._lock = threading.Lock()
         self._proc: Any = None
         self._conn: Connection | None = None
-        self._pending: dict[int, Future[Any]] = {}
+        # each call's future and the pipe it went down: a pipe that ends fails only its own
+        # calls, never those already sent to the next worker
+        self._pending: dict[int, tuple[Future[Any], Connection]] = {}
         self._ids = itertools.count()
         self._last = time.monotonic()
         self._closed = False
@@ -152,7 +154,7 @@ class WorkerEngine:
                         self._stop_locked()
                 break
             with self._lock:
-                fut = self._pending.pop(req_id, None)
+                fut = self._pending.pop(req_id, (None, conn))[0]
             if fut is None:
                 continue
             if ok:
@@ -163,9 +165,9 @@ class WorkerEngine:
             if self._conn is conn:
                 self._conn = None
                 self._proc = None
-            lost = list(self._pending.values())
-            self._pending.clear()
-        for fut in lost:
+            lost = [r for r, (_, c) in self._pending.items() if c is conn]
+            lost_futures = [self._pending.pop(r)[0] for r in lost]
+        for fut in lost_futures:
             fut.set_exception(RetryableError(
                 "the model worker process ended during a call (out of memory or a crash in "
                 "native code); the work stays in the journal and will be retried"))
@@ -180,8 +182,8 @@ class WorkerEngine:
             if self._conn is None or not self.alive:
                 self._start()
             req_id = next(self._ids)
-            self._pending[req_id] = fut
             assert self._conn is not None
+            self._pending[req_id] = (fut, self._conn)
             self._conn.send((req_id, method, args, kwargs))
         try:
             return fut.result()

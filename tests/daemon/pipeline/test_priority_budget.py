@@ -8,6 +8,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
+
 from collectors.base import Batch, Event
 from daemon.config import load_config
 from daemon.intake.journal import Journal
@@ -35,10 +37,29 @@ def _session(day: datetime, what: str) -> list[Event]:
                       ts=day + timedelta(seconds=30 * i)) for i in range(3)]
 
 
-def test_newest_chunks_are_summarized_first(make_config) -> None:
+class RecordingFake:
+    """A fake at the engine seam: records the order, summarizes nothing."""
+
+    def __init__(self) -> None:
+        self.order: list[datetime] = []
+
+    def index(self, events: list[Event]) -> int:
+        return len(events)
+
+    def summarize(self, events: list[Event]) -> dict[str, Any]:
+        self.order.append(max(e.ts for e in events))
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("real", [
+    False, pytest.param(True, marks=pytest.mark.slow)])  # real: 3 summaries by the 0.5B
+def test_newest_chunks_are_summarized_first(make_config, real: bool) -> None:
     cfg = load_config(make_config(pipeline={"chunk_close_after_seconds": 1}))
     journal = Journal(cfg.data_path / "journal.sqlite3")
-    engine = RecordingEngine(cfg)
+    engine: Any = RecordingEngine(cfg) if real else RecordingFake()
     pipeline = Pipeline(cfg, journal, engine)
     now = datetime.now(UTC)
     days = [now - timedelta(days=40), now - timedelta(days=3), now - timedelta(minutes=30)]
@@ -84,12 +105,12 @@ class BurningEngine:
 
 
 def test_summaries_stay_inside_the_cpu_budget(make_config) -> None:
-    cfg = load_config(make_config(compaction={"max_cpu_percent": 20},
+    cfg = load_config(make_config(compaction={"max_cpu_percent": 5},
                                   pipeline={"chunk_max_events": 2}))
     journal = Journal(cfg.data_path / "journal.sqlite3")
     engine = BurningEngine(cpu=0.3)
     pipeline = Pipeline(cfg, journal, engine)  # type: ignore[arg-type]
-    pipeline.budget = CpuBudget(20, cores=1)  # 20 % of one core, whatever the box has
+    pipeline.budget = CpuBudget(5, cores=1)  # 5 % of one core, whatever the box has
     old = datetime.now(UTC) - timedelta(hours=2)
     journal.append(Batch("shell", [
         Event.new(source="shell", kind="shell.command", subject=f"make {i}",
@@ -100,8 +121,9 @@ def test_summaries_stay_inside_the_cpu_budget(make_config) -> None:
         pipeline.summary_step()
         time.sleep(0.05)
     share = (_tree_cpu() - c0) / (time.monotonic() - t0) * 100
-    assert engine.calls >= 2, "the budget must let work through"
-    assert share <= 20 * 1.5, f"{share:.0f} % of a core used with a 20 % budget"
+    # 0.3 CPU s a summary at 5 % of a core: one at once, the next ~6 s later, no more
+    assert 2 <= engine.calls <= 3, engine.calls
+    assert share <= 15, f"{share:.0f} % of a core used with a 5 % budget"
     # without the budget (`ingest --once`), the same work runs back to back
     pipeline.budget = CpuBudget(0)
     before = engine.calls
