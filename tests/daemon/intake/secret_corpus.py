@@ -107,7 +107,7 @@ class Case:
 
 
 def _channel(name: str, written: str) -> str:
-    if name.startswith("url-") or name == "slack-webhook":
+    if name.startswith("url-"):
         return "browser"
     if name in ("curl-u", "docker-login", "twine-p") or name.endswith("-url"):
         return "shell"
@@ -129,7 +129,11 @@ def corpus() -> list[Case]:
         if channel == "events" and not name.endswith("-header") and "assignment" not in name:
             channel = spread[i % 3]
         if channel == "shell" and not written.startswith(("curl", "docker", "twine")):
-            written = f"printf %s {written} | xclip -selection clipboard" if "://" not in \
-                written else f"psql '{written}' -c 'select 1'"
+            if written.startswith("https://"):
+                written = f"curl -s -X POST -d @payload.json {written}"
+            elif "://" in written:
+                written = f"psql '{written}' -c 'select 1'"
+            else:
+                written = f"printf %s {written} | xclip -selection clipboard"
         out.append(Case(name, channel, written, secret))
     return out
