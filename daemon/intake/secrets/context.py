@@ -32,7 +32,7 @@ def key_values(text: str) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
     The key is found from its word outwards (str.find is fast, an IGNORECASE alternation
     scan is not) and matched from its first character, so `api_key=` and
     `AWS_SECRET_ACCESS_KEY=` are whole keys, never a tail of one."""
-    lower = text.lower()
+    lower = same_length_lower(text)
     starts: set[int] = set()
     for word in _STRONG + _WEAK:
         i = lower.find(word)
@@ -58,6 +58,15 @@ def key_values(text: str) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
         if not _keep(m.group(group), strong, m.group("sep")):
             spans.append(m.span(group))
     return spans, lines
+
+
+def same_length_lower(text: str) -> str:
+    """`text.lower()` with every offset kept: "İ".lower() is two characters, and offsets
+    found in the lowered text index the original."""
+    lower = text.lower()
+    if len(lower) == len(text):
+        return lower
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
 
 
 def _keep(value: str, strong: bool, sep: str) -> bool:
@@ -130,11 +139,22 @@ FLAGS = (
 
 # -- URLs --------------------------------------------------------------------------------
 
-# scheme://user:password@host (databases, caches, queues, git remotes, proxies); the
-# password may hold '@' (taken up to the last '@' before the host)
-URL_USERINFO = regex_rule(
-    "url-credentials", ("://",),
-    r"(?i)\b[a-z][a-z0-9+.-]*://[^\s/:@?#]*:(?P<secret>[^\s/?#]+)@", group="secret")
+# scheme://user:password@host (databases, caches, queues, git remotes, proxies). Pasted
+# passwords are often not percent-encoded: one may hold "@" (taken to the last "@" before
+# the path) or "/" (taken to the first "@"); both readings are redacted.
+_USERINFO_AT = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s/:@?#]*:(?P<secret>[^\s/?#]+)@")
+_USERINFO_SLASH = re.compile(r"(?i)\b[a-z][a-z0-9+.-]*://[^\s/:@?#]*:(?P<secret>[^\s@]+)@")
+_PORT = re.compile(r"\d{1,5}(?:[/?#]|$)")
+
+
+def _userinfo(text: str) -> list[tuple[int, int]]:
+    out = [m.span("secret") for m in _USERINFO_AT.finditer(text)]
+    out += [m.span("secret") for m in _USERINFO_SLASH.finditer(text)
+            if not _PORT.match(m.group("secret"))]  # host:8080/path?mail=a@b is no password
+    return out
+
+
+URL_USERINFO = Rule("url-credentials", ("://",), _userinfo)
 
 _QUERY_KEYS = (r"(?:[\w.-]*(?:token|secret|passw|pwd|api[_-]?key|apikey|signature|credential"
                r"|session|auth)[\w.-]*|code|key|sig|sid|jwt|otp|ticket|hash)")

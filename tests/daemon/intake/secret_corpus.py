@@ -1,3 +1,4 @@
+# ruff: noqa: E501  (a table of formats reads better one per line)
 """Secrets in the formats people really hold, each in the place it is really found.
 
 `SECRETS` are (name, channel, text, secret): `text` holds `secret` where a shell command,

@@ -99,7 +99,7 @@ def run_corpus(tmp: Path, models: Path, code: Path = ROOT
     shells = _write_shells(home, by["shell"])
     root = tmp / "src"
     (root / "notes").mkdir(parents=True)
-    for i, c in enumerate(by["files"]):
+    for c in by["files"]:
         name = c.name.split(":", 1)[1] if c.name.startswith("secret-file:") \
             else f"notes/{c.name}.txt"
         (root / name).write_text(c.text + "\nordinary words about the quarterly plan\n")
