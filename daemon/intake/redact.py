@@ -59,6 +59,14 @@ _SECRET_KEY = re.compile(
     r"|credentials?|session[_-]?id)(?:$|[_.-])|^(?:x-)?(?:api|auth)[_-]?(?:key|token)$")
 
 
+_KEY_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "cred", "session")
+
+
+def _secret_key(key: str) -> bool:
+    lower = key.lower()
+    return any(w in lower for w in _KEY_WORDS) and _SECRET_KEY.search(key) is not None
+
+
 def redact_attrs(value: Any, text: Any = redact) -> Any:
     """`value` (an event's attrs) with every string passed through `text` (redact), and
     the whole value of a key that names a credential ("password", "Authorization",
@@ -69,8 +77,8 @@ def redact_attrs(value: Any, text: Any = redact) -> Any:
         out: dict[Any, Any] = {}
         for k, v in value.items():
             key = text(k) if isinstance(k, str) and len(k) > 16 else k
-            if isinstance(k, str) and isinstance(v, (str, int, float)) and v != "" \
-                    and not isinstance(v, bool) and _SECRET_KEY.search(k):
+            if isinstance(v, str | int | float) and v != "" and not isinstance(v, bool) \
+                    and isinstance(k, str) and _secret_key(k):
                 out[key] = "[REDACTED:secret]"
             else:
                 out[key] = redact_attrs(v, text)

@@ -34,7 +34,7 @@ def key_values(text: str) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
     `AWS_SECRET_ACCESS_KEY=` are whole keys, never a tail of one."""
     lower = same_length_lower(text)
     starts: set[int] = set()
-    for word in _STRONG + _WEAK:
+    for word in KEY_TRIGGERS:  # every strong word holds one of them
         i = lower.find(word)
         while i != -1:
             start = i
@@ -52,10 +52,12 @@ def key_values(text: str) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
         strong = any(w in key for w in _STRONG) or _PASS.fullmatch(key) is not None
         if not strong and not any(w in key for w in _WEAK):
             continue
-        end = text.find("\n", start)
-        lines.add((text.rfind("\n", 0, start) + 1, len(text) if end == -1 else end))
         group = "quoted" if m.group("quoted") is not None else "bare"
-        if not _keep(m.group(group), strong, m.group("sep")):
+        value = m.group(group)
+        if strong or looks_secret(value):  # the plugin's patterns, where they can matter
+            end = text.find("\n", start)
+            lines.add((text.rfind("\n", 0, start) + 1, len(text) if end == -1 else end))
+        if not _keep(value, strong, m.group("sep")):
             spans.append(m.span(group))
     return spans, lines
 
@@ -90,7 +92,7 @@ def looks_secret(value: str) -> bool:
     return letters > 0 and others > 0 and not value.replace(".", "").isdigit()
 
 
-KEY_TRIGGERS = _STRONG + _WEAK
+KEY_TRIGGERS = ("pass", "pwd", "secret", "token", "cred", "key", "auth", "sig")
 
 # -- headers -----------------------------------------------------------------------------
 
@@ -160,7 +162,10 @@ _QUERY_KEYS = (r"(?:[\w.-]*(?:token|secret|passw|pwd|api[_-]?key|apikey|signatur
                r"|session|auth)[\w.-]*|code|key|sig|sid|jwt|otp|ticket|hash)")
 _QUERY = regex_finder(re.compile(
     r"(?i)[?&#;]" + _QUERY_KEYS + r"=(?P<secret>[^&#\s\"'<>]{3,})"), "secret")
-URL_QUERY = Rule("url-credentials", ("?", "&", "#"),
+# triggers: the parameter names _QUERY_KEYS can match, with their "=" where they are short
+URL_QUERY = Rule("url-credentials", ("token", "secret", "passw", "pwd", "key", "signature",
+                                     "credential", "session", "auth", "code=", "sig=",
+                                     "sid=", "jwt=", "otp=", "ticket=", "hash="),
                  lambda text: _QUERY(text) if "=" in text else ())
 
 

@@ -10,7 +10,7 @@ import re
 
 from daemon.intake.secrets.rules import Rule, regex_rule
 
-_B = r"(?<![A-Za-z0-9_])"  # a token starts at a word edge
+_B = ""  # a token starts at a word edge: checked after the match (see regex_rule)
 _E = r"(?![A-Za-z0-9_])"
 
 # (kind, triggers, pattern)
@@ -28,7 +28,6 @@ _FORMATS: tuple[tuple[str, tuple[str, ...], str], ...] = (
      _B + r"(?:xox[a-z]-[A-Za-z0-9-]{10,}|xapp-\d-[A-Za-z0-9-]{20,})"),
     ("stripe-key", ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"),
      _B + r"(?:[sr]k_(?:live|test)_[A-Za-z0-9]{16,}|whsec_[A-Za-z0-9]{24,})"),
-    ("twilio-key", ("sk",), _B + r"SK[0-9a-f]{32}" + _E),
     ("sendgrid-key", ("sg.",), _B + r"SG\.[A-Za-z0-9_-]{16,}\.[A-Za-z0-9_-]{16,}"),
     ("mailgun-key", ("key-",), _B + r"key-[0-9a-f]{32}" + _E),
     ("npm-token", ("npm_",), _B + r"npm_[A-Za-z0-9]{36}" + _E),
@@ -60,7 +59,7 @@ _FORMATS: tuple[tuple[str, tuple[str, ...], str], ...] = (
 
 
 def format_rules() -> tuple[Rule, ...]:
-    return tuple(regex_rule(kind, trig, pattern) for kind, trig, pattern in _FORMATS)
+    return tuple(regex_rule(kind, trig, pattern, edge=True) for kind, trig, pattern in _FORMATS)
 
 
 # The whole block, of every kind (RSA, EC, DSA, OPENSSH, PGP, ENCRYPTED, SSH2), to its END
