@@ -12,7 +12,7 @@ over keeping a harmless string that looks like one.
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from daemon.intake.secrets.rules import RuleSet, Span, merge
@@ -36,11 +36,22 @@ def find(text: str) -> list[Span]:
     return merge(rules().spans(text))
 
 
+# Short strings known to hold no secret: paths, roots, titles and attrs values repeat
+# across events (every save of a file, every event of a root). Only clean strings are
+# kept, so no secret lingers here; the set is emptied when full.
+_CLEAN: set[str] = set()
+_CLEAN_MAX, _CLEAN_LEN = 8192, 256
+
+
 def redact(text: str) -> str:
-    if len(text) < SHORTEST:
+    if len(text) < SHORTEST or text in _CLEAN:
         return text
     spans = find(text)
     if not spans:
+        if len(text) <= _CLEAN_LEN:
+            if len(_CLEAN) >= _CLEAN_MAX:
+                _CLEAN.clear()
+            _CLEAN.add(text)
         return text
     out: list[str] = []
     end = 0
@@ -62,6 +73,7 @@ _SECRET_KEY = re.compile(
 _KEY_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "cred", "session")
 
 
+@lru_cache(maxsize=4096)  # attrs keys repeat: "size", "root", "headers", ...
 def _secret_key(key: str) -> bool:
     lower = key.lower()
     return any(w in lower for w in _KEY_WORDS) and _SECRET_KEY.search(key) is not None

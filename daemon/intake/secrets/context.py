@@ -27,7 +27,8 @@ _PLACEHOLDERS = ("none", "null", "true", "false", "undefined", "required", "opti
 
 def key_values(text: str) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
     """Spans of values after `key=`, `key: `, `"key": "v"`, `KEY v` where the key holds a
-    secret-naming word, and the lines (start, end) holding such an assignment.
+    secret-naming word, and the lines (start, end) where such an assignment was kept
+    though its key or value says "secret" (for a second opinion).
 
     The key is found from its word outwards (str.find is fast, an IGNORECASE alternation
     scan is not) and matched from its first character, so `api_key=` and
@@ -37,10 +38,13 @@ def key_values(text: str) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
     for word in KEY_TRIGGERS:  # every strong word holds one of them
         i = lower.find(word)
         while i != -1:
-            start = i
-            while start > 0 and lower[start - 1] in _IDENT:
-                start -= 1
-            starts.add(start)
+            # an assignment must follow the word's identifier (cheap, in C) before the
+            # identifier's start is looked for (a loop in Python)
+            if _ASSIGN.match(text, i) is not None:
+                start = i
+                while start > 0 and lower[start - 1] in _IDENT:
+                    start -= 1
+                starts.add(start)
             i = lower.find(word, i + len(word))
     spans: list[tuple[int, int]] = []
     lines: set[tuple[int, int]] = set()
@@ -54,11 +58,13 @@ def key_values(text: str) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
             continue
         group = "quoted" if m.group("quoted") is not None else "bare"
         value = m.group(group)
-        if strong or looks_secret(value):  # the plugin's patterns, where they can matter
-            end = text.find("\n", start)
-            lines.add((text.rfind("\n", 0, start) + 1, len(text) if end == -1 else end))
         if not _keep(value, strong, m.group("sep")):
             spans.append(m.span(group))
+        elif strong or looks_secret(value):
+            # kept, though the key or the value says "secret": a line for the second
+            # opinion (detect-secrets' keyword patterns, which are costly to run)
+            end = text.find("\n", start)
+            lines.add((text.rfind("\n", 0, start) + 1, len(text) if end == -1 else end))
     return spans, lines
 
 

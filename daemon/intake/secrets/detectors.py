@@ -156,7 +156,7 @@ def _entropy_rule() -> Rule:
     hexp = _plugins()["HexHighEntropyString"]()  # type: ignore[operator]
     # the plugin's own quoted-string pattern over its charset, from 20 characters: shorter
     # ones cannot pass 4.5 bits/char, and a quoted run never spans a line
-    quoted = re.compile(r"(['\"])([" + re.escape(b64.charset) + r"]{20,})\1")
+    quoted = re.compile(r"(['\"])([" + re.escape(b64.charset) + r"]{20,}+)\1")  # no backtracking
 
     def find(text: str) -> Iterable[tuple[int, int]]:
         for m in quoted.finditer(text):
