@@ -92,8 +92,12 @@ def redact_attrs(value: Any, text: Any = redact) -> Any:
             if isinstance(v, str | int | float) and v != "" and not isinstance(v, bool) \
                     and isinstance(k, str) and _secret_key(k):
                 out[key] = "[REDACTED:secret]"
-            else:
+            elif isinstance(v, str):
+                out[key] = text(v)
+            elif isinstance(v, dict | list | tuple):
                 out[key] = redact_attrs(v, text)
+            else:
+                out[key] = v
         return out
     if isinstance(value, (list, tuple)):
         return [redact_attrs(v, text) for v in value]

@@ -49,7 +49,6 @@ _CASED = {"TwilioKeyDetector"}
 
 KEYWORD_TRIGGERS = ("key", "pass", "pwd", "secret", "contras")
 _KEYED = ("key", "token", "secret", "pass", "auth", "sig")
-_B64 = frozenset(string.ascii_letters + string.digits + "+/-_=")
 
 
 _MODULES = {"AWSKeyDetector": "aws", "AzureStorageKeyDetector": "azure_storage_key",

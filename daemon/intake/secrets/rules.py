@@ -46,6 +46,7 @@ class RuleSet:
                             if len(t) == 1 and not cased)
         # case-sensitive triggers are few ("AC", "SK"): `in` is cheaper than a second pass
         self._cased = tuple((t, tuple(ix)) for (t, cased), ix in by.items() if cased)
+        self._plain = self._chars + self._cased  # asked with `in` on the text as it is
         self._lower = ahocorasick.Automaton()
         for (t, cased), ix in by.items():
             if len(t) > 1 and not cased:
@@ -56,8 +57,7 @@ class RuleSet:
 
     def spans(self, text: str) -> list[Span]:
         found = [ix for _, ix in self._lower.iter(text.lower())]
-        found += [ix for t, ix in self._chars if t in text]
-        found += [ix for t, ix in self._cased if t in text]
+        found += [ix for t, ix in self._plain if t in text]
         out: list[Span] = []
         for rule in self._always:
             out += rule.spans(text)
