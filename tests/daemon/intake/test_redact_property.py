@@ -58,7 +58,7 @@ def placed(draw: st.DrawFn) -> tuple[str, Event, str]:
     return f"{name}@{where}", ev, secret
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(placed(), min_size=1, max_size=4))
 def test_no_embedded_secret_reaches_the_journal(cases: list[tuple[str, Event, str]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:

@@ -190,7 +190,7 @@ def _scan(data: Path, all_cases: list[Case]) -> list[Leak]:
     return leaks
 
 
-@pytest.mark.slow
+@pytest.mark.timeout(600)
 @pytest.mark.skipif(chromium_binary() is None, reason="needs chromium (apt-get install chromium)")
 def test_no_secret_of_the_corpus_is_stored_or_found(tmp_path: Path, models_dir: Path) -> None:
     all_cases, leaks, stored = run_corpus(tmp_path, models_dir)
