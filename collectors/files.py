@@ -18,10 +18,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collectors.base import Batch, Event, Sink
 from collectors.gitignore import GitIgnore
 from collectors.secretfiles import SecretFiles, secret_content
+
+if TYPE_CHECKING:
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger(__name__)
 
@@ -139,13 +144,13 @@ class FilesCollector:
     settle_seconds: float = 1.0
     name: str = "files"
     poll_seconds: float = 3600.0  # the live watch does the work; this is a safety net
-    _observer: object | None = None
+    _observer: BaseObserver | None = None
     _pending: dict[str, float] = field(default_factory=dict)  # path -> last seen
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _flusher: threading.Thread | None = None
     _sink: Sink | None = None
-    _handler: object | None = None
+    _handler: FileSystemEventHandler | None = None
     _unwatched: list[Path] = field(default_factory=list)
     _git: GitIgnore = field(default_factory=GitIgnore)
     _moves: dict[str, str] = field(default_factory=dict)  # destination -> source
@@ -249,8 +254,9 @@ class FilesCollector:
         self._flusher.start()
 
     def _watch(self, root: Path) -> None:
+        assert self._observer is not None and self._handler is not None, "start() first"
         try:
-            self._observer.schedule(self._handler, str(root), recursive=True)  # type: ignore[attr-defined]
+            self._observer.schedule(self._handler, str(root), recursive=True)
         except OSError as exc:
             self._fallback.append(root)
             log.warning("cannot watch %s (%s). If inotify watches ran out, raise "
@@ -366,8 +372,8 @@ class FilesCollector:
     def stop(self) -> None:
         self._stop.set()
         if self._observer is not None:
-            self._observer.stop()  # type: ignore[attr-defined]
-            self._observer.join(timeout=5)  # type: ignore[attr-defined]
+            self._observer.stop()
+            self._observer.join(timeout=5)
             self._observer = None
         if self._flusher is not None:
             self._flusher.join(timeout=5)
