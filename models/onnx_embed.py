@@ -128,8 +128,12 @@ def ensure_export(src: Path, out: Path, timeout: float = 600.0) -> Path:
     stays out of the caller) when missing. Return `out`."""
     if (out / INT8).is_file() and (out / STAMP).is_file():
         return out
-    proc = subprocess.run([sys.executable, "-m", "models.onnx_embed", str(src), str(out)],
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    try:
+        proc = subprocess.run([sys.executable, "-m", "models.onnx_embed", str(src), str(out)],
+                              capture_output=True, text=True, timeout=timeout, check=False)
+    except subprocess.TimeoutExpired as exc:
+        raise ModelError(f"exporting the embedder {src} to ONNX took over {timeout:.0f} s; "
+                         "it is tried again at the next start") from exc
     if proc.returncode != 0 or not (out / INT8).is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise ModelError(f"exporting the embedder {src} to ONNX failed: {' | '.join(tail)}")

@@ -22,6 +22,7 @@ from daemon.config import Config
 from daemon.store.engine import Engine
 from daemon.store.lance import Store
 from daemon.store.worker import StoreNotReady
+from models.errors import ModelError
 
 log = logging.getLogger(__name__)
 TABLES = ("events", "memories")
@@ -49,10 +50,15 @@ class Reader(Engine):
         src = embedder_path(name)
         out = onnx_embed.export_dir(self.cfg.models_path, name, src)
         started = time.monotonic()
-        onnx_embed.ensure_export(src, out)
         file = out / (onnx_embed.FP32 if mode == "onnx" else onnx_embed.INT8)
         embedder = onnx_embed.OnnxEmbedder(file, src, name=name, threads=1)
-        embedder.load()
+        try:
+            onnx_embed.ensure_export(src, out)
+            embedder.load()
+        except ModelError as exc:  # searches still work, at torch's speed
+            log.warning("the reader has no ONNX query embedder (%s); it embeds queries "
+                        "with torch instead", exc)
+            return self.models.embed
         log.info("the reader's query embedder is ready (%s, %.1f s)", file.name,
                  time.monotonic() - started)
         return embedder.embed
