@@ -37,6 +37,8 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from daemon.api.auth import bearer
+from daemon.api.envelope import error_json
 from daemon.api.scoped_tokens import TokenStore
 from daemon.approvals.queue import Approvals, preview, reasons_for
 from daemon.approvals.queue import shared as approvals_of
@@ -60,10 +62,9 @@ MEMORY_PREAMBLE = ("Context from the user's own activity on this computer (captu
 
 def _err(status: int, kind: str, message: str,
          why: dict[str, Any] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"type": kind, "message": message, "code": kind}}
-    if why is not None:  # the routing explanation, when routing got that far
-        body["memoryd"] = why
-    return JSONResponse(body, status_code=status)
+    # the routing explanation, when routing got that far
+    return error_json(status, kind, message, code=kind,
+                      extra={"memoryd": why} if why is not None else None)
 
 
 def _decided(rt: Router, why: dict[str, Any]) -> dict[str, Any]:
@@ -310,8 +311,8 @@ def router(service: MemoryService, require: Any) -> APIRouter:
     def _who(request: Request) -> str:
         """Who asked, for the approval record: the scoped token's name, else the admin
         token, and the caller's User-Agent."""
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        name = tokens.name(given.strip()) if scheme.lower() == "bearer" and given else None
+        given = bearer(request.headers.get("authorization"))
+        name = tokens.name(given) if given else None
         who = f"token {name}" if name else "admin token" if given else "status page session"
         agent = request.headers.get("user-agent", "")
         return f"{who} ({agent[:80]})" if agent else who
