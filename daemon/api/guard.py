@@ -59,6 +59,10 @@ class _Refused(Exception):
         self.status, self.kind, self.message = status, kind, message
 
 
+def _too_large(path: str, limit: int) -> _Refused:
+    return _Refused(413, "too_large", f"request bodies to {path} are limited to {limit} bytes")
+
+
 def host_allowed(values: list[bytes]) -> bool:
     """Whether the request's Host headers are exactly one plain, allowed host[:port]."""
     if len(values) != 1:
@@ -135,10 +139,8 @@ class Guard:
         limit = self.limits.of(method, path)
         headers = header_map(scope.get("headers") or [])
         length = headers.get("content-length")
-        too_large = _Refused(413, "too_large", f"request bodies to {path} are limited to "
-                             f"{limit} bytes")
         if length is not None and (not length.strip().isdigit() or int(length) > limit):
-            raise too_large
+            raise _too_large(path, limit)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -148,7 +150,8 @@ class Guard:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise too_large
+                chunks.clear()  # freed now, not when the traceback's frames are collected
+                raise _too_large(path, limit)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
