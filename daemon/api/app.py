@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from daemon.api.auth import Authenticator, SessionOriginRefused
+from daemon.api.auth import Authenticator, SessionOriginRefused, may_read_raw
 from daemon.api.envelope import error_json
 from daemon.api.guard import BodyLimits, Guard
 from daemon.api.scoped_tokens import TokenStore
@@ -167,12 +167,16 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
                user: str | None = Query(None, pattern=OWNER_PATTERN)) -> dict[str, Any]:
         hits = service.search(q, k, source=source, since=since, until=until, kind=kind,
                               project=project, device=device, user=user,
-                              owners=request_owners(request))
+                              owners=request_owners(request), raw=may_read_raw(request))
         return {"results": [hit_json(h) for h in hits]}
 
     @app.get("/v1/status", dependencies=[require("memory:read")])
-    def status() -> dict[str, Any]:
-        return service.status()
+    def status(request: Request) -> dict[str, Any]:
+        # daemon-wide details (paths, collectors, sync targets) are the admin's; any
+        # other token learns whether memory is there and how much of it is its own
+        if request.state.caller.may("admin"):
+            return service.status()
+        return service.own_status(request_owners(request), raw=may_read_raw(request))
 
     @app.post("/v1/pause", dependencies=[require("memory:write")])
     def pause(minutes: float | None = Query(None, gt=0, le=7 * 24 * 60)) -> dict[str, Any]:

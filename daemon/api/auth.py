@@ -114,6 +114,13 @@ class Authenticator:
         return Caller("token", granted, owners or EVERYONE)
 
 
+def may_read_raw(request: object) -> bool:
+    """Whether the request's caller (set by the scope check) may read raw events:
+    memory:raw or admin. A caller the check did not see reads memories only."""
+    caller = getattr(getattr(request, "state", None), "caller", None)
+    return isinstance(caller, Caller) and caller.may("memory:raw")
+
+
 def header_map(raw: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """ASGI headers as a dict of lower-case names (the last of repeated ones; the guard
     refuses repeated Host headers before this matters)."""
