@@ -44,7 +44,7 @@ def serve_page(html: str) -> tuple[ThreadingHTTPServer, int]:
     """A foreign page on another 127.0.0.1 port, as any local program could serve."""
 
     class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
+        def do_GET(self) -> None:  
             data = html.encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
@@ -122,7 +122,7 @@ def test_a_page_on_another_port_cannot_act_with_the_session(tmp_path: Path, make
         browser.goto(base + "/ui")
         browser.wait_for("document.body && document.body.dataset.loaded === 'yes'")
         sel = f"#approvals [data-id=\"{waiting['id']}\"]"
-        browser.wait_for(f"document.querySelector('{sel}')")
+        browser.wait_for(f"document.querySelector('{sel}')?.innerText")
         browser.js(f"document.querySelector('{sel} button[data-verdict=approve]').click()")
         r = call.result()
         assert r.status_code == 200 and r.json()["memoryd"]["approval"]["by"] == "status page"
