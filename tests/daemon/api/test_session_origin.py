@@ -44,7 +44,7 @@ def serve_page(html: str) -> tuple[ThreadingHTTPServer, int]:
     """A foreign page on another 127.0.0.1 port, as any local program could serve."""
 
     class Page(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  
+        def do_GET(self) -> None:
             data = html.encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/html")
