@@ -20,7 +20,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daemon.api.auth import Authenticator, SessionOriginRefused, may_read_raw
 from daemon.api.envelope import error_json
-from daemon.api.guard import BodyLimits, Guard
+from daemon.api.guard import ROUTE_LIMITS, BodyLimits, Guard
 from daemon.api.scoped_tokens import TokenStore
 from daemon.errors import RetryableError
 from daemon.owners import OwnerForbidden, identity, request_owners
@@ -192,7 +192,8 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
 
     for module in FEATURE_ROUTERS:
         app.include_router(importlib.import_module(module).router(service, require))
-    return Guard(app, auth, BodyLimits(max_request_bytes), str(service.cfg.token_path))
+    return Guard(app, auth, BodyLimits(max_request_bytes, ROUTE_LIMITS),
+                 str(service.cfg.token_path))
 
 
 class _Unauthorized(Exception):

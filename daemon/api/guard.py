@@ -33,6 +33,10 @@ _HOST = re.compile(r"(?P<name>[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?")
 # Routes anyone on this machine may call: they read nothing and take no body.
 PUBLIC = frozenset({"/health", "/openapi.json", "/ui/login", "/ui/logout"})
 MAX_JSON_DEPTH = 64
+# A peer's snapshot parts (daemon/sync/snapshot.py: PART_BYTES, 512 KB) have their own
+# limit, whatever [api] max_request_bytes says of the other routes.
+SYNC_FILE_BYTES = 1_000_000
+ROUTE_LIMITS: tuple[tuple[str, str, int], ...] = (("PUT", "/v1/sync/files/", SYNC_FILE_BYTES),)
 _STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
 
