@@ -39,6 +39,9 @@ class SyncState:
                                    timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        cols = {r[1] for r in self._db.execute("PRAGMA table_info(refusals)")}
+        if "rows" not in cols:  # rows of owners a target may not bring, refused with it
+            self._db.execute("ALTER TABLE refusals ADD COLUMN rows INTEGER NOT NULL DEFAULT 0")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -116,17 +119,22 @@ class SyncState:
 
     # -- refusals ----------------------------------------------------------------------
 
-    def refuse(self, target: str, op: str, reason: str) -> None:
-        self._exec("INSERT INTO refusals (target, op, ts, reason) VALUES (?, ?, ?, ?)",
-                   (target, op, time.time(), reason))
+    def refuse(self, target: str, op: str, reason: str, rows: int = 0) -> None:
+        self._exec("INSERT INTO refusals (target, op, ts, reason, rows) VALUES (?, ?, ?, ?, ?)",
+                   (target, op, time.time(), reason, rows))
 
     def last_refusal(self, target: str) -> dict[str, Any] | None:
-        rows = self._exec("SELECT op, ts, reason FROM refusals WHERE target = ? "
+        rows = self._exec("SELECT op, ts, reason, rows FROM refusals WHERE target = ? "
                           "ORDER BY id DESC LIMIT 1", (target,))
         if not rows:
             return None
-        op, ts, reason = rows[0]
-        return {"op": op, "at": _iso(ts), "reason": reason}
+        op, ts, reason, n = rows[0]
+        return {"op": op, "at": _iso(ts), "reason": reason, "rows": n}
+
+    def refused_rows(self) -> dict[str, int]:
+        """Rows refused for their owners, per target, over every refusal kept."""
+        return {t: int(n) for t, n in self._exec(
+            "SELECT target, sum(rows) FROM refusals GROUP BY target")}
 
     def refusal_counts(self) -> dict[str, int]:
         return {t: n for t, n in self._exec(
