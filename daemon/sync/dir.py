@@ -3,6 +3,7 @@ Dropbox carries elsewhere (`dir:///mnt/share/memoryd`)."""
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 from pathlib import Path
@@ -77,10 +78,10 @@ class DirTransport:
     def delete(self, name: str) -> None:
         (self.root / check_name(name)).unlink(missing_ok=True)
 
-    def sweep(self) -> list[str]:
+    def sweep(self) -> builtins.list[str]:
         """Remove files written aside by puts that can never finish (transport.orphaned);
         return their names."""
-        gone = []
+        gone: builtins.list[str] = []
         try:
             entries = [p for p in self.root.iterdir() if p.name.endswith(TMP_SUFFIX)]
         except OSError:

@@ -185,7 +185,8 @@ def _fit(store: Any, incoming: pa.Table) -> tuple[pa.Table, list[str]]:
     """`incoming` in the store's schema (missing columns filled as the store's own
     migration fills them); raise PermanentError when it cannot fit."""
     local = store.memories.schema
-    theirs, ours = _meta(incoming.schema).get("memoryd.embedder"), _meta(local).get("memoryd.embedder")
+    theirs = _meta(incoming.schema).get("memoryd.embedder")
+    ours = _meta(local).get("memoryd.embedder")
     if theirs != ours and incoming.num_rows:
         raise PermanentError(f"the snapshot was embedded with {theirs!r}, this store with "
                              f"{ours!r}; set the same [models] embedder on both machines")

@@ -27,12 +27,11 @@ from daemon.errors import ConfigError, PermanentError
 from daemon.owners import check_name, identity
 from daemon.sync import snapshot as snap_mod
 from daemon.sync.dir import DirTransport
-from daemon.sync.guard import Refused, admission, check, check_files
+from daemon.sync.guard import Refused, check, check_files
+from daemon.sync.merge import forgets, pull_one, pull_summary
 from daemon.sync.snapshot import (
     Snapshot,
     build,
-    fetch_segments,
-    fetch_tombstones,
     heads,
     publish,
     read_latest,
@@ -167,11 +166,11 @@ class SyncService:
                                  self.publisher, self.host, self.part_bytes)
                     if not force:
                         self._guard(t, "push", snap.manifest, previous)
-                    keep = 1 if _forgets(snap.manifest, previous) else t.keep
+                    keep = 1 if forgets(snap.manifest, previous) else t.keep
                     publish(self.local(t, "push"), snap, keep)
                     self.state.set_pending_generation(t.name, "push", snap.generation)
                 # what was forgotten since the previous generation must leave the older ones
-                keep = 1 if _forgets(snap.manifest, previous) else t.keep
+                keep = 1 if forgets(snap.manifest, previous) else t.keep
                 counts = publish(transport, snap, keep)
                 after = getattr(transport, "after_push", None)
                 peer = after(force) if after is not None else None
@@ -188,7 +187,8 @@ class SyncService:
                 self.state.done(t.name, "push")
                 self.state.record_error(t.name, str(exc))
                 raise
-            summary = {"generation": snap.generation, "memories": snap.manifest["counts"]["memories"],
+            summary = {"generation": snap.generation,
+                       "memories": snap.manifest["counts"]["memories"],
                        "at": _now(), "sent": counts["sent"], "skipped": counts["skipped"],
                        "resumed": resumed, "forced": force}
             if peer is not None:
@@ -196,7 +196,8 @@ class SyncService:
             self.state.record_good(t.name, "push", summary)
             self.state.done(t.name, "push")
             log.info("sync %s: published %s (%d memories, %d files sent, %d already there)",
-                     t.name, snap.generation, summary["memories"], counts["sent"], counts["skipped"])
+                     t.name, snap.generation, summary["memories"], counts["sent"],
+                     counts["skipped"])
             return summary
 
     def _failed(self, t: SyncTarget, op: str, exc: Exception) -> None:
@@ -258,7 +259,7 @@ class SyncService:
                     try:
                         if isinstance(gen, Refused):
                             raise gen
-                        one = self._pull_one(t, transport, gen, force, hosts.get(tag))
+                        one = pull_one(self, t, transport, gen, force, hosts.get(tag))
                     except Refused as exc:
                         self.state.refuse(t.name, "pull", str(exc), getattr(exc, "rows", 0))
                         log.warning("sync %s: %s", t.name, exc)
@@ -283,65 +284,12 @@ class SyncService:
             if not results and not refusals:
                 return {"generation": None, "merged": 0,
                         "note": f"{t.name} holds no snapshot of another publisher yet"}
-            summary = _pull_summary(results, hosts, force)
+            summary = pull_summary(results, hosts, force)
             if results:
                 self.state.record_good(t.name, "pull", summary)
             if refusals:
                 raise Refused("; ".join(refusals))
             return summary
-
-    def _pull_one(self, t: SyncTarget, transport: Transport, gen: str, force: bool,
-                  last: dict[str, Any] | None) -> dict[str, Any]:
-        """Check and merge one publisher's generation `gen`; return its summary."""
-        manifest = read_manifest(transport, gen)
-        if manifest["embedder"] != self.cfg.models.embedder:
-            raise Refused(f"snapshot {gen} was embedded with {manifest['embedder']!r}, "
-                          f"this store with {self.cfg.models.embedder!r}; set the same "
-                          "[models] embedder on both machines")
-        previous = ({"generation": last["generation"], "tombstones": last.get("tombstones"),
-                     "counts": {"memories": last["memories"],
-                                "forgotten": last.get("forgotten", 0)}} if last else None)
-        if not force:
-            self._guard(t, "pull", manifest, previous)
-        caps = self.cfg.sync
-        local = self.local(t, "pull")
-        tag = snap_mod.gen_tag(gen)
-        have = set() if force else (self._known_segments(local, tag)
-                                    | self._known_segments(self.local(t, "push"), self.tag))
-        segments = fetch_segments(transport, manifest, have, caps.max_segment_bytes)
-        tombs = fetch_tombstones(transport, manifest, caps.max_segment_bytes)
-        adm = admission(t.owners, str(manifest.get("publisher") or ""), self.publisher,
-                        caps.max_segment_bytes, caps.max_row_bytes, tombs)
-        merged = self._engine().import_memories(list(segments.values()), adm)
-        kept = merged.pop("tombstones", None) or {}
-        self._keep_tombstones(kept)
-        self._keep_pulled(local, manifest, segments, 1 if _forgets(manifest, previous) else t.keep)
-        log.info("sync %s: merged %s from %s (%s new of %s, %s forgotten there)", t.name, gen,
-                 manifest.get("publisher") or manifest.get("host"), merged.get("inserted"),
-                 merged.get("received"), merged.get("forgot"))
-        return {"generation": gen, "memories": manifest["counts"]["memories"],
-                "forgotten": int(manifest["counts"].get("forgotten", 0)),
-                "tombstones": (manifest.get("tombstones") or {}).get("sha256"),
-                "host": manifest.get("host"), "publisher": manifest.get("publisher"),
-                "at": _now(), "forced": force, "segments": len(manifest["segments"]),
-                "fetched": len(segments), **merged}
-
-    def _keep_tombstones(self, kept: dict[str, list[str]]) -> None:
-        """Keep a peer's applied tombstones in the journal: those rows never come back,
-        and our own snapshots carry them on to the next peer."""
-        events, memories = kept.get("events") or [], kept.get("memories") or []
-        if not (events or memories):
-            return
-        journal = self.journal
-        if journal is None:
-            from daemon.intake.journal import Journal
-
-            journal = Journal(self.cfg.data_path / "journal.sqlite3")
-        try:
-            journal.forget(events, memory_ids=memories)
-        finally:
-            if journal is not self.journal:
-                journal.close()
 
     def sweep(self, t: SyncTarget | None, transport: Transport | None) -> list[str]:
         """Remove files crashed puts left aside at the target and in this target's local
@@ -366,40 +314,6 @@ class SyncService:
                          getattr(where, "url", where), ", ".join(removed[:5]))
             gone += removed
         return gone
-
-    @staticmethod
-    def _known_segments(local: DirTransport, tag: str | None) -> set[str]:
-        """Segments of the newest snapshot kept in `local` (what we last merged from the
-        target, or last published there from our own store): a pull fetches only the
-        others. `--force` fetches and merges everything again."""
-        names = set(local.list())
-        try:
-            gen = read_latest(local, tag)
-            if gen is None:
-                return set()
-            segs = read_manifest(local, gen)["segments"]
-        except (Refused, FileNotFoundError):
-            return set()
-        return {s["sha256"] for s in segs if all(p in names for p in s["parts"])}
-
-    def _keep_pulled(self, local: DirTransport, manifest: dict[str, Any],
-                     segments: dict[str, bytes], keep: int) -> None:
-        """Keep an accepted snapshot locally (the last `keep` generations)."""
-        sizes = {f["name"]: f["bytes"] for f in manifest["files"]}
-        for seg in manifest["segments"]:
-            data = segments.get(seg["sha256"])
-            if data is None:
-                continue  # already here from an earlier pull
-            offset = 0
-            for part in seg["parts"]:
-                local.put(part, data[offset:offset + sizes[part]])
-                offset += sizes[part]
-        snap = Snapshot(manifest["generation"], manifest, {})
-        local.put(snap.manifest_name, snap.manifest_bytes())
-        tag = snap_mod.gen_tag(snap.generation)
-        local.put(f"{snap_mod.LATEST}.{tag}" if tag else snap_mod.LATEST,
-                  f"{snap.generation}\n".encode())
-        snap_mod.prune(local, keep, snap.generation)
 
     # -- the spool: this daemon as an HTTP peer ------------------------------------------
 
@@ -449,30 +363,6 @@ class SyncService:
 
     def close(self) -> None:
         self.state.close()
-
-
-def _pull_summary(results: list[dict[str, Any]], hosts: dict[str, Any],
-                  force: bool) -> dict[str, Any]:
-    """One pull's outcome: the newest merged generation's fields, the sums over every
-    publisher merged, and each publisher's last good pull (the guard's `previous`)."""
-    newest = max(results, key=lambda r: r["generation"]) if results else {}
-    out = {**newest, "at": _now(), "forced": force, "hosts": hosts,
-           "publishers": [r.get("publisher") for r in results]}
-    for key in ("received", "inserted", "fetched", "segments", "forgot", "ours"):
-        out[key] = sum(int(r.get(key) or 0) for r in results)
-    if results:
-        out["total"] = results[-1].get("total")
-        out["memories"] = sum(int(r.get("memories") or 0) for r in results)
-    return out
-
-
-def _forgets(manifest: dict[str, Any], previous: dict[str, Any] | None) -> bool:
-    """True when `manifest` carries tombstones `previous` (the same publisher's) did not:
-    its older generations still hold rows that are now forgotten."""
-    tomb = manifest.get("tombstones") or {}
-    if not (tomb.get("events") or tomb.get("memories")) or previous is None:
-        return False
-    return bool((previous.get("tombstones") or {}).get("sha256") != tomb.get("sha256"))
 
 
 def _iso(ts: float | None) -> str | None:

@@ -12,6 +12,7 @@ kept 60 s after the last use, in a 0700 folder of this user) instead of a handsh
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import subprocess
@@ -159,7 +160,7 @@ class SshTransport:
     def delete(self, name: str) -> None:
         self._sftp([f"-rm {self._path(check_name(name))}"])
 
-    def sweep(self) -> list[str]:
+    def sweep(self) -> builtins.list[str]:
         """Remove this machine's files written aside by puts whose process is gone."""
         out = self._sftp([f"cd {_quote(self.root)}", "ls -1a"])
         names = [os.path.basename(line.strip()) for line in out.splitlines()

@@ -137,5 +137,5 @@ class SyncState:
             "SELECT target, sum(rows) FROM refusals GROUP BY target")}
 
     def refusal_counts(self) -> dict[str, int]:
-        return {t: n for t, n in self._exec(
+        return {str(t): int(n) for t, n in self._exec(
             "SELECT target, count(*) FROM refusals GROUP BY target")}

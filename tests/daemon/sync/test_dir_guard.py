@@ -62,7 +62,8 @@ def test_push_then_pull_merges_by_id_without_duplicates_or_deletions(
     tag_a, tag_b = service(a).tag, sb.tag
     names = [p.name for p in remote.iterdir()]
     assert len(generations(names, tag_a)) == 2 and len(generations(names, tag_b)) == 1
-    assert len(generations([p.name for p in (a.data_path / "sync" / "push" / "share").iterdir()])) == 2
+    pushed_here = a.data_path / "sync" / "push" / "share"
+    assert len(generations([p.name for p in pushed_here.iterdir()])) == 2
 
     # Only what is new since the last snapshot travels: a new day is one new segment.
     fill_store(a, vectors, 3, "tomorrow", day=1)
