@@ -2,8 +2,9 @@
 imports pyarrow).
 
 Each segment's decompressed size is bounded twice: by what its Parquet footer declares
-(checked before a byte is decompressed) and by what reading it actually produced, row
-group by row group; every row is bounded too. Every row's owner (user@device) is then
+(checked before a byte is decompressed) and by what its rows hold once expanded, computed
+from the compact, dictionary-encoded read before any value is expanded; every row is
+bounded too. Every row's owner (user@device) is then
 judged by the guard's `Admission`: one row of an owner the target may not bring refuses
 the whole snapshot. Only then are the publisher's tombstones applied, by `apply_tombstones`.
 """
@@ -27,40 +28,44 @@ log = logging.getLogger(__name__)
 
 def read_segment(data: bytes, adm: Admission, n: int) -> pa.Table:
     """The rows of one Parquet segment; raise Refused if it decompresses (or says it
-    would) to more than the cap, or one of its rows is larger than the row cap."""
+    would) to more than the cap, or one of its rows is larger than the row cap.
+
+    Strings are read dictionary-encoded, as compact as they were stored (a value
+    repeated a million times is held once), and every row's size is computed from that
+    before a single value is expanded: a small file built to expand into gigabytes is
+    refused at the size it was sent."""
+    cap = adm.max_segment_bytes
     try:
-        pf = pq.ParquetFile(pa.BufferReader(data))
-        md = pf.metadata
+        plain = pq.ParquetFile(pa.BufferReader(data))
+        md = plain.metadata
         declared = sum(md.row_group(i).total_byte_size for i in range(md.num_row_groups))
+        if cap and declared > cap:
+            raise Refused(f"segment {n} ({len(data)} bytes) would decompress to {declared} "
+                          f"bytes, more than [sync] max_segment_bytes ({cap}); nothing was "
+                          "merged")
+        strings = [md.schema.column(i).path for i in range(md.num_columns)
+                   if md.schema.column(i).physical_type == "BYTE_ARRAY"]
+        compact = pq.ParquetFile(pa.BufferReader(data), read_dictionary=strings)
+        tables, total = [], 0
+        for i in range(md.num_row_groups):
+            t = compact.read_row_group(i)
+            sizes = row_bytes(t)
+            total += int(sizes.sum())
+            if cap and total > cap:
+                raise Refused(f"segment {n} ({len(data)} bytes) decompresses to more than "
+                              f"[sync] max_segment_bytes ({cap}); nothing was merged")
+            if adm.max_row_bytes and t.num_rows and int(sizes.max()) > adm.max_row_bytes:
+                raise Refused(f"segment {n}: a row holds {int(sizes.max())} bytes, more than "
+                              f"[sync] max_row_bytes ({adm.max_row_bytes}); nothing was merged")
+            tables.append(t.cast(plain.schema_arrow))
     except (pa.ArrowException, OSError) as exc:
         raise Refused(f"segment {n} is not readable Parquet ({exc}); nothing was merged") from exc
-    cap = adm.max_segment_bytes
-    if cap and declared > cap:
-        raise Refused(f"segment {n} ({len(data)} bytes) would decompress to {declared} bytes, "
-                      f"more than [sync] max_segment_bytes ({cap}); nothing was merged")
-    tables, total = [], 0
-    for i in range(md.num_row_groups):
-        try:
-            t = pf.read_row_group(i)
-        except (pa.ArrowException, OSError) as exc:
-            raise Refused(f"segment {n} is damaged ({exc}); nothing was merged") from exc
-        total += t.nbytes
-        if cap and total > cap:
-            raise Refused(f"segment {n} decompresses to more than [sync] max_segment_bytes "
-                          f"({cap}); nothing was merged")
-        tables.append(t)
-    table = pa.concat_tables(tables) if tables else pf.schema_arrow.empty_table()
-    if adm.max_row_bytes and table.num_rows:
-        sizes = row_bytes(table)
-        big = int(np.argmax(sizes))
-        if sizes[big] > adm.max_row_bytes:
-            raise Refused(f"segment {n}: a row holds {int(sizes[big])} bytes, more than [sync] "
-                          f"max_row_bytes ({adm.max_row_bytes}); nothing was merged")
-    return table
+    return pa.concat_tables(tables) if tables else plain.schema_arrow.empty_table()
 
 
 def row_bytes(table: pa.Table) -> np.ndarray[Any, Any]:
-    """Each row's size in bytes: its strings, lists and fixed-width values."""
+    """Each row's size in bytes once expanded: its strings (dictionary-encoded ones
+    counted as their values), lists and fixed-width values."""
     sizes = np.zeros(table.num_rows, dtype=np.int64)
     for col in table.columns:
         sizes += _column_bytes(col.combine_chunks(), table.num_rows)
@@ -69,9 +74,15 @@ def row_bytes(table: pa.Table) -> np.ndarray[Any, Any]:
 
 def _column_bytes(arr: pa.Array, rows: int) -> np.ndarray[Any, Any]:
     t = arr.type
+    if pa.types.is_dictionary(t):
+        lens = _column_bytes(arr.dictionary, len(arr.dictionary))
+        idx = pc.fill_null(arr.indices, 0).to_numpy(zero_copy_only=False).astype(np.int64)
+        valid = arr.is_valid().to_numpy(zero_copy_only=False)
+        return np.where(valid, lens[idx] if len(lens) else 0, 0).astype(np.int64)
     if pa.types.is_string(t) or pa.types.is_binary(t) or pa.types.is_large_string(t) \
             or pa.types.is_large_binary(t):
-        return pc.fill_null(pc.binary_length(arr), 0).to_numpy(zero_copy_only=False)
+        return pc.fill_null(pc.binary_length(arr), 0).to_numpy(
+            zero_copy_only=False).astype(np.int64)
     if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
         values = pc.list_flatten(arr)
         if len(values) == 0:

@@ -54,7 +54,9 @@ def pull_one(svc: Any, t: SyncTarget, transport: Transport, gen: str, force: boo
     have = set() if force else (known_segments(local, tag)
                                 | known_segments(svc.local(t, "push"), svc.tag))
     segments = fetch_segments(transport, manifest, have, caps.max_segment_bytes)
-    tombs = fetch_tombstones(transport, manifest, caps.max_segment_bytes)
+    # tombstones already applied at the last pull are in our journal by now
+    tombs = (fetch_tombstones(transport, manifest, caps.max_segment_bytes)
+             if force or previous is None or forgets(manifest, previous) else None)
     adm = admission(t.owners, str(manifest.get("publisher") or ""), svc.publisher,
                     caps.max_segment_bytes, caps.max_row_bytes, tombs)
     merged = svc._engine().import_memories(list(segments.values()), adm)

@@ -42,6 +42,21 @@ def set_rows(table: pa.Table, **columns: list[Any]) -> pa.Table:
     return pa.concat_tables([head, table.slice(n)])
 
 
+def worker_peak_rss(daemon: Any) -> int:
+    """The highest peak RSS (VmHWM) among the daemon's child processes (its worker)."""
+    import psutil
+
+    peaks = [0]
+    for child in psutil.Process(daemon.proc.pid).children(recursive=True):
+        try:
+            status = Path(f"/proc/{child.pid}/status").read_text()
+        except OSError:
+            continue
+        peaks += [int(line.split()[1]) * 1024 for line in status.splitlines()
+                  if line.startswith("VmHWM:")]
+    return max(peaks)
+
+
 def test_crafted_snapshots_are_refused_whole_and_status_says_why(
         tmp_path: Path, models_dir: Path, vectors: list[list[float]], start_daemon: Any) -> None:
     port = free_port()
@@ -78,15 +93,24 @@ def test_crafted_snapshots_are_refused_whole_and_status_says_why(
     why = offer(tamper(export, lambda t: set_rows(t, user=["eve"], device=["x"])))
     assert "eve@x (1)" in why and "it may bring u-mallory@mallory" in why, why
 
-    # A small segment that decompresses far beyond the cap: refused before it is read.
+    # A small segment that expands far beyond the cap: 1,000 rows all pointing at one
+    # 1 MiB value of its dictionary are 1 GiB once read. Refused from the compact read;
+    # the peer's worker never holds it expanded.
     def bomb(t: pa.Table) -> pa.Table:
-        rows = pa.concat_tables([t.slice(0, 1)] * 16)
-        return set_rows(rows, id=[f"bomb-{i}" for i in range(16)],
-                        text=["x" * (1024 * 1024)] * 16)
+        rows = pa.concat_tables([t.slice(0, 1)] * 1000)
+        rows = set_rows(rows, id=[f"bomb-{i}" for i in range(1000)])
+        value = pa.DictionaryArray.from_arrays(pa.array([0] * 1000, type=pa.int32()),
+                                               pa.array(["x" * (1024 * 1024)]))
+        return rows.set_column(rows.column_names.index("text"), "text", value)
     bombed = tamper(export, bomb)
-    assert max(len(s["data"]) for s in bombed["segments"]) < 64 * 1024  # 16 MB inside
+    assert max(len(s["data"]) for s in bombed["segments"]) < 64 * 1024  # 1 GiB inside
+    peak = worker_peak_rss(daemon_b)
     why = offer(bombed)
-    assert "would decompress to" in why and "max_segment_bytes" in why, why
+    assert "decompresses to more than" in why and "max_segment_bytes" in why, why
+    grown = worker_peak_rss(daemon_b) - peak
+    print(f"\n{len(bombed['segments'][0]['data'])} byte segment of 1 GiB refused; the peer's "
+          f"worker peak RSS grew {grown / 2**20:.0f} MiB")
+    assert grown < 200 * 2**20
     # One row over the row cap (1 MiB by default) in a segment under the segment cap.
     why = offer(tamper(export, lambda t: set_rows(t, text=["y" * (2 * 1024 * 1024)])))
     assert "max_row_bytes" in why, why
