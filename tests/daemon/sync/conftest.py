@@ -69,7 +69,7 @@ def write_config(path: Path, data_dir: Path, models_dir: Path,
 
 
 def fill_store(cfg: Config, vectors: list[list[float]], n: int, prefix: str,
-               day: int = 0, level: str = "chunk") -> Store:
+               day: int = 0, level: str = "chunk", id_prefix: str = "") -> Store:
     """Write `n` memories straight into the store of `cfg`, with real embeddings, owned
     by its identity."""
     from daemon.owners import identity
@@ -80,10 +80,11 @@ def fill_store(cfg: Config, vectors: list[list[float]], n: int, prefix: str,
     for i in range(n):
         text = f"{TOPICS[i % len(TOPICS)]} ({prefix} #{i})"
         row: dict[str, Any] = {
-            "id": f"{prefix}-{i:05d}", "ts": base + timedelta(minutes=i),
+            "id": f"{id_prefix or prefix}-{i:05d}", "ts": base + timedelta(minutes=i),
             "ts_end": base + timedelta(minutes=i, seconds=50), "level": level,
             "source": "files", "title": f"{prefix} memory {i}", "text": text,
-            "event_ids": [f"{prefix}-ev-{i}"], "model": "test", "created": datetime.now(UTC),
+            "event_ids": [f"{id_prefix or prefix}-ev-{i}"], "model": "test",
+            "created": datetime.now(UTC),
             "doc": text, "vector": vectors[i % len(vectors)],
         }
         for f in store.memories.schema:  # whatever columns the table has now

@@ -53,7 +53,9 @@ def sync(cfg: Path, op: str) -> dict[str, Any]:
     return dict(out)
 
 
-@pytest.mark.parametrize("kind", ["dir", "ssh"])
+# The SSH variant repeats the folder one over sftp (a few minutes on 2 busy cores):
+# `pytest -m slow tests/daemon/sync/test_forget_sync.py`
+@pytest.mark.parametrize("kind", ["dir", pytest.param("ssh", marks=pytest.mark.slow)])
 def test_forget_on_one_daemon_leaves_every_daemon_and_every_generation(
         tmp_path: Path, models_dir: Path, vectors: list[list[float]], start_daemon: Any,
         kind: str, request: pytest.FixtureRequest) -> None:
@@ -69,7 +71,7 @@ def test_forget_on_one_daemon_leaves_every_daemon_and_every_generation(
     a = write_config(a_cfg, tmp_path / "a", models_dir, [target])
     b = write_config(b_cfg, tmp_path / "b", models_dir, [target])
     fill_store(a, vectors, 20, "laptop")
-    fill_store(a, vectors, 6, f"trip to {WORD}", day=1)
+    fill_store(a, vectors, 6, f"trip to {WORD}", day=1, id_prefix="trip")  # ids travel
     fill_store(b, vectors, 10, "server")
     da = start_daemon(a_cfg, a.data_path)
     db = start_daemon(b_cfg, b.data_path)

@@ -33,7 +33,7 @@ def test_a_push_after_forgetting_most_of_the_store_needs_no_force(
     a = write_config(tmp_path / "a.toml", tmp_path / "a", models_dir, target)
     b = write_config(tmp_path / "b.toml", tmp_path / "b", models_dir, target)
     fill_store(a, vectors, 5, "keep")
-    fill_store(a, vectors, 25, f"trip to {WORD}", day=1)
+    fill_store(a, vectors, 25, f"trip to {WORD}", day=1, id_prefix="trip")
     fill_store(b, vectors, 2, "server")
     sa, sb = service(a), service(b)
     assert sa.push("share")[0]["ok"]
