@@ -188,8 +188,8 @@ class SyncService:
                 self.state.record_error(t.name, str(exc))
                 raise
             summary = {"generation": snap.generation,
-                       "memories": snap.manifest["counts"]["memories"],
-                       "at": _now(), "sent": counts["sent"], "skipped": counts["skipped"],
+                       "memories": snap.manifest["counts"]["memories"], "at": _now(),
+                       "sent": counts["sent"], "skipped": counts["skipped"],
                        "resumed": resumed, "forced": force}
             if peer is not None:
                 summary["peer"] = peer
