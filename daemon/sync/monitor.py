@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from daemon.backoff import delay
 from daemon.config import Config, SyncTarget
 from daemon.sync.guard import Refused
 from daemon.sync.service import SyncService
@@ -29,10 +30,7 @@ log = logging.getLogger(__name__)
 
 def backoff(t: SyncTarget, failures: int, rand: Callable[[], float] = random.random) -> float:
     """Seconds to wait before probing `t` again after `failures` failed probes in a row."""
-    if failures <= 0:
-        return t.interval_seconds
-    delay = min(t.max_backoff_seconds, t.interval_seconds * 2 ** (failures - 1))
-    return delay * (0.5 + rand() / 2)
+    return delay(t.interval_seconds, failures, cap=t.max_backoff_seconds, jitter=rand)
 
 
 class Monitor:
@@ -109,8 +107,12 @@ class Monitor:
 def start_sync(cfg: Config, engine: Any, service: Any, scheduler: Any) -> SyncService:
     """In the daemon: attach a SyncService to the MemoryService (the /v1/sync routes and
     status use it) and, when targets are configured, schedule the monitor's probes."""
-    sync = SyncService(cfg, engine)
+    sync = SyncService(cfg, engine, journal=getattr(service, "journal", None))
     service.sync = sync
+    # nothing is mid-put at start: what a crash left aside here is an orphan
+    sync.sweep(None, None)
+    for t in sync.targets.values():
+        sync.sweep(t, None)
     if sync.targets:
         monitor = Monitor(sync)
         tick = min([1.0, *(t.interval_seconds for t in sync.targets.values())])

@@ -11,7 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-_SCHEMA = """
+from daemon.sqlite_migrations import Migration, migrate, run_script
+
+
+def _m1_targets_pending_refusals(db: sqlite3.Connection) -> None:
+    # IF NOT EXISTS: files from before numbered migrations (version 0) hold these already
+    run_script(db, """
 CREATE TABLE IF NOT EXISTS targets (
   name TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT NOT NULL, since REAL NOT NULL,
   last_probe REAL, failures INTEGER NOT NULL DEFAULT 0,
@@ -22,8 +27,17 @@ CREATE TABLE IF NOT EXISTS pending (
   PRIMARY KEY (target, op));
 CREATE TABLE IF NOT EXISTS refusals (
   id INTEGER PRIMARY KEY, target TEXT NOT NULL, op TEXT NOT NULL, ts REAL NOT NULL,
-  reason TEXT NOT NULL);
-"""
+  reason TEXT NOT NULL)
+""")
+
+
+def _m2_refused_rows(db: sqlite3.Connection) -> None:
+    # rows of owners a target may not bring, refused with their snapshot
+    db.execute("ALTER TABLE refusals ADD COLUMN rows INTEGER NOT NULL DEFAULT 0")
+
+
+# Ordered schema changes; PRAGMA user_version counts how many have run. Append only.
+MIGRATIONS: tuple[Migration, ...] = (_m1_targets_pending_refusals, _m2_refused_rows)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -38,7 +52,7 @@ class SyncState:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
                                    timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        migrate(self._db, MIGRATIONS, f"the sync state {path}")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -116,18 +130,22 @@ class SyncState:
 
     # -- refusals ----------------------------------------------------------------------
 
-    def refuse(self, target: str, op: str, reason: str) -> None:
-        self._exec("INSERT INTO refusals (target, op, ts, reason) VALUES (?, ?, ?, ?)",
-                   (target, op, time.time(), reason))
+    def refuse(self, target: str, op: str, reason: str, rows: int = 0) -> None:
+        self._exec("INSERT INTO refusals (target, op, ts, reason, rows) VALUES (?, ?, ?, ?, ?)",
+                   (target, op, time.time(), reason, rows))
 
     def last_refusal(self, target: str) -> dict[str, Any] | None:
-        rows = self._exec("SELECT op, ts, reason FROM refusals WHERE target = ? "
+        rows = self._exec("SELECT op, ts, reason, rows FROM refusals WHERE target = ? "
                           "ORDER BY id DESC LIMIT 1", (target,))
         if not rows:
             return None
-        op, ts, reason = rows[0]
-        return {"op": op, "at": _iso(ts), "reason": reason}
+        op, ts, reason, n = rows[0]
+        return {"op": op, "at": _iso(ts), "reason": reason, "rows": n}
+
+    def refused_rows(self) -> dict[str, int]:
+        """Rows refused for their owners, per target, over every refusal kept."""
+        return {t: int(n) for t, n in self._exec(
+            "SELECT target, sum(rows) FROM refusals GROUP BY target")}
 
     def refusal_counts(self) -> dict[str, int]:
-        return {t: n for t, n in self._exec(
-            "SELECT target, count(*) FROM refusals GROUP BY target")}
+        return dict(self._exec("SELECT target, count(*) FROM refusals GROUP BY target"))
