@@ -262,6 +262,9 @@ class WorkerEngine:
                 log.warning("the resident reader could not start: %s; searches go to "
                             "the worker until it can", exc)
 
+    def counts(self, **owners: Any) -> dict[str, int]:
+        return dict(self.read("counts", **owners))
+
     def search(self, query: str, k: int = 10, **filters: Any) -> list[Any]:
         return list(self.read("search", query, k, **filters))
 
@@ -288,8 +291,8 @@ class WorkerEngine:
     def export_memories(self, context_rows: int = 30) -> dict[str, Any]:
         return dict(self.call("export_memories", context_rows))
 
-    def import_memories(self, segments: list[bytes]) -> dict[str, Any]:
-        return dict(self.call("import_memories", segments))
+    def import_memories(self, segments: list[bytes], adm: Any = None) -> dict[str, Any]:
+        return dict(self.call("import_memories", segments, adm))
 
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"worker": "stopped (idle)", "models_loaded": {}}
