@@ -173,14 +173,9 @@ class Engine:
                devices: tuple[str, ...] | None = None,
                users: tuple[str, ...] | None = None, raw: bool = True) -> list[Hit]:
         """Hybrid search; a time expression in the query becomes the range (daemon/recall).
-<<<<<<< HEAD
-        `devices` and `users` restrict whose rows are searched (None: anyone's)."""
-        return recall.search(self.store, self.query_embed, query, k,
-=======
         `devices` and `users` restrict whose rows are searched (None: anyone's); `raw`
         False searches memories only (a token without memory:raw)."""
-        return recall.search(self.store, self.models.embed, query, k,
->>>>>>> main
+        return recall.search(self.store, self.query_embed, query, k,
                              Filters(source=source, since=since, until=until, kind=kind,
                                      project=project, level=level, devices=devices,
                                      users=users, raw=raw),
@@ -203,15 +198,9 @@ class Engine:
                              owners=owners, prefer=(self.store.device, self.store.user))
 
     def context(self, query: str, budget_tokens: int, now: datetime | None = None,
-<<<<<<< HEAD
-                owners: Owners = EVERYONE) -> dict[str, Any]:
-        return recall.context(self.store, self.query_embed, query, budget_tokens, now=now,
-                              tz=recall.user_tz(self.cfg), owners=owners)
-=======
                 owners: Owners = EVERYONE, raw: bool = True) -> dict[str, Any]:
-        return recall.context(self.store, self.models.embed, query, budget_tokens, now=now,
+        return recall.context(self.store, self.query_embed, query, budget_tokens, now=now,
                               tz=recall.user_tz(self.cfg), owners=owners, raw=raw)
->>>>>>> main
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
                source: str | None = None, query: str | None = None,
