@@ -133,8 +133,9 @@ def source_text(rows: list[dict[str, Any]]) -> str:
                 parts.append(date.fromisoformat(d).strftime("%Y-%m-%d %A %B"))
             except ValueError:
                 parts.append(d)
-        if r.get("ts"):
-            parts.append(r["ts"].astimezone(UTC).strftime("%Y-%m-%d %A %B %a"))
+        for ts in (r.get("ts"), r.get("ts_end")):
+            if ts:
+                parts.append(ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M %A %B %a"))
     return "\n".join(parts)
 
 

@@ -35,8 +35,10 @@ _BRANCH = r"\b[a-z][\w.-]*/[a-z0-9][\w.-]*\b"
 _QUOTED = r"[\"“`']([^\"”`'\n]{3,60})[\"”`']"
 _DAY = (r"\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|January|February|"
         r"March|April|June|July|August|September|October|November|December)\b")
-_KINDS = [_URL, _EMAIL, _PATH, _HOST, _FILE, _TICKET, _HASHNUM, _VERSION, _SNAKE, _CAMEL,
-          _BRANCH, _DAY]
+_DATE = r"\b\d{4}-\d{2}-\d{2}\b"
+_TIME = r"\b\d{1,2}:\d{2}\b"
+_KINDS = [_URL, _EMAIL, _DATE, _TIME, _PATH, _HOST, _FILE, _TICKET, _HASHNUM, _VERSION,
+          _SNAKE, _CAMEL, _BRANCH, _DAY]
 _TOKEN = re.compile("|".join(f"(?:{k})" for k in _KINDS))
 _NUM = re.compile(_NUMBER)
 _QUOTE = re.compile(_QUOTED)

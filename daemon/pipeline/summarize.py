@@ -227,10 +227,11 @@ def _new_items(items: list[str], summary: str) -> list[str]:
 
 
 def source_text(chunk: Chunk) -> str:
-    """All a chunk's memory may name: its events, their days (with weekday names), its
-    project."""
+    """All a chunk's memory may name: its events (kind, time, subject, title, text), their
+    days (with weekday and month names), its project."""
     days = sorted({ev.ts.astimezone(UTC).strftime("%Y-%m-%d %A %B") for ev in chunk.events})
-    parts = [f"{ev.subject}\n{ev.title}\n{ev.text}" for ev in chunk.events]
+    parts = [f"{ev.kind} {ev.ts.astimezone(UTC):%Y-%m-%d %H:%M}\n{ev.subject}\n{ev.title}\n"
+             f"{ev.text}" for ev in chunk.events]
     return "\n".join([*parts, *days, chunk.project])
 
 
