@@ -145,12 +145,21 @@ def todos_of(events: Iterable[Any], limit: int = 6) -> list[str]:
         for m in CHECKBOX.finditer(ev.text):  # a markdown to-do list's unticked boxes
             if m.group(1) == " " and len(out) < limit:
                 _add(out, seen, m.group(2).strip())
+        for m in TASK_LINE.finditer(ev.text):
+            if len(out) < limit:
+                _add(out, seen, " ".join((m.group(1) or m.group(2)).split()))
     return out
 
 
 CHECKBOX = re.compile(r"^\s*[-*]\s*\[( |x|X)\]\s+(.{4,200})$", re.MULTILINE)
-DECISION = re.compile(r"^\W*(?:decision|decided|we decided|going with|go with|settled on|chose)"
-                      r"\b\s*[:\-]?\s*(.{3,200})$", re.IGNORECASE | re.MULTILINE)
+# a line that states a choice: "Decision: …", "go with 0.82", "… <- using this one"
+DECISION = re.compile(r"^.*\b(?:decision\s*:|(?:decided|go(?:ing)? with|settled on|agreed|chose|"
+                      r"chosen|using this one|we'll use|will use|switch(?:ed)? to)\b).*$",
+                      re.IGNORECASE | re.MULTILINE)
+# a line that states what is left: "Open: …", "next: …", "X needs … by …"
+TASK_LINE = re.compile(r"^\W*(?:open|next|to ?do|follow[- ]up|pending)\s*:\s*(.{4,200})$"
+                       r"|^\W*(.{0,80}\bneeds?\b.{3,120}\bby\b.{3,60})$",
+                       re.IGNORECASE | re.MULTILINE)
 PLACEHOLDER = re.compile(r"^(?:what (?:was|is|were) .*|none|n/?a|tbd|nothing|unknown|no \w+)"
                          r"[.?!]?$", re.IGNORECASE)
 EVENT_KIND = re.compile(r"^[a-z_]+\.[a-z_]+$")
@@ -208,7 +217,9 @@ def decisions_of(events: Iterable[Any], limit: int = 6) -> list[str]:
         if ev.source != "files" or not ev.text:
             continue
         for m in DECISION.finditer(ev.text):
-            _add(out, seen, m.group(0).strip().lstrip("-*# ").strip())
+            line = " ".join(m.group(0).split()).lstrip("-*#> ").strip()
+            if 6 <= len(line) <= 200 and not line.startswith(("|", "[ ]", "[x]")):
+                _add(out, seen, line)
         for m in CHECKBOX.finditer(ev.text):
             if m.group(1).lower() == "x":
                 _add(out, seen, m.group(2).strip())
