@@ -32,7 +32,8 @@ _NUMBER = (r"(?<![\w.])[$€£]?\d[\d,]*(?:\.\d+)?\s?(?:%|ms|s|sec|min|h|hrs?|da
 _SNAKE = r"\b[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)+\b"
 _CAMEL = r"\b[a-z]+[A-Z][A-Za-z0-9]*\b|\b[A-Z][a-z0-9]+(?:[A-Z][a-z0-9]+)+\b"
 _BRANCH = r"\b[a-z][\w.-]*/[a-z0-9][\w.-]*\b"
-_QUOTED = r"[\"“`']([^\"”`'\n]{3,60})[\"”`']"
+# double quotes and backticks only: an apostrophe ("Python's … Git's") is no quote
+_QUOTED = r"[\"“`]([^\"”`\n]{3,60})[\"”`]"
 _DAY = (r"\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|January|February|"
         r"March|April|June|July|August|September|October|November|December)\b")
 _DATE = r"\b\d{4}-\d{2}-\d{2}\b"
