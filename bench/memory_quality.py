@@ -113,20 +113,23 @@ def _weekdays(m: dict[str, Any]) -> str:
     return " ".join(out)
 
 
-def identifiers_kept(rows: list[dict[str, Any]], events: dict[str, str]) -> tuple[float, int]:
-    """Share of the identifier-looking tokens of each chunk's events (subjects, titles,
-    commands and file contents, by the independent extractor) its memory's text holds."""
-    kept = total = 0
+def identifiers_kept(rows: list[dict[str, Any]], events: dict[str, str]
+                     ) -> dict[str, tuple[int, int]]:
+    """Identifier-looking tokens (the independent extractor's) of each chunk's events that
+    its memory's text holds: of their subjects, titles and commands ("activity"), and of
+    the saved files' contents ("file contents")."""
+    out = {"activity": [0, 0], "file contents": [0, 0]}
     for r in rows:
         if r["level"] != "chunk":
             continue
         have = faithful.Sources(r["text"] + "\n" + r["title"])
         for i in r["event_ids"] or []:
-            body = events.get(i, "").split("\n", 1)[-1]  # not the kind/time line
-            for tok in faithful.tokens(body):
-                total += 1
-                kept += have.has(tok)
-    return (kept / total if total else 1.0), total
+            _, subject, title, text = (events.get(i, "").split("\n", 3) + ["", "", "", ""])[:4]
+            for part, body in (("activity", f"{subject}\n{title}"), ("file contents", text)):
+                for tok in faithful.tokens(body):
+                    out[part][0] += have.has(tok)
+                    out[part][1] += 1
+    return {k: (v[0], v[1]) for k, v in out.items()}
 
 
 def decisions_tasks(rows: list[dict[str, Any]], labels: dict[str, Any]) -> dict[str, Any]:
@@ -201,8 +204,8 @@ def main() -> int:
         for (model, level), (bad, n) in sorted(f["after"].items()):
             row(f"unsupported after repair, {level}, {model}", pct(bad, n))
         if any(r["level"] == "chunk" for r in f["rows"]):
-            share, total = identifiers_kept(f["rows"], f["events"])
-            row("identifiers kept in chunk memories", f"{share:.3f} of {total}")
+            for part, (kept, total) in identifiers_kept(f["rows"], f["events"]).items():
+                row(f"identifiers kept in chunk memories, {part}", pct(kept, total))
             row("digests with a repeated sentence", str(f["repeats"]))
             dt = decisions_tasks(f["rows"], labels)
             for column, (found, n, right, items) in dt.items():

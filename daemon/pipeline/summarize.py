@@ -201,8 +201,9 @@ def fallback_summary(chunk: Chunk) -> str:
     start = chunk.start.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
     end = chunk.end.astimezone(UTC).strftime("%H:%M")
     where = f" in {chunk.project}" if chunk.project else ""
-    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-    what = ", ".join(f"{n} {k}" for k, n in kinds.most_common())
+    # no counts: every number a memory states must be one its events hold (faithful.py)
+    shown = ", ".join(names[:8]) + (" and more" if len(names) > 8 else "")
+    what = ", ".join(k for k, _ in kinds.most_common())
     return (f"{verbs.get(chunk.source, 'Activity:')} {shown}{where} "
             f"({what}, {start}–{end} UTC).")
 
