@@ -226,6 +226,23 @@ def decisions_of(events: Iterable[Any], limit: int = 6) -> list[str]:
     return out[:limit]
 
 
+CUE = re.compile(r"\b(?:decision|decided|decide|go(?:ing)? with|settled|agreed|chose|chosen|"
+                 r"using this|will|should|must|need(?:s|ed)? to|todo|fixme|next|open|plan|"
+                 r"pending|follow[- ]up|ask|remember)\b|\[[ xX]\]", re.IGNORECASE)
+
+
+def cue_lines(events: Iterable[Any]) -> list[str]:
+    """The lines of the events' text and commands that state a choice or a task ("will",
+    "should", "decided", "TODO", a checkbox): where a decision or task the model names
+    must be found, if it is stated at all."""
+    out: list[str] = []
+    for ev in events:
+        for line in f"{ev.subject}\n{ev.text}".splitlines():
+            if CUE.search(line):
+                out.append(line.strip())
+    return out
+
+
 def present(item: str, text: str) -> bool:
     return item.lower() in text.lower()
 

@@ -40,7 +40,7 @@ def prompt_cost(text: str) -> int:
 FALLBACK_MODEL = "deterministic"  # the `model` of a memory no model wrote
 LIST_MAX = 12  # items kept per structured list of a chunk memory
 SUMMARY_CHARS = 480  # two or three sentences
-TOPIC_CHARS = 200  # the model's topic line
+TOPIC_CHARS = 120  # the model's topic phrase
 
 
 def answer_tokens(events: int, cap: int) -> int:
@@ -142,10 +142,10 @@ def prompt(chunk: Chunk) -> list[dict[str, str]]:
     log = "\n".join(lines)
     project = f" (project: {chunk.project})" if chunk.project else ""
     user = (f"Activity log{project}:\n{log}\n\n"
-            "Answer with a JSON object. summary: one sentence (at most 25 words) on what "
-            "this work was for, using only words and names from the log. decisions: "
-            "decisions the log itself states. open_tasks: things the log itself says are "
-            "still to do. Use [] when the log states none; never guess.")
+            "Answer with a JSON object. summary: a short phrase (at most 12 words) naming "
+            "the topic, using only words and names from the log; do not guess a purpose. "
+            "decisions: decisions the log itself states. open_tasks: things the log itself "
+            "says are still to do. Use [] when the log states none; never guess.")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -246,10 +246,15 @@ def _topic(raw: Any, src: faithful.Sources) -> tuple[str, list[str]]:
     return (faithful.repair(text, src) if unsupported else text), unsupported
 
 
-def _stated(items: Any, src: faithful.Sources, summary: str) -> list[str]:
-    """The decisions or tasks the model offers that the events state (grounded), none
-    of them a placeholder, an event kind or a bare URL."""
-    kept = [i for i in strings(items, 4) if not idf.placeholder(i) and faithful.grounded(i, src)]
+def _stated(items: Any, cues: faithful.Sources | None, summary: str) -> list[str]:
+    """The decisions or tasks the model offers that the events state: grounded in their
+    lines that state a choice or a task (`idf.cue_lines`; none: nothing is stated), none
+    of them a placeholder, an event kind or a bare URL. (The 0.5B model otherwise lists
+    what was done, "Visit Hacker News", as decisions.)"""
+    if cues is None:
+        return []
+    kept = [i for i in strings(items, 4)
+            if not idf.placeholder(i) and faithful.grounded(i, cues, share=0.75)]
     return _new_items(kept, summary)
 
 
@@ -264,8 +269,11 @@ def chunk_fields(chunk: Chunk, answer: str) -> Fields:
     fallback = not usable(topic)
     activity = fallback_summary(chunk)
     summary = activity if fallback else f"{topic.rstrip('.')}. {activity}"
-    decisions = [] if fallback else _stated(data.get("decisions"), src, summary)
-    tasks = [] if fallback else _stated(data.get("open_tasks"), src, summary)
+    lines = idf.cue_lines(chunk.events)
+    cues = faithful.Sources("\n".join(lines)) if lines and not fallback else None
+    decisions = _stated(data.get("decisions"), cues, topic)
+    tasks = [t for t in _stated(data.get("open_tasks"), cues, topic)
+             if t.lower() not in {d.lower() for d in decisions}]
     return Fields(
         summary=summary,
         identifiers=idf.of_events(chunk.events),

@@ -38,7 +38,8 @@ def test_identifiers_come_from_paths_urls_tickets_branches_and_commands() -> Non
 
 def test_what_the_model_loses_is_put_back_and_what_it_invents_is_dropped() -> None:
     chunk = Chunk((shell("git checkout -b fix/rounding-BILL-81", 0),
-                   shell("pytest tests/test_invoice.py -k vat", 1)))
+                   shell("pytest tests/test_invoice.py -k vat", 1),
+                   shell('git commit -m "wip: vat rounding; next: run the invoice vat tests"', 2)))
     answer = ('{"summary": "Worked on invoice rounding and ran the tests.", "entities": '
               '["Stripe"], "identifiers": ["src/made_up.py", "tests/test_invoice.py"], '
               '"dates": ["2031-01-01"], "decisions": [], "open_tasks": ["ship the fix", '
