@@ -50,7 +50,7 @@ _STOP = frozenset("""this that with from have will into they them their there we
 which while about after before also been being does done each more most need needs only over
 some such than then these those very work working worked user person file files page pages
 command commands ran run running used using make made still left open task tasks decided
-decision should must could would update updated check checked""".split())
+decision should must could would""".split())
 
 
 @dataclass
@@ -107,6 +107,7 @@ class Sources:
         self.flat = re.sub(r"https?://(www\.)?", "", self.raw)
         self.numbers = {_num_norm(m.group(0)) for m in _NUM.finditer(text)}
         self.words = set(re.findall(r"[a-z0-9]+", self.raw))
+        self.stems = {w[:5] for w in self.words if len(w) >= 5}
 
     def has(self, token: str) -> bool:
         t = _norm(token)
@@ -145,8 +146,9 @@ def grounded(statement: str, sources: Sources | str, share: float = 0.6) -> bool
     words = [w.lower() for w in _WORD.findall(statement) if w.lower() not in _STOP]
     if not words:
         return False
-    hits = sum(1 for w in words if w in src.words or w.rstrip("s") in src.words
-               or w in src.raw)
+    # a word counts when the sources hold it or its first five letters ("deployed" for
+    # `deploy`), never as a mere substring of something else
+    hits = sum(1 for w in words if w in src.words or (len(w) >= 5 and w[:5] in src.stems))
     return hits / len(words) >= share
 
 

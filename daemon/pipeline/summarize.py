@@ -238,12 +238,19 @@ def source_text(chunk: Chunk) -> str:
 
 def _topic(raw: Any, src: faithful.Sources) -> tuple[str, list[str]]:
     """The model's topic line, cut to whole sentences, without any sentence that names
-    what the events do not contain; and the tokens it named that they lack."""
+    what the events do not contain or whose words mostly are not theirs ("Google Mail:
+    Project Update" for three mail pages); and what it named that they lack."""
     if not isinstance(raw, str):
         return "", []
     text = _whole_sentences(dedupe_sentences(" ".join(raw.split())))
     unsupported = faithful.check(text, src).unsupported
-    return (faithful.repair(text, src) if unsupported else text), unsupported
+    kept = []
+    for sentence in faithful.sentences(faithful.repair(text, src) if unsupported else text):
+        if faithful.grounded(sentence, src, share=0.75):
+            kept.append(sentence)
+        else:
+            unsupported.append(f"(words) {sentence[:80]}")
+    return " ".join(kept), unsupported
 
 
 def _stated(items: Any, cues: faithful.Sources | None, summary: str) -> list[str]:

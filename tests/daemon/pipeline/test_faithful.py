@@ -131,3 +131,16 @@ def test_the_bundled_model_keeps_the_invoice_and_the_weekday(gguf: Path) -> None
     for fact in ("INV-77231", "Monday", "€1,240", "/home/u/notes/vendors/alpaca.md"):
         assert fact in text, (fact, text)
     assert faithful.check(text, source_text(chunk)).ok, text
+
+
+def test_a_topic_whose_words_are_not_the_events_is_dropped() -> None:
+    mail = Chunk((ev("browser", "https://mail.google.com/mail/u/0/#inbox", title="Inbox - Gmail"),
+                  ev("browser", "https://www.deepl.com/translator", title="DeepL Translate",
+                     minute=1)))
+    invented = chunk_fields(mail, '{"summary": "Google Mail: Project Update", '
+                                  '"decisions": [], "open_tasks": []}')
+    assert invented.fallback and "Project" not in invented.summary
+    assert any(u.startswith("(words)") for u in invented.unsupported)
+    said = chunk_fields(mail, '{"summary": "Gmail inbox and DeepL translation", '
+                              '"decisions": [], "open_tasks": []}')
+    assert not said.fallback and said.summary.startswith("Gmail inbox and DeepL translation.")
