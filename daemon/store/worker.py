@@ -213,6 +213,9 @@ class WorkerEngine:
     def prune_events(self, older_than_days: int) -> int:
         return int(self.call("prune_events", older_than_days))
 
+    def counts(self, **owners: Any) -> dict[str, int]:
+        return dict(self.call("counts", **owners))
+
     def search(self, query: str, k: int = 10, **filters: Any) -> list[Any]:
         return list(self.call("search", query, k, **filters))
 
@@ -239,8 +242,8 @@ class WorkerEngine:
     def export_memories(self, context_rows: int = 30) -> dict[str, Any]:
         return dict(self.call("export_memories", context_rows))
 
-    def import_memories(self, segments: list[bytes]) -> dict[str, Any]:
-        return dict(self.call("import_memories", segments))
+    def import_memories(self, segments: list[bytes], adm: Any = None) -> dict[str, Any]:
+        return dict(self.call("import_memories", segments, adm))
 
     def status(self) -> dict[str, Any]:
         if not self.alive:
