@@ -429,8 +429,12 @@ def event_row(ev: Any, vector: list[float]) -> dict[str, Any]:
 
 
 def event_doc(ev: Any) -> str:
-    """The text an event is found by: its title, subject and content."""
-    return "\n".join(p for p in (ev.title, ev.subject, ev.text) if p)
+    """The text an event is found by: its title, subject, key words (URL path words, a
+    command's arguments, a file name split) and content (`daemon.pipeline.eventtext`).
+    Older rows keep the doc they were written with: both read alike."""
+    from daemon.pipeline.eventtext import event_doc as doc
+
+    return doc(ev)
 
 
 def sql_str(value: str) -> str:
