@@ -195,6 +195,7 @@ class StoreConfig:
     retries: int = 2  # per request, before the write is reported as failed (and retried later)
     refresh_seconds: float = 5.0  # how stale reads may be: other daemons' writes show up after this
     check_conditional_writes: bool = True  # refuse an endpoint that ignores If-None-Match
+    optimize_rows: int = 2000  # fold new rows into the indexes (and compact) after this many
 
 
 @dataclass(frozen=True)

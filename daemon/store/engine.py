@@ -89,7 +89,7 @@ class Engine:
         ids = ", ".join(sql_str(e.id) for e in chunk.events)
         where = (f"level = 'chunk' AND id != {sql_str(chunk.id)} AND "
                  f"array_has_any(event_ids, make_array({ids})) AND {self._own().where()}")
-        gone = self.store.delete("memories", where)
+        gone = self.store.delete("memories", where, path="supersede")
         if gone:
             log.info("replaced %d unacknowledged chunk memories of the same events", gone)
         return gone
@@ -127,9 +127,7 @@ class Engine:
             return 0
         cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).replace(tzinfo=None)
         where = f"ts < CAST('{cutoff.isoformat(timespec='seconds')}' AS TIMESTAMP)"
-        before = self.store.events.count_rows()
-        self.store.events.delete(where)
-        gone = before - self.store.events.count_rows()
+        gone = self.store.delete("events", where, path="retention")
         if gone:
             log.info("retention: dropped %d raw events older than %d days", gone,
                      older_than_days)
@@ -221,7 +219,10 @@ class Engine:
                                read_forgotten(self.cfg.data_path / "journal.sqlite3"))
 
     def status(self) -> dict[str, Any]:
-        return {"store": self.store.counts(), "models_loaded": self.models.loaded()}
+        from daemon.store.retry import conflict_counts
+
+        return {"store": self.store.counts(), "models_loaded": self.models.loaded(),
+                "store_conflicts": conflict_counts()}
 
     def complete_local(self, name: str, messages: list[Any],
                        params: dict[str, Any]) -> Any:

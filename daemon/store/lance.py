@@ -9,10 +9,13 @@ Only the worker process imports this module: LanceDB and pyarrow cost ~170 MB of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from datetime import UTC, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +25,15 @@ from lancedb.index import FTS
 
 from daemon.errors import PermanentError, RetryableError
 from daemon.recall.hits import Hit
+from daemon.store.objectstore import settings_from_options
+from daemon.store.retry import is_conflict, retrying
+from daemon.store.tables import (
+    MigrationLock,
+    create_or_open,
+    refuse_newer,
+    schema_meta,
+    schema_version,
+)
 
 log = logging.getLogger(__name__)
 MIGRATABLE = ("1", "2")  # older schema versions `Store` rewrites to the current one
@@ -99,7 +111,7 @@ class Store:
     def __init__(self, path: Path | str, dims: int, embedder: str,
                  storage_options: dict[str, str] | None = None,
                  refresh_seconds: float | None = None,
-                 owner: tuple[str, str] = ("", "")) -> None:
+                 owner: tuple[str, str] = ("", ""), optimize_rows: int = 2000) -> None:
         self.remote = isinstance(path, str) and "://" in path
         self.location = str(path)
         self.device, self.user = owner
@@ -112,58 +124,62 @@ class Store:
         else:
             Path(path).mkdir(parents=True, exist_ok=True)
             self._db = lancedb.connect(str(path))
+        self._migration = MigrationLock(self.location, settings_from_options(
+            self.location, storage_options or {}) if self.remote else None)
+        self.optimize_rows = optimize_rows
         self._lock = threading.Lock()
         self._unindexed = {"events": 0, "memories": 0}
         self.events = self._open("events", events_schema(dims, embedder), embedder)
         self.memories = self._open("memories", memories_schema(dims, embedder), embedder)
 
     def _open(self, name: str, schema: pa.Schema, embedder: str) -> Any:
-        if name in self._db.list_tables().tables:
-            table = self._db.open_table(name)
-            meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-            if meta.get("memoryd.schema_version") in MIGRATABLE:
-                table = self._migrate(name, table, schema, meta.get("memoryd.schema_version"))
-                meta = {k.decode(): v.decode()
-                        for k, v in (table.schema.metadata or {}).items()}
-            if meta.get("memoryd.schema_version") != SCHEMA_VERSION:
-                raise PermanentError(
-                    f"the store's {name} table has schema version "
-                    f"{meta.get('memoryd.schema_version')}, this memoryd reads "
-                    f"{SCHEMA_VERSION}; upgrade memoryd or move the store folder aside")
-            if meta.get("memoryd.embedder") != embedder:
-                raise PermanentError(
-                    f"the store was embedded with {meta.get('memoryd.embedder')!r}, the config "
-                    f"asks for {embedder!r}; set [models] embedder back, or move the store "
-                    "folder aside to re-embed from the journal")
-            return table
         if self.remote:
             schema = with_primary_key(schema)
-        table = self._db.create_table(name, schema=schema, exist_ok=True)
-        try:
-            table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
-                                                 remove_stop_words=False), replace=True)
-        except (RuntimeError, OSError, ValueError) as exc:
-            # Another process (or thread) made the same new table at the same moment and
-            # its index commit won: the table is indexed, so use it.
-            text = str(exc).lower()
-            if "conflict" not in text and "preempted" not in text:
-                raise
-            log.info("the new %s table was indexed concurrently by another writer", name)
-            table = self._db.open_table(name)
+        table = create_or_open(self._db, name, schema, self.location)
+        version = schema_version(table)
+        refuse_newer(name, version, SCHEMA_VERSION, self.location)
+        if version in MIGRATABLE:
+            table = self._migrate_once(name, table, schema)
+            version = schema_version(table)
+        meta = schema_meta(table)
+        if version != SCHEMA_VERSION:
+            raise PermanentError(
+                f"the store's {name} table has schema version {version}, this memoryd "
+                f"reads {SCHEMA_VERSION}; move the store folder aside to rebuild it from "
+                "the journal")
+        if meta.get("memoryd.embedder") != embedder:
+            raise PermanentError(
+                f"the store was embedded with {meta.get('memoryd.embedder')!r}, the config "
+                f"asks for {embedder!r}; set [models] embedder back, or move the store "
+                "folder aside to re-embed from the journal")
         return table
 
-    def _migrate(self, name: str, table: Any, schema: pa.Schema, old: str | None) -> Any:
+    def _migrate_once(self, name: str, table: Any, schema: pa.Schema) -> Any:
+        """Migrate `name` in one daemon only: the others (started at the same instant on
+        one bucket) wait for its lease and open the table it migrated."""
+        if (table.schema.metadata or {}).get(b"memoryd.embedder") != \
+                (schema.metadata or {}).get(b"memoryd.embedder"):
+            return table  # refused by the caller with the embedder message
+
+        def done() -> bool:
+            return bool(schema_version(self._db.open_table(name)) not in MIGRATABLE)
+
+        with self._migration.held(name, done) as mine:
+            table = self._db.open_table(name)
+            if mine and schema_version(table) in MIGRATABLE:
+                old = schema_version(table)
+                table = retrying("schema migration",
+                                 lambda: self._migrate(name, schema, old),
+                                 where=self.location)
+        return self._db.open_table(name)
+
+    def _migrate(self, name: str, schema: pa.Schema, old: str | None) -> Any:
         """Rewrite an older table in `schema`: columns it lacks get empty values, nothing
         it holds is dropped. LanceDB keeps the previous version on disk until cleanup,
         and the journal holds every event, so an interrupted migration loses nothing."""
-        if (table.schema.metadata or {}).get(b"memoryd.embedder") != \
-                (schema.metadata or {}).get(b"memoryd.embedder"):
-            return table  # refused below with the embedder message
-        data = table.to_arrow()
+        data = self._db.open_table(name).to_arrow()
         log.warning("migrating the store's %s table (%d rows) from schema version %s to %s",
                     name, data.num_rows, old, SCHEMA_VERSION)
-        if self.remote:  # keep (or gain) the primary key concurrent writers depend on
-            schema = with_primary_key(schema)
         owner = self._legacy_owner(name, data.num_rows)
         columns = []
         for f in schema:
@@ -198,6 +214,8 @@ class Store:
         return {"device": "", "user": ""}
 
     # -- writing ---------------------------------------------------------------------
+    # Every commit below goes through daemon/store/retry.py, which retries one lost to
+    # another writer (a daemon on the same bucket, another thread of this worker).
 
     def upsert_events(self, rows: list[dict[str, Any]]) -> None:
         self._upsert("events", self.events, rows)
@@ -213,36 +231,49 @@ class Store:
                 r["device"] = self.device
             if not r.get("user"):
                 r["user"] = self.user
-        with self._lock:
-            try:
-                if self.remote:
-                    self._upsert_remote(table, rows)
-                else:
-                    (table.merge_insert("id").when_matched_update_all()
-                     .when_not_matched_insert_all().execute(rows))
-                self._unindexed[name] += len(rows)
-                if self._unindexed[name] >= 2000:
-                    self._optimize(name, table)
-            except (OSError, RuntimeError, ValueError) as exc:
-                full = unwritable(exc, str(self.location), f"{len(rows)} {name} rows")
-                if full is None:
-                    raise
-                raise full from exc
+        with self._lock, self._writing(f"{len(rows)} {name} rows"):
+            if self.remote:
+                retrying("upsert", lambda: self._upsert_remote(name, table, rows),
+                         where=self.location, refresh=table.checkout_latest)
+            else:
+                retrying("upsert", lambda: (
+                    table.merge_insert("id").when_matched_update_all()
+                    .when_not_matched_insert_all().execute(rows)),
+                    where=self.location, refresh=table.checkout_latest)
+            self._unindexed[name] += len(rows)
+            if self._unindexed[name] >= self.optimize_rows:
+                self._optimize(name, table)
 
-    def _upsert_remote(self, table: Any, rows: list[dict[str, Any]]) -> None:
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """A full or read-only disk becomes StoreUnwritable saying what to do."""
+        try:
+            yield
+        except (OSError, RuntimeError, ValueError) as exc:
+            full = unwritable(exc, str(self.location), what)
+            if full is None:
+                raise
+            raise full from exc
+
+    def _upsert_remote(self, name: str, table: Any, rows: list[dict[str, Any]]) -> None:
         """Upsert on object storage, where other daemons commit too. Rows go in the
         table's own schema so Lance sees `id` as the primary key and records the inserted
         ids: two daemons inserting one new id at once then conflict and the loser retries
-        as an update, instead of both appending it."""
+        as an update, instead of both appending it. A table a newer memoryd migrated
+        meanwhile is refused, not written."""
         from daemon.store.objectstore import ObjectStoreUnavailable
 
         try:
             schema = table.schema  # a read: with refresh_seconds = 0 it asks the bucket
+            found = (schema.metadata or {}).get(b"memoryd.schema_version", b"").decode()
+            refuse_newer(name, found, SCHEMA_VERSION, self.location)
             data = pa.Table.from_pylist(
                 [{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema)
             (table.merge_insert("id").when_matched_update_all()
              .when_not_matched_insert_all().execute(data))
         except (OSError, RuntimeError) as exc:
+            if is_conflict(exc):
+                raise  # retried by the caller
             raise ObjectStoreUnavailable(
                 f"writing {len(rows)} rows to the store at {self.location} failed: "
                 f"{str(exc).splitlines()[0][:300]}. Nothing was committed; the write is "
@@ -250,11 +281,12 @@ class Store:
 
     def _optimize(self, name: str, table: Any) -> None:
         # New rows are searched by a flat scan until optimize folds them into the index.
-        table.optimize()
+        retrying("optimize", table.optimize, where=self.location,
+                 refresh=table.checkout_latest)
         self._unindexed[name] = 0
 
     def optimize(self) -> None:
-        with self._lock:
+        with self._lock, self._writing("the optimized indexes"):
             self._optimize("events", self.events)
             self._optimize("memories", self.memories)
 
@@ -352,35 +384,33 @@ class Store:
         srcs = data.column("sources").to_pylist() if "sources" in cols else [[]] * len(ids)
         return {i: (e or [], s or []) for i, e, s in zip(ids, evs, srcs, strict=True)}
 
-    def delete(self, table: str, where: str) -> int:
-        """Delete the rows of `table` matching `where`; return how many went."""
+    def delete(self, table: str, where: str, path: str = "delete") -> int:
+        """Delete the rows of `table` matching `where`; return how many went. `path`
+        names the write for the conflict counters (forget, retention, supersede)."""
         t = self.events if table == "events" else self.memories
-        with self._lock:
+        with self._lock, self._writing(f"a deletion from {table}"):
             n = int(t.count_rows(where))
             if n:
-                try:
-                    t.delete(where)
-                except (OSError, RuntimeError, ValueError) as exc:
-                    full = unwritable(exc, str(self.location), f"a deletion from {table}")
-                    if full is None:
-                        raise
-                    raise full from exc
+                retrying(path, lambda: t.delete(where), where=self.location,
+                         refresh=t.checkout_latest)
         return n
 
     def purge(self) -> None:
         """Fold deletions into the indexes and drop old versions from disk, so deleted
         rows cannot be read back from an earlier version of a table (forget means gone)."""
         import warnings
-        from datetime import timedelta
 
-        with self._lock, warnings.catch_warnings():
-            # LanceDB warns that readers of older versions fail: here that is the point,
-            # and this process is the store's only writer.
+        with self._lock, warnings.catch_warnings(), self._writing("the store's cleanup"):
+            # LanceDB warns that readers of older versions fail: here that is the point.
             warnings.filterwarnings("ignore", message=".*cleanup_older_than.*")
             for name, t in (("events", self.events), ("memories", self.memories)):
-                # on object storage other daemons' uncommitted files look unverified
-                t.optimize(cleanup_older_than=timedelta(0), delete_unverified=not self.remote)
+                retrying("cleanup", partial(self._cleanup, t), where=self.location,
+                         refresh=t.checkout_latest)
                 self._unindexed[name] = 0
+
+    def _cleanup(self, t: Any) -> None:
+        # on object storage other daemons' uncommitted files look unverified
+        t.optimize(cleanup_older_than=timedelta(0), delete_unverified=not self.remote)
 
 
 def with_primary_key(schema: pa.Schema) -> pa.Schema:
@@ -400,14 +430,16 @@ def open_store(cfg: Any, dims: int, embedder: str) -> Store:
 
     owner = identity(cfg)
     if not cfg.store.uri:
-        return Store(cfg.data_path / "store", dims, embedder, owner=owner)
+        return Store(cfg.data_path / "store", dims, embedder, owner=owner,
+                     optimize_rows=cfg.store.optimize_rows)
     from daemon.store.objectstore import check_conditional_writes, store_settings
 
     s = store_settings(cfg.store)
     if cfg.store.check_conditional_writes:
         check_conditional_writes(s)
     return Store(s.uri, dims, embedder, storage_options=s.storage_options(),
-                 refresh_seconds=cfg.store.refresh_seconds, owner=owner)
+                 refresh_seconds=cfg.store.refresh_seconds, owner=owner,
+                 optimize_rows=cfg.store.optimize_rows)
 
 
 def event_row(ev: Any, vector: list[float]) -> dict[str, Any]:

@@ -144,7 +144,7 @@ class WorkerEngine:
             if self._conn is conn:
                 self._conn = None
                 self._proc = None
-            lost = [f for f in self._pending.values()]
+            lost = list(self._pending.values())
             self._pending.clear()
         for fut in lost:
             fut.set_exception(RetryableError(
