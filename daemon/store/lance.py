@@ -26,7 +26,7 @@ from lancedb.index import FTS
 from daemon.errors import PermanentError, RetryableError
 from daemon.recall.hits import Hit
 from daemon.store.objectstore import settings_from_options
-from daemon.store.retry import is_conflict, retrying
+from daemon.store.retry import count, is_conflict, retrying
 from daemon.store.tables import (
     MigrationLock,
     create_or_open,
@@ -43,6 +43,7 @@ MIGRATABLE = ("1", "2")  # older schema versions `Store` rewrites to the current
 SCHEMA_VERSION = "3"
 OWNER_FIELDS = ("device", "user")
 TS = pa.timestamp("us", tz="UTC")
+REMOTE_CLEANUP_GRACE = 300.0  # seconds of table versions kept on a shared store
 
 
 LIST_FIELDS = ("identifiers", "entities", "decisions", "open_tasks", "dates")
@@ -111,7 +112,8 @@ class Store:
     def __init__(self, path: Path | str, dims: int, embedder: str,
                  storage_options: dict[str, str] | None = None,
                  refresh_seconds: float | None = None,
-                 owner: tuple[str, str] = ("", ""), optimize_rows: int = 2000) -> None:
+                 owner: tuple[str, str] = ("", ""), optimize_rows: int = 2000,
+                 cleanup_grace: float = -1.0) -> None:
         self.remote = isinstance(path, str) and "://" in path
         self.location = str(path)
         self.device, self.user = owner
@@ -127,17 +129,23 @@ class Store:
         self._migration = MigrationLock(self.location, settings_from_options(
             self.location, storage_options or {}) if self.remote else None)
         self.optimize_rows = optimize_rows
+        # Cleanup keeps table versions younger than this: a writer in another process
+        # checks its commit against the versions since it read, and if cleanup removed
+        # them under it, Lance can let two inserts of one id both land. One daemon alone
+        # on a local store can clean at once (forget is then gone from disk at once).
+        self.cleanup_grace = (cleanup_grace if cleanup_grace >= 0
+                              else REMOTE_CLEANUP_GRACE if self.remote else 0.0)
         self._lock = threading.Lock()
         self._unindexed = {"events": 0, "memories": 0}
         self.events = self._open("events", events_schema(dims, embedder), embedder)
         self.memories = self._open("memories", memories_schema(dims, embedder), embedder)
 
     def _open(self, name: str, schema: pa.Schema, embedder: str) -> Any:
-        if self.remote:
-            schema = with_primary_key(schema)
-        table = create_or_open(self._db, name, schema, self.location)
+        # `id` is the primary key on every new table: several processes may write one
+        # store (daemons on a bucket, `ingest --once` beside a local daemon)
+        schema = with_primary_key(schema)
+        table = create_or_open(self._db, name, schema, self.location, SCHEMA_VERSION)
         version = schema_version(table)
-        refuse_newer(name, version, SCHEMA_VERSION, self.location)
         if version in MIGRATABLE:
             table = self._migrate_once(name, table, schema)
             version = schema_version(table)
@@ -232,14 +240,12 @@ class Store:
             if not r.get("user"):
                 r["user"] = self.user
         with self._lock, self._writing(f"{len(rows)} {name} rows"):
-            if self.remote:
-                retrying("upsert", lambda: self._upsert_remote(name, table, rows),
-                         where=self.location, refresh=table.checkout_latest)
-            else:
-                retrying("upsert", lambda: (
-                    table.merge_insert("id").when_matched_update_all()
-                    .when_not_matched_insert_all().execute(rows)),
-                    where=self.location, refresh=table.checkout_latest)
+            retrying("upsert", lambda: self._upsert_rows(name, table, rows),
+                     where=self.location, refresh=table.checkout_latest)
+            ids = sorted({str(r["id"]) for r in rows})
+            if retrying("dedupe", lambda: _dedupe(table, ids), where=self.location,
+                        refresh=table.checkout_latest):
+                count("duplicates removed")
             self._unindexed[name] += len(rows)
             if self._unindexed[name] >= self.optimize_rows:
                 self._optimize(name, table)
@@ -255,12 +261,13 @@ class Store:
                 raise
             raise full from exc
 
-    def _upsert_remote(self, name: str, table: Any, rows: list[dict[str, Any]]) -> None:
-        """Upsert on object storage, where other daemons commit too. Rows go in the
-        table's own schema so Lance sees `id` as the primary key and records the inserted
-        ids: two daemons inserting one new id at once then conflict and the loser retries
-        as an update, instead of both appending it. A table a newer memoryd migrated
-        meanwhile is refused, not written."""
+    def _upsert_rows(self, name: str, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Upsert where other processes may commit too. Rows go in the table's own schema
+        so Lance sees `id` as the primary key and records the inserted ids: two writers
+        inserting one new id at once then conflict and the loser retries as an update,
+        instead of both appending it. A table a newer memoryd migrated meanwhile is
+        refused, not written. On object storage a failed request is
+        ObjectStoreUnavailable (a conflict goes back to `retrying`)."""
         from daemon.store.objectstore import ObjectStoreUnavailable
 
         try:
@@ -272,8 +279,8 @@ class Store:
             (table.merge_insert("id").when_matched_update_all()
              .when_not_matched_insert_all().execute(data))
         except (OSError, RuntimeError) as exc:
-            if is_conflict(exc):
-                raise  # retried by the caller
+            if is_conflict(exc) or not self.remote:
+                raise  # retried by the caller, or a local disk's error
             raise ObjectStoreUnavailable(
                 f"writing {len(rows)} rows to the store at {self.location} failed: "
                 f"{str(exc).splitlines()[0][:300]}. Nothing was committed; the write is "
@@ -281,8 +288,12 @@ class Store:
 
     def _optimize(self, name: str, table: Any) -> None:
         # New rows are searched by a flat scan until optimize folds them into the index.
-        retrying("optimize", table.optimize, where=self.location,
-                 refresh=table.checkout_latest)
+        if self.remote:  # old versions go once no other daemon can be rebasing on them
+            retrying("optimize", partial(self._cleanup, table), where=self.location,
+                     refresh=table.checkout_latest)
+        else:
+            retrying("optimize", table.optimize, where=self.location,
+                     refresh=table.checkout_latest)
         self._unindexed[name] = 0
 
     def optimize(self) -> None:
@@ -388,16 +399,20 @@ class Store:
         """Delete the rows of `table` matching `where`; return how many went. `path`
         names the write for the conflict counters (forget, retention, supersede)."""
         t = self.events if table == "events" else self.memories
-        with self._lock, self._writing(f"a deletion from {table}"):
+        def attempt() -> int:
             n = int(t.count_rows(where))
             if n:
-                retrying(path, lambda: t.delete(where), where=self.location,
-                         refresh=t.checkout_latest)
-        return n
+                t.delete(where)
+            return n
+
+        with self._lock, self._writing(f"a deletion from {table}"):
+            return retrying(path, attempt, where=self.location, refresh=t.checkout_latest)
 
     def purge(self) -> None:
         """Fold deletions into the indexes and drop old versions from disk, so deleted
-        rows cannot be read back from an earlier version of a table (forget means gone)."""
+        rows cannot be read back from an earlier version of a table (forget means gone).
+        On a shared store versions younger than `cleanup_grace` stay (other daemons may be
+        committing against them); the next optimize or purge after it removes them."""
         import warnings
 
         with self._lock, warnings.catch_warnings(), self._writing("the store's cleanup"):
@@ -409,8 +424,34 @@ class Store:
                 self._unindexed[name] = 0
 
     def _cleanup(self, t: Any) -> None:
-        # on object storage other daemons' uncommitted files look unverified
-        t.optimize(cleanup_older_than=timedelta(0), delete_unverified=not self.remote)
+        # Never `delete_unverified`: another process's write in flight (a daemon on the
+        # bucket, `ingest --once` beside the daemon) has files no version lists yet, and
+        # deleting them breaks the version it is about to commit.
+        t.optimize(cleanup_older_than=timedelta(seconds=self.cleanup_grace),
+                   delete_unverified=False)
+
+
+def _dedupe(table: Any, ids: list[str]) -> int:
+    """Keep one row of each id in `ids` that is stored more than once; return how many
+    copies went. Two processes inserting one new id at once are meant to conflict on
+    the primary key, but Lance 0.x can let both land when a compaction commits between
+    them; the writer that sees two copies right after its own commit removes one."""
+    extra: list[int] = []
+    for n in range(0, len(ids), 500):
+        part = ids[n:n + 500]
+        where = f"id IN ({', '.join(sql_str(i) for i in part)})"
+        if table.count_rows(where) <= len(part):
+            continue
+        found = (table.search().where(where).with_row_id(True).select(["id"])
+                 .limit(None).to_arrow().to_pylist())
+        keep: dict[str, int] = {}
+        for r in found:
+            keep[r["id"]] = max(keep.get(r["id"], -1), int(r["_rowid"]))
+        extra += [int(r["_rowid"]) for r in found if int(r["_rowid"]) != keep[r["id"]]]
+    if extra:
+        log.warning("removing %d duplicate rows left by concurrent writers", len(extra))
+        table.delete(f"_rowid IN ({', '.join(map(str, extra))})")
+    return len(extra)
 
 
 def with_primary_key(schema: pa.Schema) -> pa.Schema:
@@ -431,7 +472,8 @@ def open_store(cfg: Any, dims: int, embedder: str) -> Store:
     owner = identity(cfg)
     if not cfg.store.uri:
         return Store(cfg.data_path / "store", dims, embedder, owner=owner,
-                     optimize_rows=cfg.store.optimize_rows)
+                     optimize_rows=cfg.store.optimize_rows,
+                 cleanup_grace=cfg.store.cleanup_grace_seconds)
     from daemon.store.objectstore import check_conditional_writes, store_settings
 
     s = store_settings(cfg.store)
@@ -439,7 +481,8 @@ def open_store(cfg: Any, dims: int, embedder: str) -> Store:
         check_conditional_writes(s)
     return Store(s.uri, dims, embedder, storage_options=s.storage_options(),
                  refresh_seconds=cfg.store.refresh_seconds, owner=owner,
-                 optimize_rows=cfg.store.optimize_rows)
+                 optimize_rows=cfg.store.optimize_rows,
+                 cleanup_grace=cfg.store.cleanup_grace_seconds)
 
 
 def event_row(ev: Any, vector: list[float]) -> dict[str, Any]:

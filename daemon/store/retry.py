@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,10 @@ CONFLICT_WORDS = (
     "incompatible transaction", "too many concurrent writers", "conflicting transaction",
     "concurrent modification",
 )
+# A file of a table version another writer's cleanup has just removed, read through a
+# handle that still points at that version: re-reading the table finds the newest one.
+_CLEANED_UP = re.compile(r"not found: .*\.lance/(_deletions|data|_indices|_versions|"
+                         r"_transactions)/")
 ATTEMPTS = 10  # tries in all before StoreConflict
 BASE_SECONDS = 0.05  # first pause (before jitter); doubles each try
 CAP_SECONDS = 3.0  # longest pause
@@ -45,9 +50,10 @@ _counts_lock = threading.Lock()
 
 
 def is_conflict(exc: BaseException, extra: tuple[str, ...] = ()) -> bool:
-    """Whether `exc` is a commit that lost to a concurrent one (worth retrying)."""
+    """Whether `exc` is a commit that lost to a concurrent one, or a read of a version
+    another writer's cleanup removed meanwhile (both worth retrying on a fresh read)."""
     text = str(exc).lower()
-    return any(w in text for w in CONFLICT_WORDS + extra)
+    return any(w in text for w in CONFLICT_WORDS + extra) or bool(_CLEANED_UP.search(text))
 
 
 def conflict_counts() -> dict[str, dict[str, int]]:
@@ -56,6 +62,11 @@ def conflict_counts() -> dict[str, dict[str, int]]:
     with _counts_lock:
         return {p: {"retried": _counts.get(p, 0), "gave_up": _gave_up.get(p, 0)}
                 for p in sorted(set(_counts) | set(_gave_up))}
+
+
+def count(path: str) -> int:
+    """Count one event on `path` that is not a retry (e.g. duplicates removed)."""
+    return _count(_counts, path)
 
 
 def _count(table: dict[str, int], path: str) -> int:

@@ -75,14 +75,16 @@ def ensure_fts(table: Any, location: str) -> None:
              also=("already exists",))
 
 
-def create_or_open(db: Any, name: str, schema: Any, location: str) -> Any:
-    """The table `name`, created with `schema` when no daemon has made it yet."""
+def create_or_open(db: Any, name: str, schema: Any, location: str, mine: str) -> Any:
+    """The table `name`, created with `schema` when no daemon has made it yet; one of a
+    newer schema than `mine` is refused before anything is written to it."""
     def attempt() -> Any:
         if name in db.list_tables().tables:
             return db.open_table(name)
         return db.create_table(name, schema=schema, exist_ok=True)
 
     table = retrying("table creation", attempt, where=location, also=("already exists",))
+    refuse_newer(name, schema_version(table), mine, location)
     ensure_fts(table, location)  # also when a daemon died between creating and indexing
     return table
 
