@@ -44,12 +44,31 @@ class Engine:
             return self._store
 
     def index(self, events: list[Event]) -> int:
-        """Embed events and upsert them into the store; they are searchable on return."""
+        """Embed events and upsert them into the store; they are searchable on return.
+
+        A forget may run while this batch is embedded and written: it writes its
+        tombstones before it deletes from the store (daemon/service.py), and this step
+        reads them after its own commit, so an event forgotten meanwhile is deleted
+        again here whichever of the two commits first."""
         if not events:
             return 0
         vectors = self.models.embed([event_doc(e)[:2000] for e in events])
         self.store.upsert_events([event_row(e, v) for e, v in zip(events, vectors, strict=True)])
+        self._drop_forgotten("events", [e.id for e in events], [e.id for e in events])
         return len(events)
+
+    def _drop_forgotten(self, table: str, event_ids: list[str], row_ids: list[str]) -> int:
+        """Delete `row_ids` from `table` if any of `event_ids` was forgotten meanwhile."""
+        from daemon.intake.journal import forgotten_among
+
+        gone = forgotten_among(self.cfg.data_path / "journal.sqlite3", event_ids)
+        if not gone:
+            return 0
+        drop = sorted(gone) if table == "events" else row_ids
+        log.info("%d rows written while a forget ran were forgotten: deleting them again",
+                 len(drop))
+        return self.store.delete(table, f"id IN ({', '.join(sql_str(i) for i in drop)})",
+                                 path="forget")
 
     def summarize(self, events: list[Event]) -> dict[str, Any]:
         """Summarize one chunk (model under a JSON schema, identifiers checked and put
@@ -76,6 +95,8 @@ class Engine:
         row = summarize.memory_row(chunk, fields, model, [])
         row["vector"] = self.models.embed([f"{row['title']}\n{row['text']}"[:2000]])[0]
         self.store.upsert_memories([row])
+        if self._drop_forgotten("memories", [e.id for e in events], [row["id"]]):
+            return {**result, "summary": "", "forgotten": True}
         self._supersede(chunk)
         return {**result, "summary": row["text"]}
 
