@@ -52,8 +52,9 @@ class Engine:
         again here whichever of the two commits first."""
         if not events:
             return 0
+        store = self.store  # opened (created, migrated) before the long embedding
         vectors = self.models.embed([event_doc(e)[:2000] for e in events])
-        self.store.upsert_events([event_row(e, v) for e, v in zip(events, vectors, strict=True)])
+        store.upsert_events([event_row(e, v) for e, v in zip(events, vectors, strict=True)])
         self._drop_forgotten("events", [e.id for e in events], [e.id for e in events])
         return len(events)
 
