@@ -21,27 +21,26 @@ from typing import Any
 
 import lancedb
 import pyarrow as pa
-from lancedb.index import FTS
 
 from daemon.errors import PermanentError, RetryableError
 from daemon.recall.hits import Hit
+from daemon.store.migrate import MIGRATABLE, migrate_once
 from daemon.store.objectstore import settings_from_options
 from daemon.store.retry import count, is_conflict, retrying
 from daemon.store.tables import (
     MigrationLock,
     create_or_open,
+    dedupe,
     refuse_newer,
     schema_meta,
     schema_version,
 )
 
 log = logging.getLogger(__name__)
-MIGRATABLE = ("1", "2")  # older schema versions `Store` rewrites to the current one
 # 2: memories gained project, sources and the structured fields (identifiers, entities,
 # decisions, open_tasks, dates). An older store is migrated in place when opened.
 # 3: events and memories gained device and user (who wrote them; daemon/owners.py).
 SCHEMA_VERSION = "3"
-OWNER_FIELDS = ("device", "user")
 TS = pa.timestamp("us", tz="UTC")
 REMOTE_CLEANUP_GRACE = 300.0  # seconds of table versions kept on a shared store
 
@@ -147,7 +146,7 @@ class Store:
         table = create_or_open(self._db, name, schema, self.location, SCHEMA_VERSION)
         version = schema_version(table)
         if version in MIGRATABLE:
-            table = self._migrate_once(name, table, schema)
+            table = migrate_once(self, name, table, schema)
             version = schema_version(table)
         meta = schema_meta(table)
         if version != SCHEMA_VERSION:
@@ -161,65 +160,6 @@ class Store:
                 f"asks for {embedder!r}; set [models] embedder back, or move the store "
                 "folder aside to re-embed from the journal")
         return table
-
-    def _migrate_once(self, name: str, table: Any, schema: pa.Schema) -> Any:
-        """Migrate `name` in one daemon only: the others (started at the same instant on
-        one bucket) wait for its lease and open the table it migrated."""
-        if (table.schema.metadata or {}).get(b"memoryd.embedder") != \
-                (schema.metadata or {}).get(b"memoryd.embedder"):
-            return table  # refused by the caller with the embedder message
-
-        def done() -> bool:
-            return bool(schema_version(self._db.open_table(name)) not in MIGRATABLE)
-
-        with self._migration.held(name, done) as mine:
-            table = self._db.open_table(name)
-            if mine and schema_version(table) in MIGRATABLE:
-                old = schema_version(table)
-                table = retrying("schema migration",
-                                 lambda: self._migrate(name, schema, old),
-                                 where=self.location)
-        return self._db.open_table(name)
-
-    def _migrate(self, name: str, schema: pa.Schema, old: str | None) -> Any:
-        """Rewrite an older table in `schema`: columns it lacks get empty values, nothing
-        it holds is dropped. LanceDB keeps the previous version on disk until cleanup,
-        and the journal holds every event, so an interrupted migration loses nothing."""
-        data = self._db.open_table(name).to_arrow()
-        log.warning("migrating the store's %s table (%d rows) from schema version %s to %s",
-                    name, data.num_rows, old, SCHEMA_VERSION)
-        owner = self._legacy_owner(name, data.num_rows)
-        columns = []
-        for f in schema:
-            if f.name in data.column_names:
-                columns.append(data.column(f.name).cast(f.type))
-            elif f.name in OWNER_FIELDS:
-                columns.append(pa.array([owner[f.name]] * data.num_rows, type=f.type))
-            elif pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type):
-                columns.append(pa.array([[] for _ in range(data.num_rows)], type=f.type))
-            else:
-                columns.append(pa.array([""] * data.num_rows, type=f.type))
-        migrated = pa.Table.from_arrays(columns, schema=schema)
-        table = self._db.create_table(name, data=migrated, schema=schema, mode="overwrite")
-        table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
-                                             remove_stop_words=False), replace=True)
-        log.warning("migrated the store's %s table: %d rows kept", name, table.count_rows())
-        return table
-
-    def _legacy_owner(self, name: str, rows: int) -> dict[str, str]:
-        """Who the rows of a pre-schema-3 table belong to. A local store was written by
-        this daemon alone (and by its sync pulls, which the user could already read), so
-        its rows get this daemon's device and user: its owner keeps seeing its history
-        through owner-scoped tokens. A store on object storage may hold several daemons'
-        rows, and stamping them with whoever migrates first would hand other people's
-        memories to this user: they stay ownerless, visible only to unrestricted readers."""
-        if not self.remote:
-            return {"device": self.device, "user": self.user}
-        if rows:
-            log.warning("the %s table on %s predates owners: its %d rows get no device or "
-                        "user, so only tokens for every owner read them", name,
-                        self.location, rows)
-        return {"device": "", "user": ""}
 
     # -- writing ---------------------------------------------------------------------
     # Every commit below goes through daemon/store/retry.py, which retries one lost to
@@ -243,7 +183,7 @@ class Store:
             retrying("upsert", lambda: self._upsert_rows(name, table, rows),
                      where=self.location, refresh=table.checkout_latest)
             ids = sorted({str(r["id"]) for r in rows})
-            if retrying("dedupe", lambda: _dedupe(table, ids), where=self.location,
+            if retrying("dedupe", lambda: dedupe(table, ids), where=self.location,
                         refresh=table.checkout_latest):
                 count("duplicates removed")
             self._unindexed[name] += len(rows)
@@ -429,29 +369,6 @@ class Store:
         # deleting them breaks the version it is about to commit.
         t.optimize(cleanup_older_than=timedelta(seconds=self.cleanup_grace),
                    delete_unverified=False)
-
-
-def _dedupe(table: Any, ids: list[str]) -> int:
-    """Keep one row of each id in `ids` that is stored more than once; return how many
-    copies went. Two processes inserting one new id at once are meant to conflict on
-    the primary key, but Lance 0.x can let both land when a compaction commits between
-    them; the writer that sees two copies right after its own commit removes one."""
-    extra: list[int] = []
-    for n in range(0, len(ids), 500):
-        part = ids[n:n + 500]
-        where = f"id IN ({', '.join(sql_str(i) for i in part)})"
-        if table.count_rows(where) <= len(part):
-            continue
-        found = (table.search().where(where).with_row_id(True).select(["id"])
-                 .limit(None).to_arrow().to_pylist())
-        keep: dict[str, int] = {}
-        for r in found:
-            keep[r["id"]] = max(keep.get(r["id"], -1), int(r["_rowid"]))
-        extra += [int(r["_rowid"]) for r in found if int(r["_rowid"]) != keep[r["id"]]]
-    if extra:
-        log.warning("removing %d duplicate rows left by concurrent writers", len(extra))
-        table.delete(f"_rowid IN ({', '.join(map(str, extra))})")
-    return len(extra)
 
 
 def with_primary_key(schema: pa.Schema) -> pa.Schema:

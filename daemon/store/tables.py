@@ -153,3 +153,26 @@ class MigrationLock:
             with contextlib.suppress(Exception):
                 client.delete_object(Bucket=self.s3.bucket, Key=key)
         return False
+
+
+def dedupe(table: Any, ids: list[str]) -> int:
+    """Keep one row of each id in `ids` that is stored more than once; return how many
+    copies went. Two processes inserting one new id at once are meant to conflict on
+    the primary key, but Lance 0.x can let both land when a compaction commits between
+    them; the writer that sees two copies right after its own commit removes one."""
+    extra: list[int] = []
+    for n in range(0, len(ids), 500):
+        part = ids[n:n + 500]
+        where = "id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in part) + ")"
+        if table.count_rows(where) <= len(part):
+            continue
+        found = (table.search().where(where).with_row_id(True).select(["id"])
+                 .limit(None).to_arrow().to_pylist())
+        keep: dict[str, int] = {}
+        for r in found:
+            keep[r["id"]] = max(keep.get(r["id"], -1), int(r["_rowid"]))
+        extra += [int(r["_rowid"]) for r in found if int(r["_rowid"]) != keep[r["id"]]]
+    if extra:
+        log.warning("removing %d duplicate rows left by concurrent writers", len(extra))
+        table.delete(f"_rowid IN ({', '.join(map(str, extra))})")
+    return len(extra)
