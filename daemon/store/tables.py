@@ -70,6 +70,7 @@ def ensure_fts(table: Any, location: str) -> None:
             return
         table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
                                              remove_stop_words=False), replace=False)
+        log.info("built the full-text index of the %s table at %s", table.name, location)
 
     retrying("index creation", build, where=location, refresh=table.checkout_latest,
              also=("already exists",))
@@ -81,7 +82,9 @@ def create_or_open(db: Any, name: str, schema: Any, location: str, mine: str) ->
     def attempt() -> Any:
         if name in db.list_tables().tables:
             return db.open_table(name)
-        return db.create_table(name, schema=schema, exist_ok=True)
+        made = db.create_table(name, schema=schema, exist_ok=True)
+        log.info("created (or found just made) the %s table at %s", name, location)
+        return made
 
     table = retrying("table creation", attempt, where=location, also=("already exists",))
     refuse_newer(name, schema_version(table), mine, location)
