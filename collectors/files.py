@@ -17,9 +17,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collectors.base import Batch, Event, Sink
 from collectors.gitignore import GitIgnore
+
+if TYPE_CHECKING:
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger(__name__)
 
@@ -123,17 +128,21 @@ class FilesCollector:
     settle_seconds: float = 1.0
     name: str = "files"
     poll_seconds: float = 3600.0  # the live watch does the work; this is a safety net
-    _observer: object | None = None
+    _observer: BaseObserver | None = None
     _pending: dict[str, float] = field(default_factory=dict)  # path -> last seen
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _flusher: threading.Thread | None = None
     _sink: Sink | None = None
-    _handler: object | None = None
+    _handler: FileSystemEventHandler | None = None
     _unwatched: list[Path] = field(default_factory=list)
     _git: GitIgnore = field(default_factory=GitIgnore)
     _moves: dict[str, str] = field(default_factory=dict)  # destination -> source
     _fallback: list[Path] = field(default_factory=list)  # roots scanned, not watched
+    # Changes the sink refused (a full or read-only journal): sent first at every flush
+    # until it takes them, so a save, move or delete is never dropped on the floor.
+    _unsent: list[Event] = field(default_factory=list)
+    _refused: bool = False
 
     # -- backfill -------------------------------------------------------------------
 
@@ -229,8 +238,9 @@ class FilesCollector:
         self._flusher.start()
 
     def _watch(self, root: Path) -> None:
+        assert self._observer is not None and self._handler is not None, "start() first"
         try:
-            self._observer.schedule(self._handler, str(root), recursive=True)  # type: ignore[attr-defined]
+            self._observer.schedule(self._handler, str(root), recursive=True)
         except OSError as exc:
             self._fallback.append(root)
             log.warning("cannot watch %s (%s). If inotify watches ran out, raise "
@@ -318,15 +328,36 @@ class FilesCollector:
             elif not p.exists():
                 events.append(Event.new(ts=time.time(), source="files", kind="file.deleted",
                                         subject=path, title=p.name))
-        if events and self._sink is not None:
+        return self._send(events)
+
+    def _send(self, events: list[Event]) -> int:
+        """Hand `events`, after any the sink refused before, to the sink; keep them all
+        queued if it refuses again (it says why; the next flush retries)."""
+        with self._lock:
+            events, self._unsent = self._unsent + events, []
+        if not events or self._sink is None:
+            return 0
+        try:
             return self._sink.append(Batch(self.name, events))
-        return 0
+        except Exception as exc:
+            with self._lock:
+                first = not self._unsent and not self._refused
+                self._unsent = events + self._unsent
+                self._refused = True
+            if first:
+                log.warning("files collector: the journal refused %d change(s) (%s); they stay "
+                            "queued and are retried until it takes them", len(events), exc)
+            return 0
+        finally:
+            if self._refused and not self._unsent:
+                self._refused = False
+                log.info("files collector: the journal takes changes again")
 
     def stop(self) -> None:
         self._stop.set()
         if self._observer is not None:
-            self._observer.stop()  # type: ignore[attr-defined]
-            self._observer.join(timeout=5)  # type: ignore[attr-defined]
+            self._observer.stop()
+            self._observer.join(timeout=5)
             self._observer = None
         if self._flusher is not None:
             self._flusher.join(timeout=5)

@@ -97,7 +97,8 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    timezone: str = ""  # IANA name ("Europe/Berlin") for "yesterday", "this week"; "" = the machine's
+    # IANA name ("Europe/Berlin") for "yesterday", "this week"; "" = the machine's
+    timezone: str = ""
     context_budget_tokens: int = 2000  # `memoryd context` without --budget
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from daemon.config import ApprovalsConfig, Config
 from daemon.intake.redact import redact
+from daemon.sqlite_migrations import Migration, migrate
 
 log = logging.getLogger(__name__)
 PENDING, APPROVED, DENIED, TIMED_OUT, ABANDONED = (
@@ -114,7 +115,7 @@ def _migrate_1(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX approvals_status ON approvals (status, created)")
 
 
-MIGRATIONS = (_migrate_1,)  # in order; PRAGMA user_version counts the ones applied
+MIGRATIONS: tuple[Migration, ...] = (_migrate_1,)  # append only; see sqlite_migrations
 _COLUMNS = ("id", "created", "status", "task", "models", "reasons", "what", "requested_by",
             "timeout_seconds", "request_id", "decided", "decided_by", "decision_reason")
 _JSON = ("models", "reasons", "what")
@@ -131,11 +132,9 @@ class Approvals:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=10, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        with self._lock:
+            migrate(self._db, MIGRATIONS, f"the approvals queue {path}")
         with self._lock, self._db:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for i, step in enumerate(MIGRATIONS[version:], start=version + 1):
-                step(self._db)
-                self._db.execute(f"PRAGMA user_version = {i}")
             now = time.time()
             left = self._db.execute(
                 "UPDATE approvals SET status = ?, decided = ?, decided_by = 'memoryd', "

@@ -27,19 +27,13 @@ from pathlib import Path
 
 from collectors.base import Batch, Event
 from daemon.errors import RetryableError
+from daemon.sqlite_migrations import Migration, migrate, run_script
 
 NEW, INDEXED, SUMMARIZED = 0, 1, 2
 
 
-def _run_script(db: sqlite3.Connection, script: str) -> None:
-    # executescript() would commit the migration's transaction half-way; run one by one.
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
 def _m1_events_and_cursors(db: sqlite3.Connection) -> None:
-    _run_script(
+    run_script(
         db,
         """
         CREATE TABLE events (
@@ -72,8 +66,7 @@ def _m2_forgotten(db: sqlite3.Connection) -> None:
 
 
 # Ordered migrations; PRAGMA user_version says how many have run. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_events_and_cursors,
-                                                          _m2_forgotten]
+MIGRATIONS: list[Migration] = [_m1_events_and_cursors, _m2_forgotten]
 EVENT, MEMORY = "event", "memory"  # what a tombstone stands for
 
 
@@ -147,16 +140,7 @@ class Journal:
 
     def _migrate(self) -> None:
         with self._lock:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    step(self._db)
-                    self._db.execute(f"PRAGMA user_version={number}")
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+            migrate(self._db, MIGRATIONS, "the journal")
 
     def close(self) -> None:
         with self._lock:

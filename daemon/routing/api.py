@@ -3,8 +3,8 @@
 Handlers stay thin and cheap: the body is parsed once with `json`, routing decisions come
 from tables built at start-up, upstream bytes go back unchanged but for memoryd's
 explanation spliced in (daemon/explain.py: a `memoryd` object in the JSON, or a leading
-chunk without choices when streamed), and telemetry is queued for a background writer. memoryd's own request fields (all
-optional, removed before the upstream sees the body):
+chunk without choices when streamed), and telemetry is queued for a background writer.
+memoryd's own request fields (all optional, removed before the upstream sees the body):
 
 - `task` (or header `X-Memoryd-Task`): compaction, classify, extract, reasoning, code...
 - `local_only` (or header `X-Memoryd-Local-Only: 1`): never leave this machine

@@ -97,7 +97,8 @@ def build_registry(cfg: Config, local_complete: LocalCompleteFn, local_embed: Lo
     reg.chat[m.summarizer] = LocalChat(
         summarizer, lambda msgs, params: local_complete(m.summarizer, msgs, params))
     embedder = Profile(name=m.embedder, context_tokens=256, privacy="local", skills=("embed",),
-                       concurrency=1, timeout_seconds=LOCAL_TIMEOUT, backend="sentence_transformers")
+                       concurrency=1, timeout_seconds=LOCAL_TIMEOUT,
+                       backend="sentence_transformers")
     reg.embed[m.embedder] = LocalEmbed(embedder, lambda texts: local_embed(m.embedder, texts))
     for spec in r.models:
         if not spec.name:
