@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable
 from typing import TypeVar
 
+from daemon import backoff
 from daemon.errors import StoreConflict
 
 log = logging.getLogger(__name__)
@@ -97,7 +98,7 @@ def retrying(path: str, write: Callable[[], T], *, where: str = "",
                     f"{str(exc).splitlines()[0][:200]}). Nothing was committed; the work "
                     "stays queued and is tried again shortly") from exc
             n = _count(_counts, path)
-            pause = random.uniform(0.0, min(CAP_SECONDS, BASE_SECONDS * 2 ** attempt))
+            pause = backoff.delay(BASE_SECONDS, attempt, CAP_SECONDS, random.random)
             log.info("store commit conflict on %s (try %d, %d retried on this path so far): "
                      "%s; retrying in %.2f s", path, attempt, n,
                      str(exc).splitlines()[0][:160], pause)
