@@ -86,7 +86,9 @@ def create_or_open(db: Any, name: str, schema: Any, location: str, mine: str) ->
         log.info("created (or found just made) the %s table at %s", name, location)
         return made
 
-    table = retrying("table creation", attempt, where=location, also=("already exists",))
+    # listed but "not found": another writer's table whose first commit is in flight
+    table = retrying("table creation", attempt, where=location,
+                     also=("already exists", "was not found"))
     refuse_newer(name, schema_version(table), mine, location)
     ensure_fts(table, location)  # also when a daemon died between creating and indexing
     return table
