@@ -140,9 +140,11 @@ class Store:
         self.memories = self._open("memories", memories_schema(dims, embedder), embedder)
 
     def _open(self, name: str, schema: pa.Schema, embedder: str) -> Any:
-        # `id` is the primary key on every new table: several processes may write one
-        # store (daemons on a bucket, `ingest --once` beside a local daemon)
-        schema = with_primary_key(schema)
+        # On a bucket `id` is the primary key: several daemons insert at once. (A local
+        # store keeps a nullable id, as it always had; a second process writing it is
+        # rare, and a duplicate it leaves is removed after the commit, see `dedupe`.)
+        if self.remote:
+            schema = with_primary_key(schema)
         table = create_or_open(self._db, name, schema, self.location, SCHEMA_VERSION)
         version = schema_version(table)
         if version in MIGRATABLE:
