@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -58,6 +59,10 @@ def run_daemon(cfg: Config) -> int:
     from daemon.api.server import bind_tcp, bind_unix, serve
 
     started = time.time()
+    # Everything the daemon (and its worker, which inherits this) writes is the user's
+    # alone, whatever umask it was started with: data dir, journal and WAL, store,
+    # snapshots, spool, logs, tokens.
+    os.umask(0o077)
     cfg.data_path.mkdir(parents=True, exist_ok=True)
     os.chmod(cfg.data_path, 0o700)
     token = ensure_token(cfg.token_path)
@@ -67,13 +72,17 @@ def run_daemon(cfg: Config) -> int:
     (cfg.data_path / "api.port").write_text(f"{port}\n")
 
     journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact)
-    engine = WorkerEngine(cfg)
+    # Searches go to a resident reader (no torch; daemon/store/reader.py), the rest to the
+    # worker that leaves when idle.
+    reader = WorkerEngine(cfg, idle_seconds=0, target="reader") \
+        if cfg.search.resident_reader else None
+    engine = WorkerEngine(cfg, reader=reader)
     pipeline = Pipeline(cfg, journal, engine)
     gate = gate_for(cfg, journal)  # exclusions and pause, before anything is stored
     collectors = build_collectors(cfg)
     runs = CollectorRuns(collectors)
     service = MemoryService(cfg, journal, engine, started=started, collector_runs=runs,
-                            pause=gate.pause, intake=gate)
+                            pause=gate.pause, intake=gate, pipeline=pipeline)
 
     scheduler = BackgroundScheduler(timezone="UTC")
     p = cfg.pipeline
@@ -112,6 +121,7 @@ def run_daemon(cfg: Config) -> int:
             log.warning("collector %s could not start watching: %s; its backfill still runs",
                         c.name, exc)
     scheduler.start()
+    threading.Thread(target=engine.warm_reader, name="reader-warm", daemon=True).start()
     log.info("memoryd serving on %s and http://127.0.0.1:%d (collectors: %s)",
              cfg.socket_path, port, ", ".join(c.name for c in collectors) or "none")
     # systemd Type=notify: READY=1 once the API answers, watchdog pings while it and the

@@ -124,7 +124,10 @@ class Store:
                                            else timedelta(seconds=refresh_seconds)))
         else:
             Path(path).mkdir(parents=True, exist_ok=True)
-            self._db = lancedb.connect(str(path))
+            # A reader in another process than the writer (daemon/store/reader.py) asks
+            # for the latest commit every `refresh_seconds`; None: this process writes.
+            self._db = lancedb.connect(str(path), read_consistency_interval=(
+                None if refresh_seconds is None else timedelta(seconds=refresh_seconds)))
         self._migration = MigrationLock(self.location, settings_from_options(
             self.location, storage_options or {}) if self.remote else None)
         self.optimize_rows = optimize_rows
@@ -259,8 +262,10 @@ class Store:
                     r[key] = v.replace(tzinfo=UTC)
         return rows
 
-    def counts(self) -> dict[str, int]:
-        return {"events": self.events.count_rows(), "memories": self.memories.count_rows()}
+    def counts(self, where: str | None = None) -> dict[str, int]:
+        """Rows in each table (matching `where`, e.g. an owners filter, when given)."""
+        return {"events": self.events.count_rows(where),
+                "memories": self.memories.count_rows(where)}
 
     def vector_search(self, table: str, vector: list[float], k: int,
                       where: str | None = None) -> list[Hit]:
@@ -383,16 +388,19 @@ def with_primary_key(schema: pa.Schema) -> pa.Schema:
     return schema.set(i, pa.field("id", f.type, nullable=False, metadata=meta))
 
 
-def open_store(cfg: Any, dims: int, embedder: str) -> Store:
+def open_store(cfg: Any, dims: int, embedder: str,
+               refresh_seconds: float | None = None) -> Store:
     """The store `cfg` names: `[store] uri` on object storage, else <data_dir>/store;
-    it stamps what it writes with `[identity]` device and user."""
+    it stamps what it writes with `[identity]` device and user. `refresh_seconds`: how
+    stale a local store's reads may be (None: only this process writes to it)."""
     from daemon.owners import identity
 
     owner = identity(cfg)
     if not cfg.store.uri:
         return Store(cfg.data_path / "store", dims, embedder, owner=owner,
                      optimize_rows=cfg.store.optimize_rows,
-                 cleanup_grace=cfg.store.cleanup_grace_seconds)
+                     cleanup_grace=cfg.store.cleanup_grace_seconds,
+                     refresh_seconds=refresh_seconds)
     from daemon.store.objectstore import check_conditional_writes, store_settings
 
     s = store_settings(cfg.store)
