@@ -2,9 +2,11 @@
 
     MemorydError
     ├── RetryableError        try again later: a locked file, a busy store, a dead upstream
-    │   └── DaemonUnavailable the daemon's API did not answer
+    │   ├── DaemonUnavailable the daemon's API did not answer
+    │   └── StoreConflict     other daemons kept committing to the store first
     └── PermanentError        retrying will not help until the user changes something
-        └── ConfigError       the config file is wrong
+        ├── ConfigError       the config file is wrong
+        └── StoreTooNew       the store's schema is newer than this memoryd
 
 The models layer keeps its own small tree (`models.errors.ModelError`), since
 `models/` never imports `daemon/`.
@@ -33,3 +35,13 @@ class PermanentError(MemorydError):
 
 class ConfigError(PermanentError):
     pass
+
+
+class StoreConflict(RetryableError):
+    """Other writers kept committing to the store first; nothing was committed, the work
+    stays queued (daemon/store/retry.py)."""
+
+
+class StoreTooNew(PermanentError):
+    """The store was written by a newer memoryd (a higher schema version): this daemon
+    reads nothing it cannot understand and writes nothing until it is upgraded."""

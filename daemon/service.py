@@ -111,19 +111,25 @@ class MemoryService:
         if not any((since, until, source, query and query.strip())):
             raise ValueError("say what to forget: since/until, a source or a query")
         o = whose(owners, device, user)
-        out = dict(self._engine.forget(since=since, until=until, source=source, query=query,
-                                       dry_run=dry_run, owners=o))
         if not o.allows(*identity(self.cfg)):
             # the journal holds only this daemon's own events: a caller restricted to other
             # owners removes from it only the ids it may read (none of them, in practice)
-            since = until = source = query = None
+            jsince = juntil = jsource = jquery = None
+        else:
+            jsince, juntil, jsource, jquery = since, until, source, query
+        # Tombstones first, store second: an index step in flight re-reads the tombstones
+        # after its commit (daemon/store/engine.py), so whichever commits first, what
+        # is forgotten here is not left in the store.
+        early = 0 if dry_run else self.journal.forget(
+            (), since=jsince, until=juntil, source=jsource, query=jquery)
+        out = dict(self._engine.forget(since=since, until=until, source=source, query=query,
+                                       dry_run=dry_run, owners=o))
         ids = out.pop("event_ids", [])
         memory_ids = out.pop("memory_ids", [])
         if dry_run:
             out["journal"] = len(ids)
             return out
-        out["journal"] = self.journal.forget(ids, since=since, until=until, source=source,
-                                             query=query, memory_ids=memory_ids)
+        out["journal"] = early + self.journal.forget(ids, memory_ids=memory_ids)
         return out
 
     @property

@@ -87,6 +87,26 @@ def read_forgotten(path: Path) -> tuple[frozenset[str], frozenset[str]]:
             frozenset(i for i, k in rows if k == MEMORY))
 
 
+def forgotten_among(path: Path, ids: Iterable[str]) -> set[str]:
+    """Which of `ids` the journal at `path` holds tombstones for (read-only, for the
+    worker: an index or summary step re-checks its batch just after its store commit)."""
+    ids = list(ids)
+    if not ids or not path.exists():
+        return set()
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
+    found: set[str] = set()
+    try:
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            found.update(r[0] for r in db.execute(
+                f"SELECT id FROM forgotten WHERE id IN ({','.join('?' * len(part))})", part))
+    except sqlite3.OperationalError:  # a journal from before tombstones
+        return set()
+    finally:
+        db.close()
+    return found
+
+
 class JournalUnwritable(RetryableError):
     """The journal cannot be written now (disk full, read-only); retry when it can."""
 

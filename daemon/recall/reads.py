@@ -183,10 +183,12 @@ def forget(store: Store, since: datetime | None = None, until: datetime | None =
     if dry_run:
         return out
     for n in range(0, len(events), 500):
-        store.delete("events", f"id IN ({', '.join(sql_str(i) for i in events[n:n + 500])})")
+        store.delete("events", f"id IN ({', '.join(sql_str(i) for i in events[n:n + 500])})",
+                     path="forget")
     mids = sorted(memories)
     for n in range(0, len(mids), 500):
-        store.delete("memories", f"id IN ({', '.join(sql_str(i) for i in mids[n:n + 500])})")
+        store.delete("memories", f"id IN ({', '.join(sql_str(i) for i in mids[n:n + 500])})",
+                     path="forget")
     if events or memories:
         store.purge()
     log.info("forgot %d events and %d memories", len(events), len(memories))

@@ -15,6 +15,7 @@ what the daemon reaches through the worker (see daemon/worker.py).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,7 @@ class ModelCalls:
             threads=m.embed_threads, idle_seconds=m.idle_unload_seconds)
         self._router: Router | None = None
         self._loop: LoopThread | None = None
+        self._router_lock = threading.Lock()  # the worker's threads meet here on first use
         self._client: aiohttp.ClientSession | None = None
 
     @property
@@ -92,15 +94,16 @@ class ModelCalls:
 
     @property
     def router(self) -> Router:
-        if self._router is None:
-            registry = build_registry(self.cfg, self.local_complete, self.local_embed,
-                                      self._http)
-            telemetry = Telemetry(self.cfg.data_path / "telemetry.sqlite3",
-                                  enabled=self.cfg.router.telemetry,
-                                  keep_days=self.cfg.router.telemetry_keep_days)
-            self._router = Router(registry, self.cfg.router, telemetry)
-            self._loop = LoopThread("modelcalls-router")
-        return self._router
+        with self._router_lock:
+            if self._router is None:
+                registry = build_registry(self.cfg, self.local_complete, self.local_embed,
+                                          self._http)
+                telemetry = Telemetry(self.cfg.data_path / "telemetry.sqlite3",
+                                      enabled=self.cfg.router.telemetry,
+                                      keep_days=self.cfg.router.telemetry_keep_days)
+                self._loop = LoopThread("modelcalls-router")
+                self._router = Router(registry, self.cfg.router, telemetry)
+            return self._router
 
     def complete(self, task: str, messages: list[Message], **params: Any) -> Completion:
         """Run a chat task through its route; raise ModelError when no model answered."""

@@ -49,12 +49,32 @@ class Engine:
             return self._store
 
     def index(self, events: list[Event]) -> int:
-        """Embed events and upsert them into the store; they are searchable on return."""
+        """Embed events and upsert them into the store; they are searchable on return.
+
+        A forget may run while this batch is embedded and written: it writes its
+        tombstones before it deletes from the store (daemon/service.py), and this step
+        reads them after its own commit, so an event forgotten meanwhile is deleted
+        again here whichever of the two commits first."""
         if not events:
             return 0
+        store = self.store  # opened (created, migrated) before the long embedding
         vectors = self.models.embed([event_doc(e)[:2000] for e in events])
-        self.store.upsert_events([event_row(e, v) for e, v in zip(events, vectors, strict=True)])
+        store.upsert_events([event_row(e, v) for e, v in zip(events, vectors, strict=True)])
+        self._drop_forgotten("events", [e.id for e in events], [e.id for e in events])
         return len(events)
+
+    def _drop_forgotten(self, table: str, event_ids: list[str], row_ids: list[str]) -> int:
+        """Delete `row_ids` from `table` if any of `event_ids` was forgotten meanwhile."""
+        from daemon.intake.journal import forgotten_among
+
+        gone = forgotten_among(self.cfg.data_path / "journal.sqlite3", event_ids)
+        if not gone:
+            return 0
+        drop = sorted(gone) if table == "events" else row_ids
+        log.info("%d rows written while a forget ran were forgotten: deleting them again",
+                 len(drop))
+        return self.store.delete(table, f"id IN ({', '.join(sql_str(i) for i in drop)})",
+                                 path="forget")
 
     def summarize(self, events: list[Event]) -> dict[str, Any]:
         """Summarize one chunk (model under a JSON schema, identifiers checked and put
@@ -82,6 +102,8 @@ class Engine:
         row = summarize.memory_row(chunk, fields, model, [])
         row["vector"] = self.models.embed([f"{row['title']}\n{row['text']}"[:2000]])[0]
         self.store.upsert_memories([row])
+        if self._drop_forgotten("memories", [e.id for e in events], [row["id"]]):
+            return {**result, "summary": "", "forgotten": True}
         self._supersede(chunk)
         return {**result, "summary": row["text"]}
 
@@ -115,7 +137,7 @@ class Engine:
         ids = ", ".join(sql_str(e.id) for e in chunk.events)
         where = (f"level = 'chunk' AND id != {sql_str(chunk.id)} AND "
                  f"array_has_any(event_ids, make_array({ids})) AND {self._own().where()}")
-        gone = self.store.delete("memories", where)
+        gone = self.store.delete("memories", where, path="supersede")
         if gone:
             log.info("replaced %d unacknowledged chunk memories of the same events", gone)
         return gone
@@ -153,9 +175,7 @@ class Engine:
             return 0
         cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).replace(tzinfo=None)
         where = f"ts < CAST('{cutoff.isoformat(timespec='seconds')}' AS TIMESTAMP)"
-        before = self.store.events.count_rows()
-        self.store.events.delete(where)
-        gone = before - self.store.events.count_rows()
+        gone = self.store.delete("events", where, path="retention")
         if gone:
             log.info("retention: dropped %d raw events older than %d days", gone,
                      older_than_days)
@@ -253,7 +273,10 @@ class Engine:
                                read_forgotten(self.cfg.data_path / "journal.sqlite3"), adm)
 
     def status(self) -> dict[str, Any]:
-        return {"store": self.store.counts(), "models_loaded": self.models.loaded()}
+        from daemon.store.retry import conflict_counts
+
+        return {"store": self.store.counts(), "models_loaded": self.models.loaded(),
+                "store_conflicts": conflict_counts()}
 
     def counts(self, owners: Owners = EVERYONE) -> dict[str, int]:
         """Events and memories of `owners` in the store."""

@@ -9,28 +9,40 @@ Only the worker process imports this module: LanceDB and pyarrow cost ~170 MB of
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
+from collections.abc import Iterator
 from datetime import UTC, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import lancedb
 import pyarrow as pa
-from lancedb.index import FTS
 
 from daemon.errors import PermanentError, RetryableError
 from daemon.recall.hits import Hit
+from daemon.store.migrate import MIGRATABLE, migrate_once
+from daemon.store.objectstore import settings_from_options
+from daemon.store.retry import count, is_conflict, retrying
+from daemon.store.tables import (
+    MigrationLock,
+    create_or_open,
+    dedupe,
+    refuse_newer,
+    schema_meta,
+    schema_version,
+)
 
 log = logging.getLogger(__name__)
-MIGRATABLE = ("1", "2")  # older schema versions `Store` rewrites to the current one
 # 2: memories gained project, sources and the structured fields (identifiers, entities,
 # decisions, open_tasks, dates). An older store is migrated in place when opened.
 # 3: events and memories gained device and user (who wrote them; daemon/owners.py).
 SCHEMA_VERSION = "3"
-OWNER_FIELDS = ("device", "user")
 TS = pa.timestamp("us", tz="UTC")
+REMOTE_CLEANUP_GRACE = 300.0  # seconds of table versions kept on a shared store
 
 
 LIST_FIELDS = ("identifiers", "entities", "decisions", "open_tasks", "dates")
@@ -99,7 +111,8 @@ class Store:
     def __init__(self, path: Path | str, dims: int, embedder: str,
                  storage_options: dict[str, str] | None = None,
                  refresh_seconds: float | None = None,
-                 owner: tuple[str, str] = ("", "")) -> None:
+                 owner: tuple[str, str] = ("", ""), optimize_rows: int = 2000,
+                 cleanup_grace: float = -1.0) -> None:
         self.remote = isinstance(path, str) and "://" in path
         self.location = str(path)
         self.device, self.user = owner
@@ -115,92 +128,47 @@ class Store:
             # for the latest commit every `refresh_seconds`; None: this process writes.
             self._db = lancedb.connect(str(path), read_consistency_interval=(
                 None if refresh_seconds is None else timedelta(seconds=refresh_seconds)))
+        self._migration = MigrationLock(self.location, settings_from_options(
+            self.location, storage_options or {}) if self.remote else None)
+        self.optimize_rows = optimize_rows
+        # Cleanup keeps table versions younger than this: a writer in another process
+        # checks its commit against the versions since it read, and if cleanup removed
+        # them under it, Lance can let two inserts of one id both land. One daemon alone
+        # on a local store can clean at once (forget is then gone from disk at once).
+        self.cleanup_grace = (cleanup_grace if cleanup_grace >= 0
+                              else REMOTE_CLEANUP_GRACE if self.remote else 0.0)
         self._lock = threading.Lock()
         self._unindexed = {"events": 0, "memories": 0}
         self.events = self._open("events", events_schema(dims, embedder), embedder)
         self.memories = self._open("memories", memories_schema(dims, embedder), embedder)
 
     def _open(self, name: str, schema: pa.Schema, embedder: str) -> Any:
-        if name in self._db.list_tables().tables:
-            table = self._db.open_table(name)
-            meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
-            if meta.get("memoryd.schema_version") in MIGRATABLE:
-                table = self._migrate(name, table, schema, meta.get("memoryd.schema_version"))
-                meta = {k.decode(): v.decode()
-                        for k, v in (table.schema.metadata or {}).items()}
-            if meta.get("memoryd.schema_version") != SCHEMA_VERSION:
-                raise PermanentError(
-                    f"the store's {name} table has schema version "
-                    f"{meta.get('memoryd.schema_version')}, this memoryd reads "
-                    f"{SCHEMA_VERSION}; upgrade memoryd or move the store folder aside")
-            if meta.get("memoryd.embedder") != embedder:
-                raise PermanentError(
-                    f"the store was embedded with {meta.get('memoryd.embedder')!r}, the config "
-                    f"asks for {embedder!r}; set [models] embedder back, or move the store "
-                    "folder aside to re-embed from the journal")
-            return table
+        # On a bucket `id` is the primary key: several daemons insert at once. (A local
+        # store keeps a nullable id, as it always had; a second process writing it is
+        # rare, and a duplicate it leaves is removed after the commit, see `dedupe`.)
         if self.remote:
             schema = with_primary_key(schema)
-        table = self._db.create_table(name, schema=schema, exist_ok=True)
-        try:
-            table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
-                                                 remove_stop_words=False), replace=True)
-        except (RuntimeError, OSError, ValueError) as exc:
-            # Another process (or thread) made the same new table at the same moment and
-            # its index commit won: the table is indexed, so use it.
-            text = str(exc).lower()
-            if "conflict" not in text and "preempted" not in text:
-                raise
-            log.info("the new %s table was indexed concurrently by another writer", name)
-            table = self._db.open_table(name)
+        table = create_or_open(self._db, name, schema, self.location, SCHEMA_VERSION)
+        version = schema_version(table)
+        if version in MIGRATABLE:
+            table = migrate_once(self, name, table, schema)
+            version = schema_version(table)
+        meta = schema_meta(table)
+        if version != SCHEMA_VERSION:
+            raise PermanentError(
+                f"the store's {name} table has schema version {version}, this memoryd "
+                f"reads {SCHEMA_VERSION}; move the store folder aside to rebuild it from "
+                "the journal")
+        if meta.get("memoryd.embedder") != embedder:
+            raise PermanentError(
+                f"the store was embedded with {meta.get('memoryd.embedder')!r}, the config "
+                f"asks for {embedder!r}; set [models] embedder back, or move the store "
+                "folder aside to re-embed from the journal")
         return table
-
-    def _migrate(self, name: str, table: Any, schema: pa.Schema, old: str | None) -> Any:
-        """Rewrite an older table in `schema`: columns it lacks get empty values, nothing
-        it holds is dropped. LanceDB keeps the previous version on disk until cleanup,
-        and the journal holds every event, so an interrupted migration loses nothing."""
-        if (table.schema.metadata or {}).get(b"memoryd.embedder") != \
-                (schema.metadata or {}).get(b"memoryd.embedder"):
-            return table  # refused below with the embedder message
-        data = table.to_arrow()
-        log.warning("migrating the store's %s table (%d rows) from schema version %s to %s",
-                    name, data.num_rows, old, SCHEMA_VERSION)
-        if self.remote:  # keep (or gain) the primary key concurrent writers depend on
-            schema = with_primary_key(schema)
-        owner = self._legacy_owner(name, data.num_rows)
-        columns = []
-        for f in schema:
-            if f.name in data.column_names:
-                columns.append(data.column(f.name).cast(f.type))
-            elif f.name in OWNER_FIELDS:
-                columns.append(pa.array([owner[f.name]] * data.num_rows, type=f.type))
-            elif pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type):
-                columns.append(pa.array([[] for _ in range(data.num_rows)], type=f.type))
-            else:
-                columns.append(pa.array([""] * data.num_rows, type=f.type))
-        migrated = pa.Table.from_arrays(columns, schema=schema)
-        table = self._db.create_table(name, data=migrated, schema=schema, mode="overwrite")
-        table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
-                                             remove_stop_words=False), replace=True)
-        log.warning("migrated the store's %s table: %d rows kept", name, table.count_rows())
-        return table
-
-    def _legacy_owner(self, name: str, rows: int) -> dict[str, str]:
-        """Who the rows of a pre-schema-3 table belong to. A local store was written by
-        this daemon alone (and by its sync pulls, which the user could already read), so
-        its rows get this daemon's device and user: its owner keeps seeing its history
-        through owner-scoped tokens. A store on object storage may hold several daemons'
-        rows, and stamping them with whoever migrates first would hand other people's
-        memories to this user: they stay ownerless, visible only to unrestricted readers."""
-        if not self.remote:
-            return {"device": self.device, "user": self.user}
-        if rows:
-            log.warning("the %s table on %s predates owners: its %d rows get no device or "
-                        "user, so only tokens for every owner read them", name,
-                        self.location, rows)
-        return {"device": "", "user": ""}
 
     # -- writing ---------------------------------------------------------------------
+    # Every commit below goes through daemon/store/retry.py, which retries one lost to
+    # another writer (a daemon on the same bucket, another thread of this worker).
 
     def upsert_events(self, rows: list[dict[str, Any]]) -> None:
         self._upsert("events", self.events, rows)
@@ -216,36 +184,48 @@ class Store:
                 r["device"] = self.device
             if not r.get("user"):
                 r["user"] = self.user
-        with self._lock:
-            try:
-                if self.remote:
-                    self._upsert_remote(table, rows)
-                else:
-                    (table.merge_insert("id").when_matched_update_all()
-                     .when_not_matched_insert_all().execute(rows))
-                self._unindexed[name] += len(rows)
-                if self._unindexed[name] >= 2000:
-                    self._optimize(name, table)
-            except (OSError, RuntimeError, ValueError) as exc:
-                full = unwritable(exc, str(self.location), f"{len(rows)} {name} rows")
-                if full is None:
-                    raise
-                raise full from exc
+        with self._lock, self._writing(f"{len(rows)} {name} rows"):
+            retrying("upsert", lambda: self._upsert_rows(name, table, rows),
+                     where=self.location, refresh=table.checkout_latest)
+            ids = sorted({str(r["id"]) for r in rows})
+            if retrying("dedupe", lambda: dedupe(table, ids), where=self.location,
+                        refresh=table.checkout_latest):
+                count("duplicates removed")
+            self._unindexed[name] += len(rows)
+            if self._unindexed[name] >= self.optimize_rows:
+                self._optimize(name, table)
 
-    def _upsert_remote(self, table: Any, rows: list[dict[str, Any]]) -> None:
-        """Upsert on object storage, where other daemons commit too. Rows go in the
-        table's own schema so Lance sees `id` as the primary key and records the inserted
-        ids: two daemons inserting one new id at once then conflict and the loser retries
-        as an update, instead of both appending it."""
+    @contextlib.contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """A full or read-only disk becomes StoreUnwritable saying what to do."""
+        try:
+            yield
+        except (OSError, RuntimeError, ValueError) as exc:
+            full = unwritable(exc, str(self.location), what)
+            if full is None:
+                raise
+            raise full from exc
+
+    def _upsert_rows(self, name: str, table: Any, rows: list[dict[str, Any]]) -> None:
+        """Upsert where other processes may commit too. Rows go in the table's own schema
+        so Lance sees `id` as the primary key and records the inserted ids: two writers
+        inserting one new id at once then conflict and the loser retries as an update,
+        instead of both appending it. A table a newer memoryd migrated meanwhile is
+        refused, not written. On object storage a failed request is
+        ObjectStoreUnavailable (a conflict goes back to `retrying`)."""
         from daemon.store.objectstore import ObjectStoreUnavailable
 
         try:
             schema = table.schema  # a read: with refresh_seconds = 0 it asks the bucket
+            found = (schema.metadata or {}).get(b"memoryd.schema_version", b"").decode()
+            refuse_newer(name, found, SCHEMA_VERSION, self.location)
             data = pa.Table.from_pylist(
                 [{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema)
             (table.merge_insert("id").when_matched_update_all()
              .when_not_matched_insert_all().execute(data))
         except (OSError, RuntimeError) as exc:
+            if is_conflict(exc) or not self.remote:
+                raise  # retried by the caller, or a local disk's error
             raise ObjectStoreUnavailable(
                 f"writing {len(rows)} rows to the store at {self.location} failed: "
                 f"{str(exc).splitlines()[0][:300]}. Nothing was committed; the write is "
@@ -253,11 +233,16 @@ class Store:
 
     def _optimize(self, name: str, table: Any) -> None:
         # New rows are searched by a flat scan until optimize folds them into the index.
-        table.optimize()
+        if self.remote:  # old versions go once no other daemon can be rebasing on them
+            retrying("optimize", partial(self._cleanup, table), where=self.location,
+                     refresh=table.checkout_latest)
+        else:
+            retrying("optimize", table.optimize, where=self.location,
+                     refresh=table.checkout_latest)
         self._unindexed[name] = 0
 
     def optimize(self) -> None:
-        with self._lock:
+        with self._lock, self._writing("the optimized indexes"):
             self._optimize("events", self.events)
             self._optimize("memories", self.memories)
 
@@ -357,35 +342,40 @@ class Store:
         srcs = data.column("sources").to_pylist() if "sources" in cols else [[]] * len(ids)
         return {i: (e or [], s or []) for i, e, s in zip(ids, evs, srcs, strict=True)}
 
-    def delete(self, table: str, where: str) -> int:
-        """Delete the rows of `table` matching `where`; return how many went."""
+    def delete(self, table: str, where: str, path: str = "delete") -> int:
+        """Delete the rows of `table` matching `where`; return how many went. `path`
+        names the write for the conflict counters (forget, retention, supersede)."""
         t = self.events if table == "events" else self.memories
-        with self._lock:
+        def attempt() -> int:
             n = int(t.count_rows(where))
             if n:
-                try:
-                    t.delete(where)
-                except (OSError, RuntimeError, ValueError) as exc:
-                    full = unwritable(exc, str(self.location), f"a deletion from {table}")
-                    if full is None:
-                        raise
-                    raise full from exc
-        return n
+                t.delete(where)
+            return n
+
+        with self._lock, self._writing(f"a deletion from {table}"):
+            return retrying(path, attempt, where=self.location, refresh=t.checkout_latest)
 
     def purge(self) -> None:
         """Fold deletions into the indexes and drop old versions from disk, so deleted
-        rows cannot be read back from an earlier version of a table (forget means gone)."""
+        rows cannot be read back from an earlier version of a table (forget means gone).
+        On a shared store versions younger than `cleanup_grace` stay (other daemons may be
+        committing against them); the next optimize or purge after it removes them."""
         import warnings
-        from datetime import timedelta
 
-        with self._lock, warnings.catch_warnings():
-            # LanceDB warns that readers of older versions fail: here that is the point,
-            # and this process is the store's only writer.
+        with self._lock, warnings.catch_warnings(), self._writing("the store's cleanup"):
+            # LanceDB warns that readers of older versions fail: here that is the point.
             warnings.filterwarnings("ignore", message=".*cleanup_older_than.*")
             for name, t in (("events", self.events), ("memories", self.memories)):
-                # on object storage other daemons' uncommitted files look unverified
-                t.optimize(cleanup_older_than=timedelta(0), delete_unverified=not self.remote)
+                retrying("cleanup", partial(self._cleanup, t), where=self.location,
+                         refresh=t.checkout_latest)
                 self._unindexed[name] = 0
+
+    def _cleanup(self, t: Any) -> None:
+        # Never `delete_unverified`: another process's write in flight (a daemon on the
+        # bucket, `ingest --once` beside the daemon) has files no version lists yet, and
+        # deleting them breaks the version it is about to commit.
+        t.optimize(cleanup_older_than=timedelta(seconds=self.cleanup_grace),
+                   delete_unverified=False)
 
 
 def with_primary_key(schema: pa.Schema) -> pa.Schema:
@@ -408,6 +398,8 @@ def open_store(cfg: Any, dims: int, embedder: str,
     owner = identity(cfg)
     if not cfg.store.uri:
         return Store(cfg.data_path / "store", dims, embedder, owner=owner,
+                     optimize_rows=cfg.store.optimize_rows,
+                     cleanup_grace=cfg.store.cleanup_grace_seconds,
                      refresh_seconds=refresh_seconds)
     from daemon.store.objectstore import check_conditional_writes, store_settings
 
@@ -415,7 +407,9 @@ def open_store(cfg: Any, dims: int, embedder: str,
     if cfg.store.check_conditional_writes:
         check_conditional_writes(s)
     return Store(s.uri, dims, embedder, storage_options=s.storage_options(),
-                 refresh_seconds=cfg.store.refresh_seconds, owner=owner)
+                 refresh_seconds=cfg.store.refresh_seconds, owner=owner,
+                 optimize_rows=cfg.store.optimize_rows,
+                 cleanup_grace=cfg.store.cleanup_grace_seconds)
 
 
 def event_row(ev: Any, vector: list[float]) -> dict[str, Any]:

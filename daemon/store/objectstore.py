@@ -220,3 +220,15 @@ def check_conditional_writes(s: S3Settings) -> None:
             client.delete_object(Bucket=s.bucket, Key=key)
         except Exception:
             pass
+
+
+def settings_from_options(uri: str, opts: dict[str, str]) -> S3Settings:
+    """The settings behind LanceDB `storage_options` (the inverse of `storage_options`),
+    for a store opened with options only."""
+    bucket, prefix = parse_s3_url(uri)
+    return S3Settings(bucket=bucket, prefix=prefix, endpoint=opts.get("aws_endpoint", ""),
+                      region=opts.get("aws_region", ""),
+                      allow_http=opts.get("allow_http") == "true",
+                      access_key_id=opts.get("aws_access_key_id", ""),
+                      secret_access_key=opts.get("aws_secret_access_key", ""),
+                      session_token=opts.get("aws_session_token", ""))

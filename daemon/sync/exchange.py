@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from daemon.errors import PermanentError
+from daemon.store.retry import retrying
 from daemon.sync.guard import Admission
 from daemon.sync.inbound import apply_tombstones, judge, read_segment
 
@@ -158,10 +159,14 @@ def import_memories(store: Any, segments: list[bytes],
     local = store.memories.schema
     with store._lock:  # the Store's writer lock: one merge at a time with the pipeline
         before = store.memories.count_rows()
-        merge = store.memories.merge_insert("id")
-        if "created" in local.names:
-            merge = merge.when_matched_update_all(where="target.created < source.created")
-        merge.when_not_matched_insert_all().execute(rows)
+        def merge() -> None:
+            m = store.memories.merge_insert("id")
+            if "created" in local.names:
+                m = m.when_matched_update_all(where="target.created < source.created")
+            m.when_not_matched_insert_all().execute(rows)
+
+        retrying("sync import", merge, where=store.location,
+                 refresh=store.memories.checkout_latest)  # another daemon's commit won
         after = store.memories.count_rows()
         store._unindexed["memories"] += rows.num_rows
     return {**out, "received": rows.num_rows, "inserted": after - before, "total": after,
