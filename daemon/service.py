@@ -8,7 +8,9 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from collectors.base import Sink
+from daemon import health
 from daemon.config import Config
+from daemon.health import Conditions, Problem
 from daemon.intake.collect import CollectorRuns
 from daemon.intake.journal import Journal
 from daemon.intake.privacy import PauseState
@@ -40,6 +42,7 @@ class MemoryService:
     pause: PauseState | None = None
     intake: Sink | None = None  # the privacy gate in front of the journal, for pushed events
     sync: Any = None  # daemon.sync.service.SyncService (the daemon sets it)
+    conditions: Conditions | None = None  # problems the daemon's parts saw (health.py)
 
     def search(self, query: str, k: int = 10, source: str | None = None,
                since: datetime | None = None, until: datetime | None = None,
@@ -134,23 +137,39 @@ class MemoryService:
                 "cursors": self.journal.cursors(),
             },
         }
+        problems: list[Problem] = []
         if deep:
             try:
                 out["engine"] = self.engine.status()
             except Exception as exc:
                 out["engine"] = {"error": str(exc)}
+                problems.append(Problem("store_unreadable", f"memory cannot be read: {exc}",
+                                        datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")))
         out["paused"] = self.pause.paused() if self.pause else None
-        out["memory"] = {"available": "error" not in out.get("engine", {}),
-                         "pending": counts["new"]}
+        problems += self._problems(out)
         if self.sync is not None:  # published memory: say when a target cannot get it
             out["sync"] = self.sync.status()
-            down = [t for t in out["sync"]["targets"] if t["state"] == "down"]
-            out["memory"]["sync_available"] = not down
-            if down:
-                out["memory"]["reason"] = "; ".join(
-                    f"sync target {t['name']} down since {t['since']}: {t['reason']}"
-                    for t in down)
+            problems += health.sync_problems(out["sync"])
+        out["memory"] = {**health.assess(problems), "pending": counts["new"]}
+        if self.sync is not None:
+            sync_codes = ("sync_target_down", "sync_refused")
+            out["memory"]["sync_available"] = not any(p.code == "sync_target_down"
+                                                      for p in problems)
+            why = [p.message for p in problems if p.code in sync_codes]
+            if why:
+                out["memory"]["reason"] = "; ".join(why)
         return out
+
+    def _problems(self, out: dict[str, Any]) -> list[Problem]:
+        """Problems seen as they happened, the store's disk, the worker, the collectors."""
+        found = list(self.conditions.active()) if self.conditions else []
+        if not self.cfg.store.uri:  # a local store: is its disk full or read-only?
+            found += health.probe_disk(self.cfg.data_path / "store")
+        crash = getattr(self.engine, "crash_loop", None)
+        looping = crash() if callable(crash) else None
+        if looping is not None:
+            found.append(looping)
+        return found + health.collector_problems(out["collectors"]["running"])
 
 
 def _range(since: datetime | None, until: datetime | None) -> tuple[datetime | None,

@@ -65,6 +65,7 @@ class CollectorHealth:
     total_new: int = 0
     last_error: str | None = None
     last_error_at: str | None = None
+    failing_since: str | None = None  # set at the first failure in a row, cleared by a run
 
 
 class CollectorRuns:
@@ -81,12 +82,14 @@ class CollectorRuns:
             new = c.poll(sink)
         except Exception as exc:
             h.last_error, h.last_error_at = f"{type(exc).__name__}: {exc}", now
+            h.failing_since = h.failing_since or now
             log.warning("collector %s failed: %s (will retry)", c.name, exc)
             return 0
         finally:
             h.runs += 1
             h.last_run = now
         h.last_new = new
+        h.failing_since = None
         h.total_new += new
         return new
 
