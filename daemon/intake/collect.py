@@ -76,6 +76,8 @@ class CollectorRuns:
         self._health = {c.name: CollectorHealth(c.name) for c in collectors}
 
     def poll(self, c: Collector, sink: Sink) -> int:
+        """Poll `c`; a raise, or a source it reports it cannot read (its `problems()`),
+        marks it failing until a poll works."""
         h = self._health[c.name]
         now = datetime.now(UTC).isoformat()
         try:
@@ -89,8 +91,14 @@ class CollectorRuns:
             h.runs += 1
             h.last_run = now
         h.last_new = new
-        h.failing_since = None
         h.total_new += new
+        problems = getattr(c, "problems", None)
+        unread = problems() if callable(problems) else {}
+        if unread:
+            h.last_error, h.last_error_at = "; ".join(unread.values()), now
+            h.failing_since = h.failing_since or now
+        else:
+            h.failing_since = None
         return new
 
     def snapshot(self) -> list[dict[str, object]]:
