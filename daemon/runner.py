@@ -149,7 +149,10 @@ def run_daemon(cfg: Config) -> int:
     # scheduler are alive, STOPPING=1 on the way out (all no-ops outside systemd).
     supervision = Supervision(cfg.socket_path, scheduler).start()
     try:
-        serve(create_app(service, token, cfg.api.max_request_bytes), [unix_sock, tcp_sock])
+        from daemon.approvals.queue import shared as approvals
+
+        serve(create_app(service, token, cfg.api.max_request_bytes), [unix_sock, tcp_sock],
+              on_exit=approvals(cfg).release)
     finally:
         log.info("memoryd stopping")
         supervision.stop()

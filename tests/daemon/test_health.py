@@ -149,8 +149,7 @@ def test_an_embedder_that_cannot_load_makes_memory_unavailable(
     d = start_daemon(make_config([root], models={"embedder": "no-such-embedder"},
                                  pipeline={"summarize": False}))
     st = _wait_for(d, lambda s: not s["memory"]["available"], 120, "embedder failure unseen")
-    codes = _codes(st)
-    assert codes & {"embedder_failed", "store_unreadable"}, st["memory"]
+    assert "embedder_failed" in _codes(st), st["memory"]
     assert "no-such-embedder" in json.dumps(st["memory"]["degraded"])
 
 
@@ -159,10 +158,8 @@ def test_a_worker_that_keeps_crashing_is_reported(make_config) -> None:
     try:
         assert engine.crash_loop() is None
         for _ in range(CRASH_LOOP[0]):
-            try:  # any call starts the worker; a missing method answers an error
-                engine.call("no_such_method")
-            except AttributeError:
-                pass
+            with engine._lock:  # what a call does first: start the worker process
+                engine._start()
             pid = engine.pid
             assert pid is not None
             os.kill(pid, signal.SIGKILL)
