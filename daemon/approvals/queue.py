@@ -164,7 +164,6 @@ class Approvals:
         self.cfg = cfg
         self._lock = threading.RLock()
         self._waiting: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future[None]]] = {}
-        self._stopping = False
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=10, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -328,7 +327,6 @@ class Approvals:
     def release(self) -> None:
         """The daemon is stopping: let every waiting request answer now (its row stays
         pending for the caller to come back after the restart). Safe in a signal handler."""
-        self._stopping = True
         for loop, fut in list(self._waiting.values()):
             loop.call_soon_threadsafe(_wake, fut)
 
