@@ -114,10 +114,17 @@ def build_server(tools: MemoryTools) -> Any:
         "things, recent_activity for the latest raw events, digest for a day or week."))
 
     async def run(fn: Any, *args: Any) -> Any:
+        from mcp.server.mcpserver.exceptions import ToolError
+
         try:
             out = await anyio.to_thread.run_sync(fn, *args)
         except (ValueError, LookupError) as exc:
-            raise ValueError(str(exc)) from None
+            raise ToolError(str(exc)) from None
+        except Exception as exc:  # memory broken: the agent reads why, not a bare error
+            note = await anyio.to_thread.run_sync(status_note, tools)
+            if not note:
+                raise
+            raise ToolError(f"{type(exc).__name__}: {exc}\n{note}") from exc
         return await noted(json.dumps(out, ensure_ascii=False, default=str))
 
     async def noted(text: str) -> Any:
