@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 import threading
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -119,7 +120,18 @@ class Store:
 
     def _open(self, name: str, schema: pa.Schema, embedder: str) -> Any:
         if name in self._db.list_tables().tables:
-            table = self._db.open_table(name)
+            try:
+                table = self._db.open_table(name)
+            except Exception:
+                folder = Path(self.location) / f"{name}.lance"
+                if self.remote or any(folder.glob("_versions/*.manifest")):
+                    raise
+                # a creation that never committed (the disk filled up, a crash): the
+                # folder holds no version, so no data; make the table again
+                log.warning("the store's %s table was never fully created (no committed "
+                            "version in %s); creating it again", name, folder)
+                shutil.rmtree(folder)
+                return self._open(name, schema, embedder)
             meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
             if meta.get("memoryd.schema_version") in MIGRATABLE:
                 table = self._migrate(name, table, schema, meta.get("memoryd.schema_version"))
