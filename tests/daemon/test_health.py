@@ -29,6 +29,7 @@ from mcp.client.streamable_http import streamable_http_client
 from daemon.config import load_config
 from daemon.desktop.tray import judge
 from daemon.store.worker import CRASH_LOOP, WorkerEngine
+from tests.conftest import run_cli
 from tests.daemon.store.test_store_full import _fill
 from tests.tmpfs import small_tmpfs
 
@@ -120,11 +121,12 @@ def test_summarizer_collector_and_sync_failures_degrade_memory_with_reasons(
     os.utime(note, (old, old))  # an old event: its chunk is closed and summarized at once
     with small_tmpfs(tmp_path / "target", "1m") as target:
         subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True)
-        d = start_daemon(make_config(
+        config = make_config(
             [root], models={"summarizer": str(broken)},
             collectors={"shell": {"enabled": True, "history_files": [str(history)]}},
             sync={"targets": [{"name": "nas", "url": f"dir://{target}",
-                               "interval_seconds": 1.0}]}))
+                               "interval_seconds": 1.0}]})
+        d = start_daemon(config)
         want = {"summarizer_failed", "collector_failed", "sync_target_down"}
         st = _wait_for(d, lambda s: want <= _codes(s), 240, "not every failure reported")
         assert st["memory"]["available"] is True  # memory works: it is degraded, not down
@@ -142,6 +144,17 @@ def test_summarizer_collector_and_sync_failures_degrade_memory_with_reasons(
         history.rmdir()
         history.write_text("ls\n")  # readable now: the collector's reason goes
         _wait_for(d, lambda s: "collector_failed" not in _codes(s), 60, "collector reason stayed")
+
+        # the target comes back; a push the guard refuses (no memory written: the
+        # summarizer is broken, so the snapshot is empty) is the next reason
+        subprocess.run(["mount", "-o", "remount,rw", str(target)], check=True)
+        _wait_for(d, lambda s: "sync_target_down" not in _codes(s), 60, "target stayed down")
+        push = run_cli(config, "sync", "push", "--target", "nas", check=False)
+        assert push.returncode == 4 and "empty" in push.stderr, push.stderr
+        st = _wait_for(d, lambda s: "sync_refused" in _codes(s), 30, "refusal not reported")
+        refused = [p for p in st["memory"]["degraded"] if p["code"] == "sync_refused"][0]
+        assert refused["subject"] == "nas" and "empty" in refused["message"]
+        assert st["memory"]["available"] is True and "nas" in st["memory"]["reason"]
 
 
 def test_an_embedder_that_cannot_load_makes_memory_unavailable(
