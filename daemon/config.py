@@ -102,11 +102,24 @@ class SearchConfig:
     context_budget_tokens: int = 2000  # `memoryd context` without --budget
 
 
+# Files whose names say they hold secrets: recorded as metadata only (path, kind, time,
+# size), their content never read. A glob without "/" matches the file name, one with "/"
+# the whole path. `[privacy] secret_files` replaces the list.
+SECRET_FILES = (
+    ".env", ".env.*", "*.env", "*.pem", "*.key", "id_rsa*", "id_dsa*", "id_ecdsa*",
+    "id_ed25519*", ".netrc", "_netrc", ".pgpass", ".npmrc", ".pypirc", ".git-credentials",
+    "credentials", "credentials.json", "*/.kube/config", "kubeconfig", "*.kubeconfig",
+    "*.p12", "*.pfx", "*.kdbx", "*.jks", "*.keystore", ".htpasswd",
+    "*service-account*.json", "*service_account*.json", "*-sa-key.json",
+)
+
+
 @dataclass(frozen=True)
 class PrivacyConfig:
     exclude_paths: tuple[str, ...] = ()  # globs: "~/private/*", "*.kdbx"
     exclude_domains: tuple[str, ...] = ()  # "bank.example" and its subdomains
     exclude_commands: tuple[str, ...] = ()  # regular expressions over shell commands
+    secret_files: tuple[str, ...] = SECRET_FILES  # metadata only, content never read
 
 
 @dataclass(frozen=True)
@@ -131,12 +144,19 @@ class SyncTarget:
     profile: str = ""  # s3: an AWS profile; "" = AWS_PROFILE or the environment's keys
     access_key_id: str = ""  # s3: "" = AWS_ACCESS_KEY_ID / the profile's
     secret_access_key_env: str = ""  # s3: environment variable holding the secret key
+    # whose memories a snapshot from here may bring, as user@device ("bob@laptop");
+    # empty = each publisher's own identity as its manifest states it, never our own user
+    owners: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SyncConfig:
     targets: tuple[SyncTarget, ...] = ()
     context_memories: int = 30  # memories listed in the agent-readable context.md
+    # an inbound snapshot is refused whole when one segment decompresses to more than
+    # this, or one row of it holds more than max_row_bytes
+    max_segment_bytes: int = 64 * 1024 * 1024
+    max_row_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -71,7 +71,8 @@ def reasons_for(cfg: ApprovalsConfig, task: str, irreversible: str | bool,
         out.append({"reason": "task",
                     "detail": f"task {task!r} needs approval ([approvals] tasks)"})
     if irreversible and cfg.irreversible:
-        what = f": {irreversible}" if isinstance(irreversible, str) else ""
+        # the caller's own words: stored, shown and logged, so redacted like any event
+        what = f": {redact(irreversible)}" if isinstance(irreversible, str) else ""
         out.append({"reason": "irreversible",
                     "detail": f"the caller marked this step irreversible{what}"})
     if cfg.memory_remote and plan.needs_memory_approval:

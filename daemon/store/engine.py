@@ -207,18 +207,22 @@ class Engine:
         self.store.optimize()
 
     def export_memories(self, context_rows: int = 30) -> dict[str, Any]:
-        """The `memories` table as Parquet bytes with counts, for a sync snapshot."""
+        """The `memories` table as Parquet bytes with counts and this machine's
+        tombstones (ids only), for a sync snapshot."""
+        from daemon.intake.journal import read_forgotten
         from daemon.sync.exchange import export_memories
 
-        return export_memories(self.store, context_rows)
+        return export_memories(self.store, context_rows,
+                               read_forgotten(self.cfg.data_path / "journal.sqlite3"))
 
-    def import_memories(self, segments: list[bytes]) -> dict[str, Any]:
-        """Merge a peer's exported memories by id; never deletes local memory."""
+    def import_memories(self, segments: list[bytes], adm: Any = None) -> dict[str, Any]:
+        """Check a peer's snapshot whole (daemon.sync.guard.Admission), apply its
+        tombstones, then merge its memories by id."""
         from daemon.intake.journal import read_forgotten
         from daemon.sync.exchange import import_memories
 
         return import_memories(self.store, segments,
-                               read_forgotten(self.cfg.data_path / "journal.sqlite3"))
+                               read_forgotten(self.cfg.data_path / "journal.sqlite3"), adm)
 
     def status(self) -> dict[str, Any]:
         return {"store": self.store.counts(), "models_loaded": self.models.loaded()}

@@ -256,8 +256,8 @@ class WorkerEngine:
     def export_memories(self, context_rows: int = 30) -> dict[str, Any]:
         return dict(self.call("export_memories", context_rows))
 
-    def import_memories(self, segments: list[bytes]) -> dict[str, Any]:
-        return dict(self.call("import_memories", segments))
+    def import_memories(self, segments: list[bytes], adm: Any = None) -> dict[str, Any]:
+        return dict(self.call("import_memories", segments, adm))
 
     def status(self) -> dict[str, Any]:
         if not self.alive:

@@ -26,7 +26,8 @@ def _sync(service: Any) -> Any:
     if getattr(service, "sync", None) is None:
         from daemon.sync.service import SyncService
 
-        service.sync = SyncService(service.cfg, service.engine)
+        service.sync = SyncService(service.cfg, service.engine,
+                                   journal=getattr(service, "journal", None))
     return service.sync
 
 

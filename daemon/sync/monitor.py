@@ -106,8 +106,12 @@ class Monitor:
 def start_sync(cfg: Config, engine: Any, service: Any, scheduler: Any) -> SyncService:
     """In the daemon: attach a SyncService to the MemoryService (the /v1/sync routes and
     status use it) and, when targets are configured, schedule the monitor's probes."""
-    sync = SyncService(cfg, engine)
+    sync = SyncService(cfg, engine, journal=getattr(service, "journal", None))
     service.sync = sync
+    # nothing is mid-put at start: what a crash left aside here is an orphan
+    sync.sweep(None, None)
+    for t in sync.targets.values():
+        sync.sweep(t, None)
     if sync.targets:
         monitor = Monitor(sync)
         tick = min([1.0, *(t.interval_seconds for t in sync.targets.values())])

@@ -12,6 +12,7 @@ kept 60 s after the last use, in a 0700 folder of this user) instead of a handsh
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import subprocess
@@ -27,6 +28,7 @@ from daemon.sync.transport import (
     TargetRejected,
     TransportError,
     check_name,
+    orphaned,
     tmp_name,
 )
 
@@ -157,6 +159,16 @@ class SshTransport:
 
     def delete(self, name: str) -> None:
         self._sftp([f"-rm {self._path(check_name(name))}"])
+
+    def sweep(self) -> builtins.list[str]:
+        """Remove this machine's files written aside by puts whose process is gone."""
+        out = self._sftp([f"cd {_quote(self.root)}", "ls -1a"])
+        names = [os.path.basename(line.strip()) for line in out.splitlines()
+                 if line.strip().endswith(TMP_SUFFIX) and not line.startswith("sftp>")]
+        gone = [n for n in names if orphaned(n)]
+        if gone:
+            self._sftp([f"-rm {self._path(n)}" for n in gone])
+        return gone
 
     def delete_many(self, names: Sequence[str]) -> None:
         if names:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
+import time
 from typing import Protocol
 from urllib.parse import urlsplit
 
@@ -62,8 +64,48 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _machine() -> str:
+    try:
+        mid = open("/etc/machine-id").read().strip()
+    except OSError:
+        mid = ""
+    return hashlib.sha256(f"{socket.gethostname()}/{mid}".encode()).hexdigest()[:8]
+
+
+MACHINE = _machine()  # which machine wrote a file aside, so it can tell its own orphans
+TMP = re.compile(r"^\.(.+)\.(?:([0-9a-f]{8})-)?(\d+)" + re.escape(TMP_SUFFIX) + "$")
+STALE_SECONDS = 3600.0  # a file aside this old is an orphan whoever wrote it
+
+
 def tmp_name(name: str) -> str:
-    return f".{name}.{os.getpid()}{TMP_SUFFIX}"
+    return f".{name}.{MACHINE}-{os.getpid()}{TMP_SUFFIX}"
+
+
+def orphaned(name: str, age: float | None = None) -> bool:
+    """True when `name` is a file written aside by a put that can no longer finish: one
+    of this machine's whose process is gone (a crash, kill -9), or any older than
+    STALE_SECONDS (`age`, where the transport can tell)."""
+    m = TMP.match(name)
+    if m is None:
+        return False
+    if age is not None and age > STALE_SECONDS:
+        return True
+    if m.group(2) != MACHINE:
+        return False
+    pid = int(m.group(3))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def file_age(mtime: float) -> float:
+    return time.time() - mtime
 
 
 def open_transport(target: SyncTarget) -> Transport:
