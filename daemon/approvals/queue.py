@@ -1,6 +1,6 @@
 """Human approval: routed requests that wait until the user says yes or no.
 
-Given the [approvals] config and a request's plan, `reasons_for` says why the request
+Given the [approvals] config and a request's plan, `rules.reasons_for` says why the request
 needs a human (its task, the caller marked it irreversible, its captured memory would go
 to a remote model, its estimated cost). The handler files it (`Approvals.file`) and
 waits (`Approvals.wait`); the user answers with `Approvals.decide`, which the CLI, the
@@ -25,7 +25,6 @@ again, so a restart abandons it at once.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import secrets
@@ -38,14 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import ApprovalsConfig, Config
-from daemon.intake.redact import redact
 from daemon.sqlite_migrations import Migration, migrate
 
 log = logging.getLogger(__name__)
 PENDING, APPROVED, DENIED, TIMED_OUT, ABANDONED = (
     "pending", "approved", "denied", "timed_out", "abandoned")
 STATUSES = (PENDING, APPROVED, DENIED, TIMED_OUT, ABANDONED)
-PREVIEW_CHARS = 300
 
 
 class UnknownApproval(KeyError):
@@ -59,50 +56,6 @@ class AlreadyDecided(ValueError):
 class KeyConflict(ValueError):
     """An idempotency key that cannot be used for this request: sent before with a
     different request, already waited on, or its approved request already answered."""
-
-
-def reasons_for(cfg: ApprovalsConfig, task: str, irreversible: str | bool,
-                plan: Any, memory_count: int) -> list[dict[str, str]]:
-    """Given the config, the request's task, its `irreversible` mark (False, True or a
-    description of the step) and its routing Plan, return why it needs approval: one
-    {"reason", "detail"} per rule that applies (empty: it goes ahead)."""
-    out = []
-    if task in cfg.tasks:
-        out.append({"reason": "task",
-                    "detail": f"task {task!r} needs approval ([approvals] tasks)"})
-    if irreversible and cfg.irreversible:
-        # the caller's own words: stored, shown and logged, so redacted like any event
-        what = f": {redact(irreversible)}" if isinstance(irreversible, str) else ""
-        out.append({"reason": "irreversible",
-                    "detail": f"the caller marked this step irreversible{what}"})
-    if cfg.memory_remote and plan.needs_memory_approval:
-        out.append({"reason": "memory_remote", "detail": (
-            f"{memory_count} captured memories would go to the remote model "
-            f"{plan.held[0]} (not in router.memory_remote_models)")})
-    if cfg.max_cost_usd > 0 and plan.est_cost_usd > cfg.max_cost_usd:
-        out.append({"reason": "cost", "detail": (
-            f"estimated cost up to ${plan.est_cost_usd:.6f}, above [approvals] "
-            f"max_cost_usd = {cfg.max_cost_usd}")})
-    return out
-
-
-def fingerprint(request: dict[str, Any]) -> str:
-    """A stable hash of everything that makes a request this request (the caller's
-    token, task, model, messages, parameters): a reused key must bring the same one."""
-    text = json.dumps(request, sort_keys=True, ensure_ascii=False, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def preview(messages: list[Any]) -> str:
-    """The last user message, secrets redacted, cut for a human to read."""
-    for m in reversed(messages):
-        if isinstance(m, dict) and m.get("role") == "user":
-            c = m.get("content")
-            text = c if isinstance(c, str) else " ".join(
-                str(p.get("text") or "") for p in c or () if isinstance(p, dict))
-            text = " ".join(redact(text).split())
-            return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"
-    return ""
 
 
 @dataclass(frozen=True)

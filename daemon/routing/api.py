@@ -38,8 +38,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response, Streami
 from starlette.routing import Route
 
 from daemon.api.scoped_tokens import TokenStore
-from daemon.approvals.queue import Approvals, KeyConflict, fingerprint, preview, reasons_for
+from daemon.approvals.queue import Approvals, KeyConflict
 from daemon.approvals.queue import shared as approvals_of
+from daemon.approvals.rules import fingerprint, preview, reasons_for
 from daemon.owners import request_owners
 from daemon.routing import telemetry
 from daemon.routing.explain import attach, explain, failed_attempts, leading_chunk
