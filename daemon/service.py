@@ -14,7 +14,7 @@ from daemon.health import Conditions, Problem
 from daemon.intake.collect import CollectorRuns
 from daemon.intake.journal import Journal
 from daemon.intake.privacy import PauseState
-from daemon.owners import Owners, identity, whose
+from daemon.owners import EVERYONE, Owners, identity, whose
 from daemon.recall.hits import Hit
 
 
@@ -48,10 +48,11 @@ class MemoryService:
                since: datetime | None = None, until: datetime | None = None,
                kind: str | None = None, project: str | None = None,
                device: str | None = None, user: str | None = None,
-               owners: Owners | None = None) -> list[Hit]:
+               owners: Owners | None = None, raw: bool = True) -> list[Hit]:
         """Hybrid search; a time expression in `query` is a range unless since/until given.
         `device` and `user` filter by who wrote it (`a,b` for several); `owners` is the
-        caller's token's restriction (None: everyone's), which the filters cannot widen."""
+        caller's token's restriction (None: everyone's), which the filters cannot widen;
+        `raw` False finds memories and digests only, never raw events (memory:read)."""
         if not query.strip():
             raise ValueError("the query is empty; say what to look for")
         if not 1 <= k <= 200:
@@ -61,6 +62,8 @@ class MemoryService:
         o = whose(owners, device, user)
         if not o.everyone:
             filters.update(devices=o.devices, users=o.users)
+        if not raw:
+            filters["raw"] = False
         return self.engine.search(query, k, source=source, since=since, until=until, **filters)
 
     # -- the read path (daemon/recall.py runs these in the engine) -------------------
@@ -90,12 +93,15 @@ class MemoryService:
         return dict(self._engine.digest(period, day, owners=whose(owners, device, user)))
 
     def context(self, query: str, budget_tokens: int, device: str | None = None,
-                user: str | None = None, owners: Owners | None = None) -> dict[str, Any]:
-        """A markdown context pack (key `markdown`) for `query` within `budget_tokens`."""
+                user: str | None = None, owners: Owners | None = None,
+                raw: bool = True) -> dict[str, Any]:
+        """A markdown context pack (key `markdown`) for `query` within `budget_tokens`;
+        `raw` False packs memories and digests only, never raw events (memory:read)."""
         if not 64 <= budget_tokens <= 200_000:
             raise ValueError("budget_tokens must be between 64 and 200000")
+        only = {} if raw else {"raw": False}
         return dict(self._engine.context(query, budget_tokens,
-                                         owners=whose(owners, device, user)))
+                                         owners=whose(owners, device, user), **only))
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
                source: str | None = None, query: str | None = None,
@@ -125,6 +131,17 @@ class MemoryService:
     @property
     def _engine(self) -> Any:
         return self.engine
+
+    def own_status(self, owners: Owners | None = None, raw: bool = False) -> dict[str, Any]:
+        """What a caller without the admin scope learns of the daemon: whether memory
+        is available, and how many memories (and, with `raw`, events) it may read."""
+        try:
+            counts = dict(self._engine.counts(owners=owners or EVERYONE))
+        except Exception as exc:  # the worker is starting, or the store is unreadable
+            return {"memory": {"available": False, "reason": str(exc)}}
+        if not raw:
+            counts.pop("events", None)
+        return {"memory": {"available": True, "counts": counts}}
 
     def status(self, deep: bool = True) -> dict[str, Any]:
         counts = self.journal.counts()

@@ -2,7 +2,8 @@
 
 Thin handlers over `MemoryService`. Parameters arrive as text and are parsed here, so a
 malformed one is a 400 that names the parameter and the expected form (not a 422 dump).
-Scopes: context and digest need memory:read; recent and timeline show raw events and
+Scopes: context and digest need memory:read (memories and digests; raw events only with
+memory:raw as well); recent and timeline show raw events and
 need memory:raw; forget needs memory:write.
 """
 
@@ -14,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 
+from daemon.api.auth import may_read_raw
 from daemon.owners import request_owners
 from daemon.service import MemoryService
 
@@ -91,7 +93,7 @@ def router(service: MemoryService, require: Any) -> APIRouter:
             raise ValueError("query is limited to 2000 characters")
         budget = _int("budget_tokens", budget_tokens, service.cfg.search.context_budget_tokens)
         return service.context(query, budget, device=device, user=user,
-                               owners=request_owners(request))
+                               owners=request_owners(request), raw=may_read_raw(request))
 
     @r.get("/v1/memory/digest", dependencies=[require("memory:read")])
     def digest(request: Request,

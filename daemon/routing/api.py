@@ -37,10 +37,13 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from daemon.api.auth import bearer, may_read_raw
+from daemon.api.envelope import error_json
 from daemon.api.scoped_tokens import TokenStore
 from daemon.approvals.queue import Approvals, KeyConflict
 from daemon.approvals.queue import shared as approvals_of
 from daemon.approvals.rules import fingerprint, preview, reasons_for
+from daemon.intake.redact import redact
 from daemon.owners import request_owners
 from daemon.routing import telemetry
 from daemon.routing.explain import attach, explain, failed_attempts, leading_chunk
@@ -61,10 +64,9 @@ MEMORY_PREAMBLE = ("Context from the user's own activity on this computer (captu
 
 def _err(status: int, kind: str, message: str,
          why: dict[str, Any] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"type": kind, "message": message, "code": kind}}
-    if why is not None:  # the routing explanation, when routing got that far
-        body["memoryd"] = why
-    return JSONResponse(body, status_code=status)
+    # the routing explanation, when routing got that far
+    return error_json(status, kind, message, code=kind,
+                      extra={"memoryd": why} if why is not None else None)
 
 
 def _decided(rt: Router, why: dict[str, Any]) -> dict[str, Any]:
@@ -110,7 +112,8 @@ def _last_user_text(messages: list[Any]) -> str:
 
 
 async def _memory_context(service: MemoryService, messages: list[Any],
-                          spec: Any, owners: Any = None) -> tuple[list[str], int, list[Any]]:
+                          spec: Any, owners: Any = None,
+                          raw: bool = True) -> tuple[list[str], int, list[Any]]:
     """Given the messages and the request's `memory` field, return the ids of memories
     used, their token estimate, and the messages with the context pack in front. Only
     memories of `owners` (the token's, daemon/owners.py) can enter the pack."""
@@ -129,14 +132,14 @@ async def _memory_context(service: MemoryService, messages: list[Any],
     if context is not None:
         pack = await asyncio.to_thread(
             lambda: context(query, budget, device=spec.get("device"), user=spec.get("user"),
-                            owners=owners))
+                            owners=owners, **({} if raw else {"raw": False})))
         markdown = str(pack.get("markdown") or "")
         ids = [str(i["id"]) for i in pack.get("items") or [] if isinstance(i, dict) and "id" in i]
         tokens = int(pack.get("tokens") or len(markdown) // 3)
     else:  # a service without context packs: the best hits, cut to the budget
         hits = await asyncio.to_thread(
             lambda: service.search(query, 20, device=spec.get("device"),
-                                   user=spec.get("user"), owners=owners))
+                                   user=spec.get("user"), owners=owners, raw=raw))
         lines, ids, used = [], [], 0
         for h in hits:
             line = f"- {h.ts:%Y-%m-%d %H:%M} {h.title}: {' '.join(h.text.split())[:600]}"
@@ -224,6 +227,8 @@ def router(service: MemoryService, require: Any) -> APIRouter:
                                                          and len(irreversible) > 300):
             return _err(400, "invalid_request", "irreversible must be true or a short "
                         "description of the step (at most 300 characters)")
+        if isinstance(irreversible, str):  # stored with the approval and logged: no secrets
+            irreversible = redact(irreversible)
         if wait_at_most is not None and (isinstance(wait_at_most, bool) or not isinstance(
                 wait_at_most, (int, float)) or wait_at_most <= 0):
             return _err(400, "invalid_request", "approval_timeout_seconds must be a positive "
@@ -233,7 +238,7 @@ def router(service: MemoryService, require: Any) -> APIRouter:
         if memory is not None and memory is not False:
             await need_memory(request)
             used, memory_tokens, body["messages"] = await _memory_context(
-                service, messages, memory, request_owners(request))
+                service, messages, memory, request_owners(request), may_read_raw(request))
         ask = Ask(task=task, model=model, local_only=local_only, memory_used=len(used),
                   max_cost_usd=float(max_cost) if max_cost is not None else None,
                   route="api-stream" if stream else "api")
@@ -327,8 +332,8 @@ def router(service: MemoryService, require: Any) -> APIRouter:
     def _who(request: Request) -> str:
         """Who asked, for the approval record: the scoped token's name, else the admin
         token, and the caller's User-Agent."""
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        name = tokens.name(given.strip()) if scheme.lower() == "bearer" and given else None
+        given = bearer(request.headers.get("authorization"))
+        name = tokens.name(given) if given else None
         who = f"token {name}" if name else "admin token" if given else "status page session"
         agent = request.headers.get("user-agent", "")
         return f"{who} ({agent[:80]})" if agent else who

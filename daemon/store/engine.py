@@ -168,13 +168,14 @@ class Engine:
                kind: str | None = None, project: str | None = None,
                level: str | None = None, now: datetime | None = None,
                devices: tuple[str, ...] | None = None,
-               users: tuple[str, ...] | None = None) -> list[Hit]:
+               users: tuple[str, ...] | None = None, raw: bool = True) -> list[Hit]:
         """Hybrid search; a time expression in the query becomes the range (daemon/recall).
-        `devices` and `users` restrict whose rows are searched (None: anyone's)."""
+        `devices` and `users` restrict whose rows are searched (None: anyone's); `raw`
+        False searches memories only (a token without memory:raw)."""
         return recall.search(self.store, self.models.embed, query, k,
                              Filters(source=source, since=since, until=until, kind=kind,
                                      project=project, level=level, devices=devices,
-                                     users=users),
+                                     users=users, raw=raw),
                              now=now, tz=recall.user_tz(self.cfg))
 
     # The read path besides search (daemon/recall.py, daemon/context.py).
@@ -194,9 +195,9 @@ class Engine:
                              owners=owners, prefer=(self.store.device, self.store.user))
 
     def context(self, query: str, budget_tokens: int, now: datetime | None = None,
-                owners: Owners = EVERYONE) -> dict[str, Any]:
+                owners: Owners = EVERYONE, raw: bool = True) -> dict[str, Any]:
         return recall.context(self.store, self.models.embed, query, budget_tokens, now=now,
-                              tz=recall.user_tz(self.cfg), owners=owners)
+                              tz=recall.user_tz(self.cfg), owners=owners, raw=raw)
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
                source: str | None = None, query: str | None = None,
@@ -226,6 +227,10 @@ class Engine:
 
     def status(self) -> dict[str, Any]:
         return {"store": self.store.counts(), "models_loaded": self.models.loaded()}
+
+    def counts(self, owners: Owners = EVERYONE) -> dict[str, int]:
+        """Events and memories of `owners` in the store."""
+        return self.store.counts(owners.where())
 
     def complete_local(self, name: str, messages: list[Any],
                        params: dict[str, Any]) -> Any:

@@ -230,6 +230,9 @@ class WorkerEngine:
     def prune_events(self, older_than_days: int) -> int:
         return int(self.call("prune_events", older_than_days))
 
+    def counts(self, **owners: Any) -> dict[str, int]:
+        return dict(self.call("counts", **owners))
+
     def search(self, query: str, k: int = 10, **filters: Any) -> list[Any]:
         return list(self.call("search", query, k, **filters))
 

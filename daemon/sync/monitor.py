@@ -23,6 +23,7 @@ from daemon.backoff import delay
 from daemon.config import Config, SyncTarget
 from daemon.sync.guard import Refused
 from daemon.sync.service import SyncService
+from daemon.sync.transport import masked_url
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +125,6 @@ def start_sync(cfg: Config, engine: Any, service: Any, scheduler: Any) -> SyncSe
 
         scheduler.add_job(job, "interval", seconds=max(tick, 0.2), max_instances=1,
                           coalesce=True, id="sync-monitor")
-        log.info("sync: monitoring %s", ", ".join(f"{t.name} ({t.url})"
+        log.info("sync: monitoring %s", ", ".join(f"{t.name} ({masked_url(t.url)})"
                                                   for t in sync.targets.values()))
     return sync

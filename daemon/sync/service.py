@@ -39,7 +39,13 @@ from daemon.sync.snapshot import (
     tag_of,
 )
 from daemon.sync.state import SyncState
-from daemon.sync.transport import Transport, TransportError, open_transport, sha256
+from daemon.sync.transport import (
+    Transport,
+    TransportError,
+    masked_url,
+    open_transport,
+    sha256,
+)
 
 log = logging.getLogger(__name__)
 SPOOL = "inbound"  # the pseudo-target for what peers push to this daemon over HTTP
@@ -342,7 +348,8 @@ class SyncService:
         for t in self.targets.values():
             s = self.state.target(t.name)
             row = {
-                "name": t.name, "url": t.url, "state": s["state"], "reason": s["reason"],
+                "name": t.name, "url": masked_url(t.url), "state": s["state"],
+                "reason": s["reason"],
                 "since": _iso(s["since"]), "last_probe": _iso(s["last_probe"]),
                 "failures": s["failures"],
                 "last_good": {"push": s["last_push"], "pull": s["last_pull"]},

@@ -28,6 +28,7 @@ from daemon.sync.transport import (
     TargetRejected,
     TransportError,
     check_name,
+    masked_url,
     orphaned,
     tmp_name,
 )
@@ -42,8 +43,9 @@ class SshTransport:
     def __init__(self, target: SyncTarget) -> None:
         u = urlsplit(target.url)
         if not u.hostname:
-            raise TargetRejected(f"sync target {target.name!r}: {target.url!r} names no host")
-        self.url = target.url
+            raise TargetRejected(f"sync target {target.name!r}: {masked_url(target.url)!r} "
+                                 "names no host")
+        self.url = masked_url(target.url)
         self.host = u.hostname
         self.user = unquote(u.username) if u.username else None
         self.port = u.port

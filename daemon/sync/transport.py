@@ -18,13 +18,40 @@ import re
 import socket
 import time
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from daemon.config import SyncTarget
 from daemon.errors import PermanentError, RetryableError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 TMP_SUFFIX = ".part-tmp"
+
+
+# Query parameters that carry credentials (pre-signed URLs, API keys in links).
+_SECRET_PARAM = re.compile(r"(?i)^(x-amz-(signature|credential|security-token)|sig|signature|"
+                           r"token|access_token|api[_-]?key|key|secret|password|passwd|pwd|"
+                           r"auth|code|client_secret|sas|se?ssion)$")
+
+
+def masked_url(url: str) -> str:
+    """Given a target's URL, return it fit to print and log: a password in it (and any
+    credential-bearing query parameter) replaced by `***`; the user name and the rest
+    kept, so the user still sees which target it is."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user, has_password, _ = userinfo.partition(":")
+            netloc = f"{user}:***@{host}" if has_password else netloc
+        query = "&".join(
+            f"{k}=***" if _SECRET_PARAM.match(unquote(k)) and sep else f"{k}{sep}{v}"
+            for k, sep, v in (p.partition("=") for p in parts.query.split("&") if p))
+        if (netloc, query) == (parts.netloc, parts.query):
+            return url  # nothing to hide (and `dir:///x` stays as written)
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:  # not a URL we can take apart: say nothing of it
+        return "<an unreadable URL>"
 
 
 class TransportError(RetryableError):
