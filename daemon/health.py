@@ -29,6 +29,25 @@ BLOCKING = {"store_full": True, "store_read_only": True, "store_unwritable": Tru
             "sync_target_down": False, "sync_refused": False}
 
 
+# What a reader without the admin scope is told: no paths, collectors or target names
+PUBLIC = {
+    "store_full": "the disk holding memory is full; new activity is not being remembered",
+    "store_read_only": "the disk holding memory is read-only; new activity is not being "
+                       "remembered",
+    "store_unwritable": "memory's files cannot be written; new activity is not being "
+                        "remembered",
+    "store_unreadable": "memory cannot be read right now",
+    "embedder_failed": "the embedder cannot be used; new activity is not searchable yet",
+    "indexing_failed": "indexing new activity fails; it is not searchable yet",
+    "worker_crash_loop": "the model worker keeps crashing; memory is not indexed reliably",
+    "summarizer_failed": "the summarizer is failing; new activity is searchable but not "
+                         "summarized",
+    "collector_failed": "a collector is failing; some activity is not being remembered",
+    "sync_target_down": "a sync target is down; memory is not being published there",
+    "sync_refused": "a sync with a target was refused by the guard",
+}
+
+
 @dataclass(frozen=True)
 class Problem:
     code: str  # one of BLOCKING's keys
@@ -139,11 +158,14 @@ def collector_problems(running: list[dict[str, Any]]) -> list[Problem]:
             for c in running if c.get("failing_since")]
 
 
-def assess(problems: list[Problem]) -> dict[str, Any]:
-    """The `memory` block every reader of /v1/status sees: `available` and `degraded`
-    (the problems, blocking ones first, one per code and subject)."""
+def assess(problems: list[Problem], public: bool = False) -> dict[str, Any]:
+    """The `memory` block of /v1/status: `available` and `degraded` (the problems,
+    blocking ones first, one per code and subject). `public`: for a reader without the
+    admin scope, one per code, in PUBLIC's words (no paths or names)."""
     seen: dict[tuple[str, str], Problem] = {}
     for p in problems:
+        if public:
+            p = Problem(p.code, PUBLIC.get(p.code, p.code), p.since)
         seen.setdefault((p.code, p.subject), p)
     ordered = sorted(seen.values(), key=lambda p: (not BLOCKING.get(p.code, False), p.code))
     return {"available": not any(BLOCKING.get(p.code, False) for p in ordered),

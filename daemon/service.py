@@ -134,14 +134,20 @@ class MemoryService:
 
     def own_status(self, owners: Owners | None = None, raw: bool = False) -> dict[str, Any]:
         """What a caller without the admin scope learns of the daemon: whether memory
-        is available, and how many memories (and, with `raw`, events) it may read."""
+        is available and why not (health.PUBLIC's words), and how many memories (and,
+        with `raw`, events) it may read."""
+        problems = self._problems(self.collector_runs.snapshot() if self.collector_runs
+                                  else [])
+        if self.sync is not None:
+            problems += health.sync_problems(self.sync.status())
         try:
             counts = dict(self._engine.counts(owners=owners or EVERYONE))
         except Exception as exc:  # the worker is starting, or the store is unreadable
-            return {"memory": {"available": False, "reason": str(exc)}}
+            problems.append(Problem("store_unreadable", str(exc), _now()))
+            return {"memory": {**health.assess(problems, public=True), "reason": str(exc)}}
         if not raw:
             counts.pop("events", None)
-        return {"memory": {"available": True, "counts": counts}}
+        return {"memory": {**health.assess(problems, public=True), "counts": counts}}
 
     def status(self, deep: bool = True) -> dict[str, Any]:
         counts = self.journal.counts()
@@ -161,9 +167,9 @@ class MemoryService:
             except Exception as exc:
                 out["engine"] = {"error": str(exc)}
                 problems.append(Problem("store_unreadable", f"memory cannot be read: {exc}",
-                                        datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")))
+                                        _now()))
         out["paused"] = self.pause.paused() if self.pause else None
-        problems += self._problems(out)
+        problems += self._problems(out["collectors"]["running"])
         if self.sync is not None:  # published memory: say when a target cannot get it
             out["sync"] = self.sync.status()
             problems += health.sync_problems(out["sync"])
@@ -177,7 +183,7 @@ class MemoryService:
                 out["memory"]["reason"] = "; ".join(why)
         return out
 
-    def _problems(self, out: dict[str, Any]) -> list[Problem]:
+    def _problems(self, collectors: list[dict[str, Any]]) -> list[Problem]:
         """Problems seen as they happened, the store's disk, the worker, the collectors."""
         found = list(self.conditions.active()) if self.conditions else []
         if not self.cfg.store.uri:  # a local store: is its disk full or read-only?
@@ -186,7 +192,11 @@ class MemoryService:
         looping = crash() if callable(crash) else None
         if looping is not None:
             found.append(looping)
-        return found + health.collector_problems(out["collectors"]["running"])
+        return found + health.collector_problems(collectors)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _range(since: datetime | None, until: datetime | None) -> tuple[datetime | None,

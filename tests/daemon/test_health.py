@@ -73,7 +73,10 @@ def _mcp_status(d: Any) -> tuple[dict[str, Any], list[str]]:
 def test_store_disk_full_then_read_only_make_memory_unavailable_with_the_reason(
         make_config, start_daemon, tmp_path: Path) -> None:
     with small_tmpfs(tmp_path / "data" / "store", "8m") as disk:
-        d = start_daemon(make_config(pipeline={"summarize": False}))
+        config = make_config(pipeline={"summarize": False})
+        d = start_daemon(config)
+        reader = json.loads(run_cli(config, "token", "create", "--json", "--name", "reader",
+                                    "--scope", "memory:read").stdout)["token"]
         st = _status(d)
         assert st["memory"]["available"] is True and st["memory"]["degraded"] == []
         assert judge(st, None).state == "ok"
@@ -84,6 +87,12 @@ def test_store_disk_full_then_read_only_make_memory_unavailable_with_the_reason(
         assert full["code"] == "store_full" and "full" in full["message"] and full["since"]
         tray = judge(st, None)
         assert tray.state == "unavailable" and "disk holding memory" in tray.line
+        with d.unix() as c:  # a reader without the admin scope: the reason, not the path
+            mine = c.get("/v1/status", headers={"Authorization": f"Bearer {reader}"}).json()
+        assert mine["memory"]["available"] is False
+        assert [p["code"] for p in mine["memory"]["degraded"]] == ["store_full"]
+        assert "full" in mine["memory"]["degraded"][0]["message"]
+        assert str(tmp_path) not in json.dumps(mine)
         mcp_memory, blocks = _mcp_status(d)
         assert mcp_memory["available"] is False and "store_full" in json.dumps(mcp_memory)
         # the read answers, or fails (a new store cannot make its tables on a full disk):
