@@ -100,6 +100,10 @@ class SearchConfig:
     # IANA name ("Europe/Berlin") for "yesterday", "this week"; "" = the machine's
     timezone: str = ""
     context_budget_tokens: int = 2000  # `memoryd context` without --budget
+    resident_reader: bool = True  # a small process (no torch) stays up to answer searches,
+    # so no search waits for the worker and its models to load (daemon/store/reader.py)
+    query_embedder: str = "onnx"  # the reader's: "onnx" (fp32: the stored vectors' own,
+    # cosine 1.0), "onnx-int8" (~70 MB smaller, cosine ~0.99) or "router" (torch)
 
 
 # Files whose names say they hold secrets: recorded as metadata only (path, kind, time,
@@ -230,6 +234,9 @@ class CompactionConfig:
     # this busy (100 = every core); 0 never waits. `ingest --once` never waits.
     yield_on_battery: bool = True  # ... and while the laptop runs on battery
     max_defer_seconds: float = 1800.0  # after waiting this long a job runs anyway
+    max_cpu_percent: float = 25.0  # the daemon's summaries and digests use at most this
+    # share of the machine's CPU (100 = every core), averaged; 0 = no limit. Not for
+    # `ingest --once`. Newest chunks go first: today, then the last days, then older.
     retain_events_days: int = 0  # raw events older than this leave the store (digests and
     # chunk memories stay); 0 keeps every event
 

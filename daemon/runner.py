@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Any
 
@@ -100,14 +101,19 @@ def run_daemon(cfg: Config) -> int:
     (cfg.data_path / "api.port").write_text(f"{port}\n")
 
     journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact)
-    engine = WorkerEngine(cfg)
+    # Searches go to a resident reader (no torch; daemon/store/reader.py), the rest to the
+    # worker that leaves when idle.
+    reader = WorkerEngine(cfg, idle_seconds=0, target="reader") \
+        if cfg.search.resident_reader else None
+    engine = WorkerEngine(cfg, reader=reader)
     conditions = Conditions()
     pipeline = Pipeline(cfg, journal, engine, conditions)
     gate = gate_for(cfg, journal)  # exclusions and pause, before anything is stored
     collectors = build_collectors(cfg)
     runs = CollectorRuns(collectors)
     service = MemoryService(cfg, journal, engine, started=started, collector_runs=runs,
-                            pause=gate.pause, intake=gate, conditions=conditions)
+                            pause=gate.pause, intake=gate, pipeline=pipeline,
+                            conditions=conditions)
 
     scheduler = BackgroundScheduler(timezone="UTC")
     p = cfg.pipeline
@@ -147,6 +153,7 @@ def run_daemon(cfg: Config) -> int:
             log.warning("collector %s could not start watching: %s; its backfill still runs",
                         c.name, exc)
     scheduler.start()
+    threading.Thread(target=engine.warm_reader, name="reader-warm", daemon=True).start()
     log.info("memoryd serving on %s and http://127.0.0.1:%d (collectors: %s)",
              cfg.socket_path, port, ", ".join(c.name for c in collectors) or "none")
     # systemd Type=notify: READY=1 once the API answers, watchdog pings while it and the

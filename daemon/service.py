@@ -42,6 +42,7 @@ class MemoryService:
     pause: PauseState | None = None
     intake: Sink | None = None  # the privacy gate in front of the journal, for pushed events
     sync: Any = None  # daemon.sync.service.SyncService (the daemon sets it)
+    pipeline: Any = None  # daemon.pipeline.steps.Pipeline: each stage's backlog, rate, ETA
     conditions: Conditions | None = None  # problems the daemon's parts saw (health.py)
 
     def search(self, query: str, k: int = 10, source: str | None = None,
@@ -160,6 +161,8 @@ class MemoryService:
                 "cursors": self.journal.cursors(),
             },
         }
+        if self.pipeline is not None:
+            out["pipeline"] = self.pipeline.status()
         problems: list[Problem] = []
         if deep:
             try:

@@ -33,9 +33,11 @@ def cmd_run(cfg: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
+    from daemon.cli.progress import progress_printer
     from daemon.intake.collect import build_collectors
     from daemon.intake.journal import Journal
     from daemon.intake.redact import redact
+    from daemon.pipeline.budget import CpuBudget
     from daemon.pipeline.steps import Pipeline
     from daemon.store.engine import Engine
 
@@ -62,7 +64,12 @@ def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
         collected += n
     engine = Engine(cfg)
     pipeline = Pipeline(cfg, journal, engine)
-    report = pipeline.drain()
+    pipeline.budget = CpuBudget(0)  # `ingest --once` runs at full speed
+    show, done = progress_printer()
+    try:
+        report = pipeline.drain(show)
+    finally:
+        done()
     digests: list[str] = []
     if not report.errors:
         try:  # day and week digests of what was just summarized (and of late arrivals)
@@ -172,6 +179,11 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     print(f"data dir: {status['data_dir']}")
     print(f"journal:  {j['total']} events ({j['new']} waiting, {j['indexed']} searchable "
           f"awaiting a summary, {j['summarized']} summarized)")
+    for stage, st in status.get("pipeline", {}).get("stages", {}).items():
+        eta = "done" if not st["backlog"] else (
+            "unknown" if st["eta_seconds"] is None else _duration(st["eta_seconds"]))
+        print(f"{stage + ':':<9} {st['backlog']} waiting, {st['rate_per_s']:g} events/s, "
+              f"ETA {eta}")
     eng = status.get("engine")
     if eng:
         print(f"engine:   {json.dumps(eng)}")
@@ -189,6 +201,12 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration(seconds: float) -> str:
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h} h {m:02d} min" if h else (f"{m} min {s:02d} s" if m else f"{s} s")
+
+
 def cmd_models(cfg: Config, args: argparse.Namespace) -> int:
     from models.assets import embedder_path, gguf_path
 
@@ -197,6 +215,14 @@ def cmd_models(cfg: Config, args: argparse.Namespace) -> int:
     print(f"summarizer {cfg.models.summarizer}: {gguf} (verified)")
     folder = embedder_path(cfg.models.embedder)
     print(f"embedder   {cfg.models.embedder}: {folder} (verified)")
+    if cfg.search.resident_reader and cfg.search.query_embedder != "router":
+        from models import onnx_embed
+        from models.assets import manifest
+
+        if cfg.models.embedder in manifest()["embedder"]:  # once, for the resident reader
+            out = onnx_embed.ensure_export(
+                folder, onnx_embed.export_dir(cfg.models_path, cfg.models.embedder, folder))
+            print(f"query embedder (ONNX, no torch): {out}")
     log.info("models checked in %.1f s", time.monotonic() - started)
     return 0
 

@@ -193,12 +193,14 @@ class Journal:
                     f"SELECT id FROM events WHERE id IN ({marks})", part))
         return found
 
-    def at_stage(self, stage: int, limit: int) -> list[Event]:
-        """Return up to `limit` events at `stage`, oldest journaled first."""
+    def at_stage(self, stage: int, limit: int, newest: bool = False) -> list[Event]:
+        """Return up to `limit` events at `stage`, oldest journaled first (`newest`: the
+        latest by event time first)."""
+        order = "ts DESC" if newest else "seq"
         with self._lock:
             rows = self._db.execute(
-                "SELECT * FROM events WHERE stage=? ORDER BY seq LIMIT ?", (stage, limit)
-            ).fetchall()
+                f"SELECT * FROM events WHERE stage=? ORDER BY {order} LIMIT ?",
+                (stage, limit)).fetchall()
         return [_row_event(r) for r in rows]
 
     def by_ids(self, ids: Iterable[str]) -> list[Event]:

@@ -23,21 +23,20 @@ from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
 
+from daemon.pipeline import faithful
 from daemon.pipeline import identifiers as idf
-from daemon.pipeline.summarize import FALLBACK_MODEL, Fields, parse, strings, usable
+from daemon.pipeline.summarize import FALLBACK_MODEL, Fields, dedupe_sentences, parse, usable
 
 log = logging.getLogger(__name__)
 
 SYSTEM = ("You write short, factual digests of a person's computer activity from notes "
           "about it. Never invent anything that is not in the notes. Answer in JSON.")
+# The model writes only the prose; decisions and open tasks are its sources' checked
+# ones, merged (a digest model asked for them echoed the question or listed event kinds).
 SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {
-        "summary": {"type": "string"},
-        "decisions": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
-        "open_tasks": {"type": "array", "items": {"type": "string"}, "maxItems": 4},
-    },
-    "required": ["summary", "decisions", "open_tasks"],
+    "properties": {"summary": {"type": "string", "maxLength": 700}},
+    "required": ["summary"],
 }
 RESPONSE_FORMAT = {"type": "json_object", "schema": SCHEMA}
 # The bundled model has 4,096 tokens of context: ~1,700 tokens of notes leave room for
@@ -104,8 +103,8 @@ def prompt(level: str, key: str, rows: list[dict[str, Any]]) -> list[dict[str, s
     label = f"the day {key}" if level == "day" else f"the week {key}"
     user = (f"Notes about {label}:\n" + "\n".join(lines) + "\n\n"
             "Answer with a JSON object. summary: three to five sentences on what the person "
-            "worked on, per project, naming the exact files, pages, tickets and commands. "
-            "decisions: what was decided. open_tasks: what is still left to do.")
+            "worked on, per project, naming files, pages, tickets and commands exactly as "
+            "the notes do. Use only what the notes say; never guess.")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -118,16 +117,46 @@ def fallback_summary(level: str, key: str, rows: list[dict[str, Any]]) -> str:
     what = ", ".join(f"{p} ({n})" for p, n in sorted(by_project.items(), key=lambda x: -x[1]))
     unit = "sessions" if level == "day" else "days"
     head = f"{'Day' if level == 'day' else 'Week'} {key}: {len(rows)} {unit}; {what}."
-    firsts = [_prose(r).split(". ")[0].rstrip(".") for r in rows[:6]]
+    firsts = idf.merge(_prose(r).split(". ")[0].rstrip(".") for r in rows)[:6]
     return head + " " + ". ".join(f for f in firsts if f) + "."
+
+
+def source_text(rows: list[dict[str, Any]]) -> str:
+    """All a digest may name: its sources' text, titles, lists and days (with weekdays)."""
+    parts: list[str] = []
+    for r in rows:
+        parts += [r.get("title") or "", r.get("text") or "", r.get("project") or ""]
+        for name in ("identifiers", "entities", "decisions", "open_tasks"):
+            parts += list(r.get(name) or [])
+        for d in r.get("dates") or []:
+            try:
+                parts.append(date.fromisoformat(d).strftime("%Y-%m-%d %A %B"))
+            except ValueError:
+                parts.append(d)
+        for ts in (r.get("ts"), r.get("ts_end")):
+            if ts:
+                parts.append(ts.astimezone(UTC).strftime("%Y-%m-%d %H:%M %A %B %a"))
+    return "\n".join(parts)
+
+
+def _items(rows: list[dict[str, Any]], name: str, limit: int) -> list[str]:
+    """The union of the sources' (checked) items, placeholders and repeats left out."""
+    merged = idf.merge(*(r.get(name) or [] for r in rows))
+    return [i for i in merged if not idf.placeholder(i)][:limit]
 
 
 def digest_fields(level: str, key: str, rows: list[dict[str, Any]], answer: str) -> Fields:
     """Given a digest's sources and the model's answer, return its fields: the model's
-    prose (or a fallback) and the deterministic union of the sources' lists."""
+    prose, checked against the sources (a sentence naming what they lack is dropped), or
+    a fallback; and the deterministic union of the sources' checked lists."""
     data = parse(answer)
     raw = data.get("summary")
-    summary = " ".join(raw.split()) if isinstance(raw, str) else ""
+    summary = dedupe_sentences(" ".join(raw.split())) if isinstance(raw, str) else ""
+    unsupported: list[str] = []
+    if summary:
+        src = faithful.Sources(source_text(rows))
+        unsupported = faithful.check(summary, src).unsupported
+        summary = faithful.repair(summary, src) if unsupported else summary
     fallback = not usable(summary)
     if fallback:
         summary = fallback_summary(level, key, rows)
@@ -141,12 +170,11 @@ def digest_fields(level: str, key: str, rows: list[dict[str, Any]], answer: str)
         entities=idf.merge([r["project"] for r in rows if r.get("project")],
                            union("entities"), limit=40),
         dates=sorted(set(union("dates"))),
-        decisions=idf.merge([] if fallback else strings(data.get("decisions"), 4),
-                            union("decisions"), limit=20),
-        open_tasks=idf.merge([] if fallback else strings(data.get("open_tasks"), 4),
-                             union("open_tasks"), limit=20),
+        decisions=_items(rows, "decisions", 20),
+        open_tasks=_items(rows, "open_tasks", 20),
         fallback=fallback,
-        model_text="" if fallback else answer,
+        model_text=answer,
+        unsupported=unsupported,
     )
 
 

@@ -142,6 +142,104 @@ def todos_of(events: Iterable[Any], limit: int = 6) -> list[str]:
             task = f"{m.group(1)}: {task}" if m.group(1) else task
             if task and len(out) < limit:
                 _add(out, seen, task)
+        for m in CHECKBOX.finditer(ev.text):  # a markdown to-do list's unticked boxes
+            if m.group(1) == " " and len(out) < limit:
+                _add(out, seen, m.group(2).strip())
+        for m in TASK_LINE.finditer(ev.text):
+            if len(out) < limit:
+                _add(out, seen, " ".join((m.group(1) or m.group(2)).split()))
+    return out
+
+
+CHECKBOX = re.compile(r"^\s*[-*]\s*\[( |x|X)\]\s+(.{4,200})$", re.MULTILINE)
+# a line that states a choice: "Decision: …", "go with 0.82", "… <- using this one"
+DECISION = re.compile(r"^.*\b(?:decision\s*:|(?:decided|go(?:ing)? with|settled on|agreed|chose|"
+                      r"chosen|using this one|we'll use|will use|switch(?:ed)? to)\b).*$",
+                      re.IGNORECASE | re.MULTILINE)
+# a line that states what is left: "Open: …", "next: …", "X needs … by …"
+TASK_LINE = re.compile(r"^\W*(?:open|next|to ?do|follow[- ]up|pending)\s*:\s*(.{4,200})$"
+                       r"|^\W*(.{0,80}\bneeds?\b.{3,120}\bby\b.{3,60})$",
+                       re.IGNORECASE | re.MULTILINE)
+PLACEHOLDER = re.compile(r"^(?:what (?:was|is|were) .*|none|n/?a|tbd|nothing|unknown|no \w+)"
+                         r"[.?!]?$", re.IGNORECASE)
+EVENT_KIND = re.compile(r"^[a-z_]+\.[a-z_]+$")
+CONSTANT = re.compile(r"^([A-Z][A-Z0-9_]{2,})\s*[:=]\s*(.{1,100})$")
+PROSE_SUFFIXES = (".md", ".txt", ".rst", ".yaml", ".yml", ".toml", ".env", ".ini", ".cfg",
+                  ".csv", ".org", ".conf")
+FACT_HINT = re.compile(r"\d|\b[A-Z]{2,}-\d|\b(?:decid|decision|go with|chose|settled|ask|"
+                       r"call|need|wants?|must|deadline|due|blocked|because)\w*", re.IGNORECASE)
+DOCSTRING_QUOTES = ('"""', "'''")
+FACTS_PER_FILE = 6
+FACTS_MAX = 16
+
+
+def placeholder(item: str) -> bool:
+    """An item that says nothing: an echoed instruction ("What was decided?"), "none",
+    an event kind (`browser.visit`), a bare URL, a question."""
+    item = item.strip()
+    return (len(item) < 4 or bool(PLACEHOLDER.match(item)) or bool(EVENT_KIND.match(item))
+            or bool(URL.fullmatch(item)) or item.endswith("?"))
+
+
+def _file_facts(ev: Any) -> list[str]:
+    lines = [ln.strip() for ln in ev.text.splitlines() if ln.strip()]
+    name = ev.subject.rsplit("/", 1)[-1]
+    if name.lower().endswith(PROSE_SUFFIXES) or "." not in name:
+        picked = [ln.lstrip("-*#> ").strip() for ln in lines if FACT_HINT.search(ln)
+                  and not ln.startswith("|---") and len(ln) <= 200]
+    else:  # source code: its docstring's first line and its named constants
+        doc = next((ln.strip("\"' ") for ln in lines[:3] if ln.startswith(DOCSTRING_QUOTES)), "")
+        picked = ([doc] if len(doc) > 8 else []) + [
+            ln for ln in lines if CONSTANT.match(ln) and not ln.endswith(("(", "[", "{"))]
+    return [p[:200] for p in picked if len(p) >= 4][:FACTS_PER_FILE]
+
+
+def facts_of(events: Iterable[Any]) -> list[str]:
+    """The key lines of the saved files, verbatim: in notes and configs the lines with a
+    number, a ticket or a decision word; in code the docstring and named constants. A
+    model drops these (a value, an invoice number, who to call on Monday); they are what
+    a question about the file asks for."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for ev in events:
+        if ev.source == "files" and ev.text:
+            for fact in _file_facts(ev):
+                if len(out) < FACTS_MAX:
+                    _add(out, seen, " ".join(fact.split()))
+    return out
+
+
+def decisions_of(events: Iterable[Any], limit: int = 6) -> list[str]:
+    """Decisions the saved files state: "Decision: …", "Going with …", ticked boxes."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for ev in events:
+        if ev.source != "files" or not ev.text:
+            continue
+        for m in DECISION.finditer(ev.text):
+            line = " ".join(m.group(0).split()).lstrip("-*#> ").strip()
+            if 6 <= len(line) <= 200 and not line.startswith(("|", "[ ]", "[x]")):
+                _add(out, seen, line)
+        for m in CHECKBOX.finditer(ev.text):
+            if m.group(1).lower() == "x":
+                _add(out, seen, m.group(2).strip())
+    return out[:limit]
+
+
+CUE = re.compile(r"\b(?:decision|decided|decide|go(?:ing)? with|settled|agreed|chose|chosen|"
+                 r"using this|will|should|must|need(?:s|ed)? to|todo|fixme|next|open|plan|"
+                 r"pending|follow[- ]up|ask|remember)\b|\[[ xX]\]", re.IGNORECASE)
+
+
+def cue_lines(events: Iterable[Any]) -> list[str]:
+    """The lines of the events' text and commands that state a choice or a task ("will",
+    "should", "decided", "TODO", a checkbox): where a decision or task the model names
+    must be found, if it is stated at all."""
+    out: list[str] = []
+    for ev in events:
+        for line in f"{ev.subject}\n{ev.text}".splitlines():
+            if CUE.search(line):
+                out.append(line.strip())
     return out
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -21,13 +22,15 @@ from daemon.config import Config
 from daemon.errors import RetryableError
 from daemon.health import Conditions
 from daemon.intake.journal import INDEXED, NEW, SUMMARIZED, Journal
-from daemon.pipeline.chunking import chunk_events
+from daemon.pipeline.budget import CpuBudget, Progress
+from daemon.pipeline.chunking import Chunk, chunk_events
 from daemon.recall.timeexpr import user_zone
 from models.errors import ModelError
 
 log = logging.getLogger(__name__)
 SUMMARY_BACKOFF = 5.0  # seconds before summaries are tried again after a failure
 SUMMARY_BACKOFF_MAX = 60.0
+ProgressFn = Callable[[str, int, int], None]
 
 
 class EngineLike(Protocol):
@@ -66,6 +69,9 @@ class Pipeline:
         # to SUMMARY_BACKOFF_MAX: a model call that cannot be stored is CPU thrown away.
         self._summary_failures = 0
         self._summary_hold_until = 0.0
+        # Summaries and digests share the machine with its user: at most this CPU share.
+        self.budget = CpuBudget(cfg.compaction.max_cpu_percent)
+        self.progress = Progress()
 
     def index_step(self) -> int:
         """Make every journaled event searchable (up to one batch); return how many."""
@@ -75,6 +81,7 @@ class Pipeline:
                 return 0
             self.engine.index(events)
             self.journal.advance([e.id for e in events], INDEXED)
+            self.progress.record("index", len(events))
             log.debug("indexed %d events", len(events))
             return len(events)
 
@@ -85,17 +92,16 @@ class Pipeline:
         p = self.cfg.pipeline
         if not p.summarize:
             return report
-        if not flush and time.monotonic() < self._summary_hold_until:
+        if not flush and (time.monotonic() < self._summary_hold_until
+                          or not self.budget.ready()):
             return report
         with self._summary_lock:
-            events = self.journal.at_stage(INDEXED, p.batch_events * 4)
-            chunks = chunk_events(events, gap_seconds=p.chunk_gap_seconds,
-                                  max_events=p.chunk_max_events, now=now or datetime.now(UTC),
-                                  close_after_seconds=p.chunk_close_after_seconds, flush=flush,
-                                  tz=user_zone(self.cfg.search.timezone))
-            for chunk in chunks[:max_chunks]:
+            for chunk in self.next_chunks(flush=flush, now=now)[:max_chunks]:
+                if not flush and not self.budget.ready():
+                    break
                 try:
-                    result = self.engine.summarize(list(chunk.events))
+                    with self.budget.spend(enabled=not flush):
+                        result = self.engine.summarize(list(chunk.events))
                 except (ModelError, RetryableError) as exc:
                     self.last_error = f"summarizing failed: {exc}"
                     self._summary_failures += 1
@@ -114,16 +120,48 @@ class Pipeline:
                 self.journal.advance([e.id for e in chunk.events], SUMMARIZED)
                 report.summarized_chunks += 1
                 report.summarized_events += len(chunk.events)
+                self.progress.record("summarize", len(chunk.events))
                 log.info("summarized %d %s events in %.1f s (%d tokens)", len(chunk.events),
                          chunk.source, result.get("seconds", 0.0), result.get("tokens", 0))
         return report
+
+    def next_chunks(self, *, flush: bool = False,
+                    now: datetime | None = None) -> list[Chunk]:
+        """The closed chunks to summarize next, newest first: the latest events by time
+        (today, then the last days, then older history). A chunk that may continue past
+        the oldest event read is left for a later round, when it is read whole."""
+        p = self.cfg.pipeline
+        limit = p.batch_events * 4
+        events = self.journal.at_stage(INDEXED, limit, newest=True)
+        chunks = chunk_events(events, gap_seconds=p.chunk_gap_seconds,
+                              max_events=p.chunk_max_events, now=now or datetime.now(UTC),
+                              close_after_seconds=p.chunk_close_after_seconds, flush=flush,
+                              tz=user_zone(self.cfg.search.timezone))
+        if len(events) >= limit:
+            oldest = min(e.ts for e in events)
+            whole = [c for c in chunks
+                     if (c.start - oldest).total_seconds() > p.chunk_gap_seconds]
+            chunks = whole or chunks
+        return sorted(chunks, key=lambda c: (c.end, c.id), reverse=True)
+
+    def status(self) -> dict[str, Any]:
+        """Each stage's backlog, recent rate (events/s) and time to done (None: unknown)."""
+        counts = self.journal.counts()
+        summarizing = self.cfg.pipeline.summarize
+        backlog = {"index": counts["new"],
+                   "summarize": counts["new"] + counts["indexed"] if summarizing else 0}
+        return {"stages": self.progress.report(backlog),
+                "cpu_budget_percent": self.budget.percent,
+                "cpu_used_percent": self.budget.used_percent()}
 
     def compact_step(self, max_digests: int = 0) -> list[str]:
         """Write the day and week digests that are missing or stale; return their ids.
         Runs after summaries, never beside them: one model job at a time."""
         if not (self.cfg.compaction.enabled and self.cfg.pipeline.summarize):
             return []
-        with self._summary_lock:
+        if not self.budget.ready():
+            return []
+        with self._summary_lock, self.budget.spend():
             written = list(self.engine.compact(max_digests).get("written", []))
             if not max_digests and self.cfg.compaction.retain_events_days > 0:
                 # every day is digested now: raw events past retention may go
@@ -132,16 +170,24 @@ class Pipeline:
             log.info("compaction wrote %d digests: %s", len(written), ", ".join(written))
         return written
 
-    def drain(self) -> StepReport:
-        """Index and summarize everything in the journal; stop early on repeated failure."""
+    def drain(self, progress: ProgressFn | None = None) -> StepReport:
+        """Index and summarize everything in the journal; stop early on repeated failure.
+        `progress(stage, done, total)` is told after each batch."""
         total = StepReport()
+        show = progress or (lambda stage, done, of: None)
+        counts = self.journal.counts()
+        to_index = counts["new"]
+        to_summarize = counts["new"] + counts["indexed"] if self.cfg.pipeline.summarize else 0
         while n := self.index_step():
             total.indexed += n
-        while True:
+            show("index", total.indexed, max(to_index, total.indexed))
+        while to_summarize:
             r = self.summary_step(flush=True)
             total.summarized_chunks += r.summarized_chunks
             total.summarized_events += r.summarized_events
             total.errors += r.errors
+            show("summarize", total.summarized_events,
+                 max(to_summarize, total.summarized_events))
             if r.errors or not r.summarized_chunks:
                 break
         return total

@@ -1,13 +1,14 @@
 """Turn an activity chunk into a prompt, the model's JSON answer into a faithful memory.
 
-The model answers under a JSON schema (llama.cpp turns it into a grammar): summary,
-entities, decisions, open tasks. Identifiers and dates are not asked of the model: they
-are taken from the events themselves (`daemon.pipeline.identifiers`), exactly, which a small model
-does not do, and leaving them out of its answer saves a third of its tokens, so the
-decisions and open tasks fit in the budget. What the model names is checked against the
-events: entities (and any identifiers or dates it offers anyway) that the events do not
-contain are dropped (a small model invents). An empty or unparseable answer never
-makes an empty memory: `fallback_summary` writes one from the events themselves.
+Faithful by construction: what a chunk memory says about activity (files, pages,
+commands, identifiers, days) is extracted from the events (`fallback_summary`,
+`daemon.pipeline.identifiers`: identifiers, dates, the files' key lines, the decisions
+and to-dos they state). The model, under a JSON schema, writes only what extraction
+cannot: a one-sentence topic line and the decisions and open tasks the log states. Each
+is checked against the events by `daemon.pipeline.faithful` (which shares no code with
+this module) before it is stored: a topic sentence naming what the events lack is
+dropped, a decision or task not grounded in them is dropped. An empty, unparseable or
+wholly unfaithful answer leaves the extractive memory alone (`fallback`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from daemon.pipeline import faithful
 from daemon.pipeline import identifiers as idf
 from daemon.pipeline.chunking import Chunk
 
@@ -38,6 +40,7 @@ def prompt_cost(text: str) -> int:
 FALLBACK_MODEL = "deterministic"  # the `model` of a memory no model wrote
 LIST_MAX = 12  # items kept per structured list of a chunk memory
 SUMMARY_CHARS = 480  # two or three sentences
+TOPIC_CHARS = 120  # the model's topic phrase
 
 
 def answer_tokens(events: int, cap: int) -> int:
@@ -45,7 +48,7 @@ def answer_tokens(events: int, cap: int) -> int:
     return min(cap, 64 + 16 * events)
 
 
-def _dedupe_sentences(text: str) -> str:
+def dedupe_sentences(text: str) -> str:
     """The text without sentences it already said (a small model repeats itself)."""
     seen: set[str] = set()
     out = []
@@ -62,20 +65,19 @@ def _list(max_items: int, max_chars: int) -> dict[str, Any]:
             "items": {"type": "string", "maxLength": max_chars}}
 
 
-# Key order is generation order: the summary comes first, so an answer cut off by
+# Key order is generation order: the topic comes first, so an answer cut off by
 # max_tokens still carries it (`parse` recovers it from the unfinished JSON).
 SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        # Lengths bound the answer in the grammar itself: the 0.5B model otherwise loops,
-        # repeating its summary sentence until max_tokens (seen on the eval week: most
-        # one-event chunks used all 160 tokens).
-        "summary": {"type": "string", "maxLength": SUMMARY_CHARS},
-        "entities": _list(4, 60),
+        # The model writes only what extraction cannot: a short topic line and the
+        # decisions and tasks the log itself states. Lengths bound the answer in the
+        # grammar (the 0.5B model otherwise loops until max_tokens).
+        "summary": {"type": "string", "maxLength": TOPIC_CHARS},
         "decisions": _list(2, 160),
         "open_tasks": _list(2, 160),
     },
-    "required": ["summary", "entities", "decisions", "open_tasks"],
+    "required": ["summary", "decisions", "open_tasks"],
 }
 RESPONSE_FORMAT = {"type": "json_object", "schema": SCHEMA}
 
@@ -90,13 +92,17 @@ class Fields:
     dates: list[str] = field(default_factory=list)
     decisions: list[str] = field(default_factory=list)
     open_tasks: list[str] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)  # key lines of the files, verbatim
     fallback: bool = False  # the model's answer was empty or unusable
     model_text: str = ""  # what the model wrote, before anything was put back
+    unsupported: list[str] = field(default_factory=list)  # what the model named, sources lack
 
     def text(self) -> str:
         """The memory's text: the summary, decisions, open tasks, and every identifier
         the prose does not already name, so full-text search finds them all."""
-        parts = [self.summary.strip()]
+        parts = [dedupe_sentences(self.summary.strip())]
+        if self.facts:
+            parts.append("Facts: " + "; ".join(self.facts))
         if self.decisions:
             parts.append("Decisions: " + "; ".join(self.decisions))
         if self.open_tasks:
@@ -136,10 +142,10 @@ def prompt(chunk: Chunk) -> list[dict[str, str]]:
     log = "\n".join(lines)
     project = f" (project: {chunk.project})" if chunk.project else ""
     user = (f"Activity log{project}:\n{log}\n\n"
-            "Answer with a JSON object. summary: two or three sentences on what the person "
-            "was working on, naming the exact files, pages, commands, tickets and branches. "
-            "entities: projects, people, tools. decisions: what was decided. "
-            "open_tasks: what is left to do. Use [] when none.")
+            "Answer with a JSON object. summary: a short phrase (at most 12 words) naming "
+            "the topic, using only words and names from the log; do not guess a purpose. "
+            "decisions: decisions the log itself states. open_tasks: things the log itself "
+            "says are still to do. Use [] when the log states none; never guess.")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -195,8 +201,9 @@ def fallback_summary(chunk: Chunk) -> str:
     start = chunk.start.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
     end = chunk.end.astimezone(UTC).strftime("%H:%M")
     where = f" in {chunk.project}" if chunk.project else ""
-    shown = ", ".join(names[:8]) + (f" and {len(names) - 8} more" if len(names) > 8 else "")
-    what = ", ".join(f"{n} {k}" for k, n in kinds.most_common())
+    # no counts: every number a memory states must be one its events hold (faithful.py)
+    shown = ", ".join(names[:8]) + (" and more" if len(names) > 8 else "")
+    what = ", ".join(k for k, _ in kinds.most_common())
     return (f"{verbs.get(chunk.source, 'Activity:')} {shown}{where} "
             f"({what}, {start}–{end} UTC).")
 
@@ -220,33 +227,71 @@ def _new_items(items: list[str], summary: str) -> list[str]:
     return out
 
 
+def source_text(chunk: Chunk) -> str:
+    """All a chunk's memory may name: its events (kind, time, subject, title, text), their
+    days (with weekday and month names), its project."""
+    days = sorted({ev.ts.astimezone(UTC).strftime("%Y-%m-%d %A %B") for ev in chunk.events})
+    parts = [f"{ev.kind} {ev.ts.astimezone(UTC):%Y-%m-%d %H:%M}\n{ev.subject}\n{ev.title}\n"
+             f"{ev.text}" for ev in chunk.events]
+    return "\n".join([*parts, *days, chunk.project])
+
+
+def _topic(raw: Any, src: faithful.Sources) -> tuple[str, list[str]]:
+    """The model's topic line, cut to whole sentences, without any sentence that names
+    what the events do not contain or whose words mostly are not theirs ("Google Mail:
+    Project Update" for three mail pages); and what it named that they lack."""
+    if not isinstance(raw, str):
+        return "", []
+    text = _whole_sentences(dedupe_sentences(" ".join(raw.split())))
+    unsupported = faithful.check(text, src).unsupported
+    kept = []
+    for sentence in faithful.sentences(faithful.repair(text, src) if unsupported else text):
+        if faithful.grounded(sentence, src, share=0.75):
+            kept.append(sentence)
+        else:
+            unsupported.append(f"(words) {sentence[:80]}")
+    return " ".join(kept), unsupported
+
+
+def _stated(items: Any, cues: faithful.Sources | None, summary: str) -> list[str]:
+    """The decisions or tasks the model offers that the events state: grounded in their
+    lines that state a choice or a task (`idf.cue_lines`; none: nothing is stated), none
+    of them a placeholder, an event kind or a bare URL. (The 0.5B model otherwise lists
+    what was done, "Visit Hacker News", as decisions.)"""
+    if cues is None:
+        return []
+    kept = [i for i in strings(items, 4)
+            if not idf.placeholder(i) and faithful.grounded(i, cues, share=0.75)]
+    return _new_items(kept, summary)
+
+
 def chunk_fields(chunk: Chunk, answer: str) -> Fields:
-    """Given a chunk and the model's raw answer, return the checked and completed fields."""
+    """Given a chunk and the model's raw answer, return the checked and completed fields.
+    What the memory says about activity comes from the events (`fallback_summary`, the
+    identifiers, the files' key lines); the model adds a checked topic line and the
+    decisions and tasks the events state."""
     data = parse(answer)
-    source_text = "\n".join(f"{ev.subject}\n{ev.title}\n{ev.text}" for ev in chunk.events)
-    raw = data.get("summary")
-    summary = _whole_sentences(_dedupe_sentences(" ".join(raw.split()))) \
-        if isinstance(raw, str) else ""
-    fallback = not usable(summary)
-    if fallback:
-        summary = fallback_summary(chunk)
-    # what the model names counts only when the events contain it verbatim
-    said = [i for i in strings(data.get("identifiers")) if idf.present(i, source_text)
-            and len(i) >= 4 and re.search(r"[/.#_\-\d]", i)]
-    entities = [e for e in strings(data.get("entities"), 8, 80) if idf.present(e, source_text)]
-    dates = [d for d in strings(data.get("dates"), 6, 10) if idf.DATE.fullmatch(d)
-             and (d in source_text or d in {ev.ts.date().isoformat() for ev in chunk.events})]
+    src = faithful.Sources(source_text(chunk))
+    topic, unsupported = _topic(data.get("summary"), src)
+    fallback = not usable(topic)
+    activity = fallback_summary(chunk)
+    summary = activity if fallback else f"{topic.rstrip('.')}. {activity}"
+    lines = idf.cue_lines(chunk.events)
+    cues = faithful.Sources("\n".join(lines)) if lines and not fallback else None
+    decisions = _stated(data.get("decisions"), cues, topic)
+    tasks = [t for t in _stated(data.get("open_tasks"), cues, topic)
+             if t.lower() not in {d.lower() for d in decisions}]
     return Fields(
         summary=summary,
-        identifiers=idf.merge(idf.of_events(chunk.events), said),
-        entities=idf.merge([chunk.project] if chunk.project else [], entities, limit=LIST_MAX),
-        dates=idf.merge(idf.dates_of(chunk.events), dates),
-        decisions=[] if fallback else _new_items(strings(data.get("decisions"), 4), summary),
-        open_tasks=idf.merge(
-            [] if fallback else _new_items(strings(data.get("open_tasks"), 4), summary),
-            idf.todos_of(chunk.events), limit=8),
+        identifiers=idf.of_events(chunk.events),
+        entities=[chunk.project] if chunk.project else [],
+        dates=idf.dates_of(chunk.events),
+        decisions=idf.merge(decisions, idf.decisions_of(chunk.events), limit=8),
+        open_tasks=idf.merge(tasks, idf.todos_of(chunk.events), limit=8),
+        facts=idf.facts_of(chunk.events),
         fallback=fallback,
-        model_text=answer if not fallback else "",
+        model_text=answer,
+        unsupported=unsupported,
     )
 
 

@@ -62,8 +62,18 @@ def _section(h: Hit) -> tuple[str, str]:
     return head, h.text.strip()
 
 
+def _fit_lines(text: str, room: int) -> str:
+    """`text`'s lines while they fit in `room` tokens (a list is cut between items)."""
+    kept: list[str] = []
+    for line in text.split("\n"):
+        if estimate_tokens("\n".join([*kept, line])) > room:
+            break
+        kept.append(line)
+    return "\n".join(kept)
+
+
 def build(query: str, digests: list[Hit], hits: list[Hit], budget_tokens: int,
-          period: str = "") -> Pack:
+          period: str = "", preface: str = "") -> Pack:
     """Given a query, the digests and the search hits for it (best first), return the pack.
 
     Digests come first (they say the most per token), then hits; each item carries its
@@ -79,6 +89,11 @@ def build(query: str, digests: list[Hit], hits: list[Hit], budget_tokens: int,
         raise ValueError(f"budget_tokens={budget_tokens} is too small for a context pack; "
                          f"give at least {used + MIN_ITEM_TOKENS}")
     parts = [title]
+    if preface:  # the open tasks or decisions a question asks for: up to 70% of the budget
+        preface = _fit_lines(preface, int((budget_tokens - used) * 0.7))
+        if preface:
+            parts.append(preface)
+            used += estimate_tokens(f"\n{preface}\n")
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
     for h in [*digests, *hits]:
@@ -103,7 +118,7 @@ def build(query: str, digests: list[Hit], hits: list[Hit], budget_tokens: int,
         parts.append(f"{head}{body}")
         used += cost
         items.append(_item(h, cut=False))
-    if not items:
+    if not items and not preface:
         parts.append("_no memories match_")
     markdown = "\n\n".join(parts) + "\n"
     return Pack(markdown=markdown, tokens=estimate_tokens(markdown), items=items)

@@ -16,8 +16,8 @@ from typing import Any
 
 from daemon.config import Config
 from daemon.owners import EVERYONE, Owners
+from daemon.recall import agenda, timeexpr
 from daemon.recall import context as packs
-from daemon.recall import timeexpr
 from daemon.recall.hits import Hit
 from daemon.recall.search import Filters, hybrid_search
 from daemon.store.lance import Store, sql_str
@@ -74,7 +74,8 @@ def context(store: Store, embed: Embed, query: str, budget_tokens: int, *,
                    f"ts_end >= timestamp '{_utc(lo)}'" + _and(owners))
         digests = sorted(store.rows("memories", overlap, 14),
                          key=lambda h: (h.kind != "memory.week", h.ts))
-    pack = packs.build(query, digests, hits, budget_tokens, period=period)
+    preface = agenda.section(store, query, owners, f.since, f.until)
+    pack = packs.build(query, digests, hits, budget_tokens, period=period, preface=preface)
     return {"query": query, "budget_tokens": budget_tokens, "tokens": pack.tokens,
             "token_count": "estimate: 1 token per 3 bytes of UTF-8 (conservative)",
             "since": _iso(f.since) if f.since else None,

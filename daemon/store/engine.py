@@ -6,6 +6,7 @@ so the daemon itself stays small. `ingest --once` and a local `search` use it in
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from datetime import UTC, date, datetime, timedelta, tzinfo
@@ -16,6 +17,7 @@ from daemon.config import Config
 from daemon.owners import EVERYONE, Owners
 from daemon.pipeline import summarize
 from daemon.pipeline.chunking import Chunk
+from daemon.pipeline.summarize import Fields
 from daemon.recall import reads as recall
 from daemon.recall.hits import Hit
 from daemon.recall.search import Filters
@@ -32,6 +34,9 @@ class Engine:
         self.models = ModelCalls(cfg)
         self._store: Store | None = None
         self._opening = threading.Lock()
+        self.refresh_seconds: float | None = None  # local reads: None never re-check commits
+        # How a query becomes a vector; the resident reader swaps in its torch-free one.
+        self.query_embed = self.models.embed
 
     @property
     def store(self) -> Store:
@@ -40,7 +45,7 @@ class Engine:
         with self._opening:
             if self._store is None:
                 self._store = open_store(self.cfg, self.models.embedder.dimensions,
-                                         self.cfg.models.embedder)
+                                         self.cfg.models.embedder, self.refresh_seconds)
             return self._store
 
     def index(self, events: list[Event]) -> int:
@@ -62,10 +67,11 @@ class Engine:
                                        len(events), self.cfg.compaction.chunk_max_tokens),
                                    temperature=0.2, response_format=summarize.RESPONSE_FORMAT)
         fields = summarize.chunk_fields(chunk, out.text)
+        self._record_faithfulness("chunk", out.model, fields)
         model = summarize.FALLBACK_MODEL if fields.fallback else out.model
         result = {"id": chunk.id, "events": len(events), "tokens": out.completion_tokens,
                   "seconds": out.seconds, "fallback": fields.fallback,
-                  "model_text": fields.model_text}
+                  "model_text": fields.model_text, "unsupported": fields.unsupported}
         if fields.fallback:
             log.warning("the model's summary of %d %s events was empty or unusable; "
                         "writing one from the events", len(events), chunk.source)
@@ -78,6 +84,26 @@ class Engine:
         self.store.upsert_memories([row])
         self._supersede(chunk)
         return {**result, "summary": row["text"]}
+
+    def _record_faithfulness(self, level: str, model: str, fields: Fields) -> None:
+        """One line per model-written memory in <data_dir>/faithfulness.jsonl: which model,
+        and what it named that its sources lack (dropped before storing). The hallucination
+        rate per model is read from it (`bench/memory_quality.py`)."""
+        if not model or not fields.model_text:
+            return
+        line = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), "level": level,
+                "model": model, "unsupported": fields.unsupported[:20],
+                "fallback": fields.fallback}
+        if fields.unsupported:
+            log.info("the %s summary by %s named what its sources lack (dropped): %s",
+                     level, model, ", ".join(fields.unsupported[:5]))
+        try:
+            self.cfg.data_path.mkdir(parents=True, exist_ok=True)
+            with open(self.cfg.data_path / "faithfulness.jsonl", "a", encoding="utf-8") as f:
+                f.write(json.dumps(line) + "\n")
+        except OSError as exc:
+            log.warning("could not record the faithfulness check (%s); the memory is "
+                        "stored all the same", exc)
 
     def _supersede(self, chunk: Chunk) -> int:
         """Delete this daemon's other chunk memories of any of `chunk`'s events. Such a
@@ -153,6 +179,7 @@ class Engine:
             log.warning("the %s digest %s got no model answer (%s)", level, key, exc)
             answer, model = "", ""
         fields = compaction.digest_fields(level, key, rows, answer)
+        self._record_faithfulness(level, model, fields)
         if fields.fallback:
             fields = compaction.keep_prose(fields, old)
             kept = fields.summary != compaction.fallback_summary(level, key, rows)
@@ -172,7 +199,7 @@ class Engine:
         """Hybrid search; a time expression in the query becomes the range (daemon/recall).
         `devices` and `users` restrict whose rows are searched (None: anyone's); `raw`
         False searches memories only (a token without memory:raw)."""
-        return recall.search(self.store, self.models.embed, query, k,
+        return recall.search(self.store, self.query_embed, query, k,
                              Filters(source=source, since=since, until=until, kind=kind,
                                      project=project, level=level, devices=devices,
                                      users=users, raw=raw),
@@ -196,7 +223,7 @@ class Engine:
 
     def context(self, query: str, budget_tokens: int, now: datetime | None = None,
                 owners: Owners = EVERYONE, raw: bool = True) -> dict[str, Any]:
-        return recall.context(self.store, self.models.embed, query, budget_tokens, now=now,
+        return recall.context(self.store, self.query_embed, query, budget_tokens, now=now,
                               tz=recall.user_tz(self.cfg), owners=owners, raw=raw)
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,

@@ -112,7 +112,10 @@ class Store:
                                            else timedelta(seconds=refresh_seconds)))
         else:
             Path(path).mkdir(parents=True, exist_ok=True)
-            self._db = lancedb.connect(str(path))
+            # A reader in another process than the writer (daemon/store/reader.py) asks
+            # for the latest commit every `refresh_seconds`; None: this process writes.
+            self._db = lancedb.connect(str(path), read_consistency_interval=(
+                None if refresh_seconds is None else timedelta(seconds=refresh_seconds)))
         self._lock = threading.Lock()
         self._unindexed = {"events": 0, "memories": 0}
         self.events = self._open("events", events_schema(dims, embedder), embedder)
@@ -407,14 +410,17 @@ def with_primary_key(schema: pa.Schema) -> pa.Schema:
     return schema.set(i, pa.field("id", f.type, nullable=False, metadata=meta))
 
 
-def open_store(cfg: Any, dims: int, embedder: str) -> Store:
+def open_store(cfg: Any, dims: int, embedder: str,
+               refresh_seconds: float | None = None) -> Store:
     """The store `cfg` names: `[store] uri` on object storage, else <data_dir>/store;
-    it stamps what it writes with `[identity]` device and user."""
+    it stamps what it writes with `[identity]` device and user. `refresh_seconds`: how
+    stale a local store's reads may be (None: only this process writes to it)."""
     from daemon.owners import identity
 
     owner = identity(cfg)
     if not cfg.store.uri:
-        return Store(cfg.data_path / "store", dims, embedder, owner=owner)
+        return Store(cfg.data_path / "store", dims, embedder, owner=owner,
+                     refresh_seconds=refresh_seconds)
     from daemon.store.objectstore import check_conditional_writes, store_settings
 
     s = store_settings(cfg.store)
@@ -435,8 +441,12 @@ def event_row(ev: Any, vector: list[float]) -> dict[str, Any]:
 
 
 def event_doc(ev: Any) -> str:
-    """The text an event is found by: its title, subject and content."""
-    return "\n".join(p for p in (ev.title, ev.subject, ev.text) if p)
+    """The text an event is found by: its title, subject, key words (URL path words, a
+    command's arguments, a file name split) and content (`daemon.pipeline.eventtext`).
+    Older rows keep the doc they were written with: both read alike."""
+    from daemon.pipeline.eventtext import event_doc as doc
+
+    return doc(ev)
 
 
 def sql_str(value: str) -> str:

@@ -30,13 +30,22 @@ _EXIT = "__exit__"
 CRASH_LOOP = (3, 600.0)  # this many unexpected worker exits within this many seconds
 
 
-def _serve(cfg: Config, conn: Connection, log_level: int) -> None:
-    """Child process: build the Engine lazily and answer calls until told to exit."""
+class StoreNotReady(RetryableError):
+    """The store has no tables yet: the resident reader never creates them; the worker
+    does, so it answers instead. (Here, not in reader.py: the daemon unpickles it.)"""
+
+
+def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine") -> None:
+    """Child process: build the Engine (or, for target "reader", the resident Reader)
+    lazily and answer calls until told to exit."""
     from daemon.logs import setup_logging
 
     setup_logging(log_level)
     from daemon.store.engine import Engine
 
+    make: Any = Engine
+    if target == "reader":
+        from daemon.store.reader import Reader as make
     engine: Engine | None = None
     engine_lock = threading.Lock()
     send_lock = threading.Lock()
@@ -46,7 +55,7 @@ def _serve(cfg: Config, conn: Connection, log_level: int) -> None:
         try:
             with engine_lock:
                 if engine is None:
-                    engine = Engine(cfg)
+                    engine = make(cfg)
             result = (True, getattr(engine, method)(*args, **kwargs))
         except Exception as exc:  # sent back to the caller, who decides
             result = (False, _portable(exc))
@@ -88,16 +97,26 @@ def _portable(exc: Exception) -> Exception:
 
 
 class WorkerEngine:
-    """The Engine's methods, run in the worker process; same calls as `Engine`."""
+    """The Engine's methods, run in the worker process; same calls as `Engine`.
 
-    def __init__(self, cfg: Config, idle_seconds: float | None = None) -> None:
+    With a `reader` (a WorkerEngine whose target is "reader", daemon/store/reader.py),
+    searches and reads go to that resident process instead, so they never wait for this
+    one to start or for its batches. `idle_seconds` 0 never stops the process."""
+
+    def __init__(self, cfg: Config, idle_seconds: float | None = None, *,
+                 target: str = "engine", reader: WorkerEngine | None = None) -> None:
         self.cfg = cfg
         self.idle_seconds = cfg.models.idle_unload_seconds if idle_seconds is None else idle_seconds
+        self.target = target
+        self.reader = reader
+        self.served = {"reader": 0, "worker": 0}
         self._ctx = mp.get_context("spawn")
         self._lock = threading.Lock()
         self._proc: Any = None
         self._conn: Connection | None = None
-        self._pending: dict[int, Future[Any]] = {}
+        # each call's future and the pipe it went down: a pipe that ends fails only its own
+        # calls, never those already sent to the next worker
+        self._pending: dict[int, tuple[Future[Any], Connection]] = {}
         self._ids = itertools.count()
         self._last = time.monotonic()
         self._closed = False
@@ -115,14 +134,16 @@ class WorkerEngine:
 
     def _start(self) -> None:
         parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_serve, name="memoryd-worker",
-                                 args=(self.cfg, child, logging.getLogger().level), daemon=True)
+        proc = self._ctx.Process(target=_serve, name=f"memoryd-{self.target}",
+                                 args=(self.cfg, child, logging.getLogger().level,
+                                       self.target), daemon=True)
         proc.start()
         child.close()
         self._proc, self._conn = proc, parent
         threading.Thread(target=self._read, args=(parent,), name="worker-reader",
                          daemon=True).start()
-        log.info("model worker started (pid %s)", proc.pid)
+        log.info("%s process started (pid %s)",
+                 "model worker" if self.target == "engine" else self.target, proc.pid)
 
     def _read(self, conn: Connection) -> None:
         while True:
@@ -137,7 +158,7 @@ class WorkerEngine:
                         self._stop_locked()
                 break
             with self._lock:
-                fut = self._pending.pop(req_id, None)
+                fut = self._pending.pop(req_id, (None, conn))[0]
             if fut is None:
                 continue
             if ok:
@@ -150,9 +171,9 @@ class WorkerEngine:
                 self._proc = None
                 self._crashes.append(time.time())
                 log.warning("the model worker process ended unexpectedly")
-            lost = list(self._pending.values())
-            self._pending.clear()
-        for fut in lost:
+            lost = [r for r, (_, c) in self._pending.items() if c is conn]
+            lost_futures = [self._pending.pop(r)[0] for r in lost]
+        for fut in lost_futures:
             fut.set_exception(RetryableError(
                 "the model worker process ended during a call (out of memory or a crash in "
                 "native code); the work stays in the journal and will be retried"))
@@ -178,8 +199,8 @@ class WorkerEngine:
             if self._conn is None or not self.alive:
                 self._start()
             req_id = next(self._ids)
-            self._pending[req_id] = fut
             assert self._conn is not None
+            self._pending[req_id] = (fut, self._conn)
             self._conn.send((req_id, method, args, kwargs))
         try:
             return fut.result()
@@ -190,6 +211,8 @@ class WorkerEngine:
     def _reap(self) -> None:
         while not self._closed:
             time.sleep(min(5.0, max(self.idle_seconds / 4, 0.2)))
+            if self.idle_seconds <= 0:
+                continue
             with self._lock:
                 idle = time.monotonic() - self._last
                 if self._conn is not None and not self._pending and idle >= self.idle_seconds:
@@ -216,6 +239,8 @@ class WorkerEngine:
         with self._lock:
             self._closed = True
             self._stop_locked()
+        if self.reader is not None:
+            self.reader.close()
 
     # The Engine's interface, forwarded.
     def index(self, events: list[Any]) -> int:
@@ -230,25 +255,49 @@ class WorkerEngine:
     def prune_events(self, older_than_days: int) -> int:
         return int(self.call("prune_events", older_than_days))
 
+    def read(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """A read: by the resident reader when there is one and it can answer (the store
+        exists, the reader is up), else by the worker."""
+        if self.reader is not None:
+            try:
+                out = self.reader.call(method, *args, **kwargs)
+                self.served["reader"] += 1
+                return out
+            except StoreNotReady:
+                pass
+            except RetryableError as exc:  # the reader died: the next read restarts it
+                log.warning("the resident reader failed (%s); the worker answers", exc)
+        self.served["worker"] += 1
+        return self.call(method, *args, **kwargs)
+
+    def warm_reader(self) -> None:
+        """Start the resident reader and load its embedder and store (daemon start)."""
+        if self.reader is not None:
+            try:
+                self.reader.call("warm")
+            except Exception as exc:  # searches still work through the worker
+                log.warning("the resident reader could not start: %s; searches go to "
+                            "the worker until it can", exc)
+
     def counts(self, **owners: Any) -> dict[str, int]:
-        return dict(self.call("counts", **owners))
+        return dict(self.read("counts", **owners))
 
     def search(self, query: str, k: int = 10, **filters: Any) -> list[Any]:
-        return list(self.call("search", query, k, **filters))
+        return list(self.read("search", query, k, **filters))
 
     # The read path (daemon/recall.py).
     def recent(self, limit: int = 20, source: str | None = None, **owners: Any) -> list[Any]:
-        return list(self.call("recent", limit, source, **owners))
+        return list(self.read("recent", limit, source, **owners))
 
     def timeline(self, since: Any, until: Any, source: str | None = None,
                  **owners: Any) -> list[Any]:
-        return list(self.call("timeline", since, until, source, **owners))
+        return list(self.read("timeline", since, until, source, **owners))
 
     def digest(self, period: str = "day", day: Any = None, **owners: Any) -> dict[str, Any]:
-        return dict(self.call("digest", period, day, **owners))
+        return dict(self.read("digest", period, day, **owners))
 
     def context(self, query: str, budget_tokens: int, **kwargs: Any) -> dict[str, Any]:
-        return dict(self.call("context", query, budget_tokens, **kwargs))
+        return dict(self.read("context", query, budget_tokens, **kwargs))
 
     def forget(self, **scope: Any) -> dict[str, Any]:
         return dict(self.call("forget", **scope))
@@ -263,10 +312,14 @@ class WorkerEngine:
         return dict(self.call("import_memories", segments, adm))
 
     def status(self) -> dict[str, Any]:
-        if not self.alive:
-            return {"worker": "stopped (idle)", "models_loaded": {}}
-        out = dict(self.call("status", touch=False))
-        out["worker"] = f"running (pid {self.pid})"
+        out: dict[str, Any] = {"worker": "stopped (idle)", "models_loaded": {}}
+        if self.alive:
+            out = dict(self.call("status", touch=False))
+            out["worker"] = f"running (pid {self.pid})"
+        if self.reader is not None:
+            out["reader"] = (f"running (pid {self.reader.pid})" if self.reader.alive
+                             else "stopped")
+            out["reads_served"] = dict(self.served)
         return out
 
     # The router's way to the embedded models: the daemon never loads its own copy.

@@ -37,9 +37,10 @@ def watch():
         time.sleep(0.1)
     os.kill(os.getpid(), signal.SIGTERM)
 
-threading.Thread(target=watch, daemon=True).start()
-from daemon.cli.main import main
-sys.exit(main(["--config", config, "run"]))
+if __name__ == "__main__":  # the daemon's spawned children (the reader) import this file
+    threading.Thread(target=watch, daemon=True).start()
+    from daemon.cli.main import main
+    sys.exit(main(["--config", config, "run"]))
 '''
 
 

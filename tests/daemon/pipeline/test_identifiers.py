@@ -38,10 +38,12 @@ def test_identifiers_come_from_paths_urls_tickets_branches_and_commands() -> Non
 
 def test_what_the_model_loses_is_put_back_and_what_it_invents_is_dropped() -> None:
     chunk = Chunk((shell("git checkout -b fix/rounding-BILL-81", 0),
-                   shell("pytest tests/test_invoice.py -k vat", 1)))
+                   shell("pytest tests/test_invoice.py -k vat", 1),
+                   shell('git commit -m "wip: vat rounding; next: run the invoice vat tests"', 2)))
     answer = ('{"summary": "Worked on invoice rounding and ran the tests.", "entities": '
               '["Stripe"], "identifiers": ["src/made_up.py", "tests/test_invoice.py"], '
-              '"dates": ["2031-01-01"], "decisions": [], "open_tasks": ["ship the fix"]}')
+              '"dates": ["2031-01-01"], "decisions": [], "open_tasks": ["ship the fix", '
+              '"run the invoice vat tests"]}')
     fields = chunk_fields(chunk, answer)
     assert not fields.fallback
     assert "src/made_up.py" not in fields.identifiers  # not in the events: invented
@@ -50,7 +52,9 @@ def test_what_the_model_loses_is_put_back_and_what_it_invents_is_dropped() -> No
     for ident in idf.of_events(chunk.events):
         assert ident.lower() in row["text"].lower(), ident
     assert row["text"].startswith("Worked on invoice rounding")
-    assert "Open tasks: ship the fix" in row["text"]
+    # a task the events state is kept; one they do not ("ship the fix") is not
+    assert "Open tasks: run the invoice vat tests" in row["text"]
+    assert "ship the fix" not in row["text"]
     assert set(row["identifiers"]) >= {"BILL-81", "fix/rounding-BILL-81"}
 
 

@@ -1,0 +1,132 @@
+"""Summaries on a budget, newest first: today's chunks before last week's before older
+history; the daemon's model work stays inside `[compaction] max_cpu_percent`; each
+stage's backlog, rate and ETA are reported."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from collectors.base import Batch, Event
+from daemon.config import load_config
+from daemon.intake.journal import Journal
+from daemon.pipeline.budget import CpuBudget
+from daemon.pipeline.citizen import _tree_cpu
+from daemon.pipeline.steps import Pipeline
+from daemon.store.engine import Engine
+
+
+class RecordingEngine(Engine):
+    """The real engine (real embedder, real 0.5B summarizer, real LanceDB), recording
+    which chunk it was asked to summarize when."""
+
+    def __init__(self, cfg: Any) -> None:
+        super().__init__(cfg)
+        self.order: list[datetime] = []
+
+    def summarize(self, events: list[Event]) -> dict[str, Any]:
+        self.order.append(max(e.ts for e in events))
+        return super().summarize(events)
+
+
+def _session(day: datetime, what: str) -> list[Event]:
+    return [Event.new(source="shell", kind="shell.command", subject=f"make {what}-{i}",
+                      ts=day + timedelta(seconds=30 * i)) for i in range(3)]
+
+
+class RecordingFake:
+    """A fake at the engine seam: records the order, summarizes nothing."""
+
+    def __init__(self) -> None:
+        self.order: list[datetime] = []
+
+    def index(self, events: list[Event]) -> int:
+        return len(events)
+
+    def summarize(self, events: list[Event]) -> dict[str, Any]:
+        self.order.append(max(e.ts for e in events))
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("real", [
+    False, pytest.param(True, marks=pytest.mark.slow)])  # real: 3 summaries by the 0.5B
+def test_newest_chunks_are_summarized_first(make_config, real: bool) -> None:
+    cfg = load_config(make_config(pipeline={"chunk_close_after_seconds": 1}))
+    journal = Journal(cfg.data_path / "journal.sqlite3")
+    engine: Any = RecordingEngine(cfg) if real else RecordingFake()
+    pipeline = Pipeline(cfg, journal, engine)
+    now = datetime.now(UTC)
+    days = [now - timedelta(days=40), now - timedelta(days=3), now - timedelta(minutes=30)]
+    for day, what in zip(days, ("old", "week", "today"), strict=True):  # oldest journaled first
+        journal.append(Batch("shell", _session(day, what)))
+    assert pipeline.index_step() == 9
+    try:
+        for _ in range(3):
+            assert pipeline.summary_step(max_chunks=1).summarized_chunks == 1
+    finally:
+        engine.close()
+    assert [d.date() for d in sorted(days, reverse=True)] == [t.date() for t in engine.order]
+    stages = pipeline.status()["stages"]
+    assert stages["summarize"]["backlog"] == 0 and stages["summarize"]["rate_per_s"] > 0
+    assert stages["index"] == {"backlog": 0, "rate_per_s": stages["index"]["rate_per_s"],
+                               "eta_seconds": 0}
+    journal.close()
+
+
+class BurningEngine:
+    """A fake at the engine seam (a real summary costs minutes on this box): each summary
+    burns `cpu` seconds of this process's CPU, as the worker's model would."""
+
+    def __init__(self, cpu: float) -> None:
+        self.cpu = cpu
+        self.calls = 0
+
+    def index(self, events: list[Event]) -> int:
+        return len(events)
+
+    def summarize(self, events: list[Event]) -> dict[str, Any]:
+        self.calls += 1
+        start = time.process_time()
+        while time.process_time() - start < self.cpu:
+            pass
+        return {"seconds": self.cpu}
+
+    def compact(self, max_digests: int = 0) -> dict[str, Any]:
+        return {"written": []}
+
+    def prune_events(self, older_than_days: int) -> int:
+        return 0
+
+
+def test_summaries_stay_inside_the_cpu_budget(make_config) -> None:
+    cfg = load_config(make_config(compaction={"max_cpu_percent": 5},
+                                  pipeline={"chunk_max_events": 2}))
+    journal = Journal(cfg.data_path / "journal.sqlite3")
+    engine = BurningEngine(cpu=0.3)
+    pipeline = Pipeline(cfg, journal, engine)  # type: ignore[arg-type]
+    pipeline.budget = CpuBudget(5, cores=1)  # 5 % of one core, whatever the box has
+    old = datetime.now(UTC) - timedelta(hours=2)
+    journal.append(Batch("shell", [
+        Event.new(source="shell", kind="shell.command", subject=f"make {i}",
+                  ts=old + timedelta(seconds=i)) for i in range(60)]))
+    pipeline.index_step()
+    t0, c0 = time.monotonic(), _tree_cpu()
+    while time.monotonic() - t0 < 8.0:  # the scheduler's ticks, much faster than its 5 s
+        pipeline.summary_step()
+        time.sleep(0.05)
+    share = (_tree_cpu() - c0) / (time.monotonic() - t0) * 100
+    # 0.3 CPU s a summary at 5 % of a core: one at once, the next ~6 s later, no more
+    assert 2 <= engine.calls <= 3, engine.calls
+    assert share <= 15, f"{share:.0f} % of a core used with a 5 % budget"
+    # without the budget (`ingest --once`), the same work runs back to back
+    pipeline.budget = CpuBudget(0)
+    before = engine.calls
+    pipeline.summary_step(flush=True)
+    assert engine.calls - before == 4  # max_chunks, none held back
+    journal.close()
