@@ -187,6 +187,10 @@ class BrowserCollector:
                     log.info("%s is readable again", src.path)
         return new
 
+    def problems(self) -> dict[str, str]:
+        """The history databases that cannot be read now, and why (for the daemon's status)."""
+        return dict(self._problems)
+
     def _problem(self, key: str, message: str) -> None:
         # say it once; a database that stays broken is not worth a warning every 30 s
         log.log(logging.DEBUG if self._problems.get(key) == message else logging.WARNING,

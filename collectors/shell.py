@@ -99,6 +99,11 @@ class ShellCollector:
     name: str = "shell"
     poll_seconds: float = 5.0
     _warned: set[str] = field(default_factory=set)
+    _failing: dict[str, str] = field(default_factory=dict)  # path -> why it cannot be read
+
+    def problems(self) -> dict[str, str]:
+        """The history files that cannot be read now, and why (for the daemon's status)."""
+        return dict(self._failing)
 
     def paths(self) -> list[Path]:
         """The history files that exist now: the usual ones, then the configured ones."""
@@ -129,9 +134,11 @@ class ShellCollector:
                     step = next(steps, None)
                 except Exception as exc:  # one unreadable history must not stop the others
                     self._warn(path, "read", "skipping shell history %s: %s", path, _why(exc))
+                    self._failing[str(path)] = f"cannot read {path}: {_why(exc)}"
                     log.debug("reading %s failed", path, exc_info=True)
                     break
                 if step is None:
+                    self._failing.pop(str(path), None)
                     self._warned = {w for w in self._warned if not w.startswith(f"{path}\0")}
                     break
                 events, files[str(path)] = step

@@ -257,6 +257,9 @@ class ApprovalsConfig:
     max_cost_usd: float = 0.0  # an estimated cost above this needs approval; 0 = no limit
     timeout_seconds: float = 300.0  # unanswered this long means denied
     keep_days: int = 90  # decisions older than this leave <data_dir>/approvals.sqlite3
+    reattach_seconds: float = 300.0  # after a restart, a request sent with an
+    # Idempotency-Key stays pending this long (at most until its timeout) for its caller
+    # to send it again and get the answer; then it is recorded abandoned
 
 
 @dataclass(frozen=True)

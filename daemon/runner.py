@@ -12,6 +12,7 @@ from typing import Any
 from daemon.api.admin_token import ensure_token
 from daemon.config import Config
 from daemon.desktop.notify import Supervision
+from daemon.health import Conditions, store_error
 from daemon.intake.collect import CollectorRuns, build_collectors
 from daemon.intake.journal import Journal
 from daemon.intake.privacy import gate_for
@@ -20,6 +21,7 @@ from daemon.pipeline.citizen import Polite, busy_reason
 from daemon.pipeline.steps import Pipeline
 from daemon.service import MemoryService
 from daemon.store.worker import WorkerEngine
+from models.errors import ModelError
 
 log = logging.getLogger(__name__)
 
@@ -27,16 +29,21 @@ log = logging.getLogger(__name__)
 REPEAT_WARNING_SECONDS = 300.0  # a failure that keeps repeating is logged this often
 
 
-def _guarded(name: str, fn: Any) -> Any:
+def _guarded(name: str, fn: Any, on_error: Any = None, on_ok: Any = None) -> Any:
     """A scheduled job that logs its failure and lets the next run try again. A failure
     that repeats (a full disk, every second) is logged when it starts, every
-    REPEAT_WARNING_SECONDS while it lasts, and when the job works again."""
+    REPEAT_WARNING_SECONDS while it lasts, and when the job works again. `on_error(exc)`
+    and `on_ok()` tell /v1/status (daemon/health.py)."""
     last: dict[str, Any] = {"error": None, "logged": 0.0}
 
     def job() -> None:
         try:
             fn()
+            if on_ok is not None:
+                on_ok()
         except Exception as exc:
+            if on_error is not None:
+                on_error(exc)
             text = f"{type(exc).__name__}: {exc}"
             now = time.monotonic()
             if text != last["error"] or now - last["logged"] >= REPEAT_WARNING_SECONDS:
@@ -50,6 +57,28 @@ def _guarded(name: str, fn: Any) -> Any:
             last["error"] = None
 
     return job
+
+
+INDEXING_CODES = ("store_full", "store_read_only", "store_unwritable", "embedder_failed",
+                  "indexing_failed")
+
+
+def _indexing_health(conditions: Conditions) -> tuple[Any, Any]:
+    """What a failed indexing run says about memory: the store's disk, the embedder, or
+    (anything else) indexing itself; a run that works clears all of them."""
+    def failed(exc: Exception) -> None:
+        conditions.clear(*INDEXING_CODES)
+        known = store_error(exc)
+        if known is not None:
+            conditions.report(*known)
+        elif isinstance(exc, ModelError):
+            conditions.report("embedder_failed", f"the embedder cannot be used ({exc}); new "
+                              "activity waits in the journal and is not searchable yet")
+        else:
+            conditions.report("indexing_failed", f"indexing new activity fails ({exc}); it "
+                              "waits in the journal and is not searchable yet")
+
+    return failed, lambda: conditions.clear(*INDEXING_CODES)
 
 
 def run_daemon(cfg: Config) -> int:
@@ -77,16 +106,19 @@ def run_daemon(cfg: Config) -> int:
     reader = WorkerEngine(cfg, idle_seconds=0, target="reader") \
         if cfg.search.resident_reader else None
     engine = WorkerEngine(cfg, reader=reader)
-    pipeline = Pipeline(cfg, journal, engine)
+    conditions = Conditions()
+    pipeline = Pipeline(cfg, journal, engine, conditions)
     gate = gate_for(cfg, journal)  # exclusions and pause, before anything is stored
     collectors = build_collectors(cfg)
     runs = CollectorRuns(collectors)
     service = MemoryService(cfg, journal, engine, started=started, collector_runs=runs,
-                            pause=gate.pause, intake=gate, pipeline=pipeline)
+                            pause=gate.pause, intake=gate, pipeline=pipeline,
+                            conditions=conditions)
 
     scheduler = BackgroundScheduler(timezone="UTC")
     p = cfg.pipeline
-    scheduler.add_job(_guarded("indexing", pipeline.index_step), "interval",
+    scheduler.add_job(_guarded("indexing", pipeline.index_step, *_indexing_health(conditions)),
+                      "interval",
                       seconds=min(p.interval_seconds, 1.0), max_instances=1, coalesce=True,
                       id="index")
     def polite(name: str, job: Any) -> Polite:
@@ -128,7 +160,10 @@ def run_daemon(cfg: Config) -> int:
     # scheduler are alive, STOPPING=1 on the way out (all no-ops outside systemd).
     supervision = Supervision(cfg.socket_path, scheduler).start()
     try:
-        serve(create_app(service, token, cfg.api.max_request_bytes), [unix_sock, tcp_sock])
+        from daemon.approvals.queue import shared as approvals
+
+        serve(create_app(service, token, cfg.api.max_request_bytes), [unix_sock, tcp_sock],
+              on_exit=approvals(cfg).release)
     finally:
         log.info("memoryd stopping")
         supervision.stop()

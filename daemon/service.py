@@ -8,7 +8,9 @@ from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
 from collectors.base import Sink
+from daemon import health
 from daemon.config import Config
+from daemon.health import Conditions, Problem
 from daemon.intake.collect import CollectorRuns
 from daemon.intake.journal import Journal
 from daemon.intake.privacy import PauseState
@@ -41,6 +43,7 @@ class MemoryService:
     intake: Sink | None = None  # the privacy gate in front of the journal, for pushed events
     sync: Any = None  # daemon.sync.service.SyncService (the daemon sets it)
     pipeline: Any = None  # daemon.pipeline.steps.Pipeline: each stage's backlog, rate, ETA
+    conditions: Conditions | None = None  # problems the daemon's parts saw (health.py)
 
     def search(self, query: str, k: int = 10, source: str | None = None,
                since: datetime | None = None, until: datetime | None = None,
@@ -138,14 +141,20 @@ class MemoryService:
 
     def own_status(self, owners: Owners | None = None, raw: bool = False) -> dict[str, Any]:
         """What a caller without the admin scope learns of the daemon: whether memory
-        is available, and how many memories (and, with `raw`, events) it may read."""
+        is available and why not (health.PUBLIC's words), and how many memories (and,
+        with `raw`, events) it may read."""
+        problems = self._problems(self.collector_runs.snapshot() if self.collector_runs
+                                  else [])
+        if self.sync is not None:
+            problems += health.sync_problems(self.sync.status())
         try:
             counts = dict(self._engine.counts(owners=owners or EVERYONE))
         except Exception as exc:  # the worker is starting, or the store is unreadable
-            return {"memory": {"available": False, "reason": str(exc)}}
+            problems.append(Problem("store_unreadable", str(exc), _now()))
+            return {"memory": {**health.assess(problems, public=True), "reason": str(exc)}}
         if not raw:
             counts.pop("events", None)
-        return {"memory": {"available": True, "counts": counts}}
+        return {"memory": {**health.assess(problems, public=True), "counts": counts}}
 
     def status(self, deep: bool = True) -> dict[str, Any]:
         counts = self.journal.counts()
@@ -160,23 +169,43 @@ class MemoryService:
         }
         if self.pipeline is not None:
             out["pipeline"] = self.pipeline.status()
+        problems: list[Problem] = []
         if deep:
             try:
                 out["engine"] = self.engine.status()
             except Exception as exc:
                 out["engine"] = {"error": str(exc)}
+                problems.append(Problem("store_unreadable", f"memory cannot be read: {exc}",
+                                        _now()))
         out["paused"] = self.pause.paused() if self.pause else None
-        out["memory"] = {"available": "error" not in out.get("engine", {}),
-                         "pending": counts["new"]}
+        problems += self._problems(out["collectors"]["running"])
         if self.sync is not None:  # published memory: say when a target cannot get it
             out["sync"] = self.sync.status()
-            down = [t for t in out["sync"]["targets"] if t["state"] == "down"]
-            out["memory"]["sync_available"] = not down
-            if down:
-                out["memory"]["reason"] = "; ".join(
-                    f"sync target {t['name']} down since {t['since']}: {t['reason']}"
-                    for t in down)
+            problems += health.sync_problems(out["sync"])
+        out["memory"] = {**health.assess(problems), "pending": counts["new"]}
+        if self.sync is not None:
+            sync_codes = ("sync_target_down", "sync_refused")
+            out["memory"]["sync_available"] = not any(p.code == "sync_target_down"
+                                                      for p in problems)
+            why = [p.message for p in problems if p.code in sync_codes]
+            if why:
+                out["memory"]["reason"] = "; ".join(why)
         return out
+
+    def _problems(self, collectors: list[dict[str, Any]]) -> list[Problem]:
+        """Problems seen as they happened, the store's disk, the worker, the collectors."""
+        found = list(self.conditions.active()) if self.conditions else []
+        if not self.cfg.store.uri:  # a local store: is its disk full or read-only?
+            found += health.probe_disk(self.cfg.data_path / "store")
+        crash = getattr(self.engine, "crash_loop", None)
+        looping = crash() if callable(crash) else None
+        if looping is not None:
+            found.append(looping)
+        return found + health.collector_problems(collectors)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _range(since: datetime | None, until: datetime | None) -> tuple[datetime | None,

@@ -49,13 +49,21 @@ def bind_tcp(port: int) -> socket.socket:
     return sock
 
 
-def serve(app: Any, sockets: list[socket.socket]) -> None:
-    """Run uvicorn on the given sockets until SIGINT/SIGTERM."""
+def serve(app: Any, sockets: list[socket.socket], on_exit: Any = None) -> None:
+    """Run uvicorn on the given sockets until SIGINT/SIGTERM; `on_exit()` runs as the
+    signal arrives (requests waiting for approval answer then, instead of holding up
+    the shutdown)."""
     import uvicorn
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            super().handle_exit(sig, frame)
+            if on_exit is not None:
+                on_exit()
 
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                             timeout_keep_alive=30, server_header=False)
-    server = uvicorn.Server(config)
+    server = Server(config)
     # uvicorn re-raises the signal it caught once it has shut down; with SIGTERM's default
     # action that would kill the process before the daemon's own clean-up runs.
     signal.signal(signal.SIGTERM, lambda *_: None)

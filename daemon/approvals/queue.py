@@ -1,6 +1,6 @@
 """Human approval: routed requests that wait until the user says yes or no.
 
-Given the [approvals] config and a request's plan, `reasons_for` says why the request
+Given the [approvals] config and a request's plan, `rules.reasons_for` says why the request
 needs a human (its task, the caller marked it irreversible, its captured memory would go
 to a remote model, its estimated cost). The handler files it (`Approvals.file`) and
 waits (`Approvals.wait`); the user answers with `Approvals.decide`, which the CLI, the
@@ -8,10 +8,18 @@ status page and the tray all reach through /v1/approvals. No answer within the t
 denies it, and so does a caller that hangs up.
 
 Every request and every decision (who asked, what, when, why, who decided, how and
-why) is a row in <data_dir>/approvals.sqlite3. The waiting futures live in the daemon's
-memory only, so requests still pending when a daemon starts are marked `abandoned`.
-One row, one arbiter: a decision and a timeout both change a row only while it is
-`pending`, so whichever comes first wins and the other sees it.
+why) is a row in <data_dir>/approvals.sqlite3. One row, one arbiter: a decision and a
+timeout both change a row only while it is `pending`, so whichever comes first wins and
+the other sees it.
+
+Surviving a restart: a caller may send an idempotency key with its request (the
+`Idempotency-Key` header). Its row stays `pending` across a daemon restart; the caller
+that sends the same request with the same key again re-attaches to it (`file` returns
+the same id) and gets the answer; a key sent with a different request is refused (the
+row keeps a fingerprint of the request). A row nobody re-attaches to within
+[approvals] reattach_seconds of the restart (or before its timeout) is recorded
+`abandoned`: the caller did not come back. A row filed without a key cannot be found
+again, so a restart abandons it at once.
 """
 
 from __future__ import annotations
@@ -29,14 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import ApprovalsConfig, Config
-from daemon.intake.redact import redact
 from daemon.sqlite_migrations import Migration, migrate
 
 log = logging.getLogger(__name__)
 PENDING, APPROVED, DENIED, TIMED_OUT, ABANDONED = (
     "pending", "approved", "denied", "timed_out", "abandoned")
 STATUSES = (PENDING, APPROVED, DENIED, TIMED_OUT, ABANDONED)
-PREVIEW_CHARS = 300
 
 
 class UnknownApproval(KeyError):
@@ -47,46 +53,14 @@ class AlreadyDecided(ValueError):
     """The approval was decided (or timed out) before this decision arrived."""
 
 
-def reasons_for(cfg: ApprovalsConfig, task: str, irreversible: str | bool,
-                plan: Any, memory_count: int) -> list[dict[str, str]]:
-    """Given the config, the request's task, its `irreversible` mark (False, True or a
-    description of the step) and its routing Plan, return why it needs approval: one
-    {"reason", "detail"} per rule that applies (empty: it goes ahead)."""
-    out = []
-    if task in cfg.tasks:
-        out.append({"reason": "task",
-                    "detail": f"task {task!r} needs approval ([approvals] tasks)"})
-    if irreversible and cfg.irreversible:
-        # the caller's own words: stored, shown and logged, so redacted like any event
-        what = f": {redact(irreversible)}" if isinstance(irreversible, str) else ""
-        out.append({"reason": "irreversible",
-                    "detail": f"the caller marked this step irreversible{what}"})
-    if cfg.memory_remote and plan.needs_memory_approval:
-        out.append({"reason": "memory_remote", "detail": (
-            f"{memory_count} captured memories would go to the remote model "
-            f"{plan.held[0]} (not in router.memory_remote_models)")})
-    if cfg.max_cost_usd > 0 and plan.est_cost_usd > cfg.max_cost_usd:
-        out.append({"reason": "cost", "detail": (
-            f"estimated cost up to ${plan.est_cost_usd:.6f}, above [approvals] "
-            f"max_cost_usd = {cfg.max_cost_usd}")})
-    return out
-
-
-def preview(messages: list[Any]) -> str:
-    """The last user message, secrets redacted, cut for a human to read."""
-    for m in reversed(messages):
-        if isinstance(m, dict) and m.get("role") == "user":
-            c = m.get("content")
-            text = c if isinstance(c, str) else " ".join(
-                str(p.get("text") or "") for p in c or () if isinstance(p, dict))
-            text = " ".join(redact(text).split())
-            return text if len(text) <= PREVIEW_CHARS else text[:PREVIEW_CHARS] + "…"
-    return ""
+class KeyConflict(ValueError):
+    """An idempotency key that cannot be used for this request: sent before with a
+    different request, already waited on, or its approved request already answered."""
 
 
 @dataclass(frozen=True)
 class Verdict:
-    status: str  # approved | denied | timed_out | abandoned
+    status: str  # approved | denied | timed_out | abandoned | pending (daemon stopping)
     by: str
     reason: str
     waited_seconds: float
@@ -105,6 +79,10 @@ class Verdict:
                     "without an answer, so the request was denied; ask the user to "
                     "approve it sooner (memoryd approvals) or raise [approvals] "
                     "timeout_seconds")
+        if self.status == PENDING:
+            return (f"memoryd is restarting while approval {approval_id} waits; it stays "
+                    "pending: send the same request with the same Idempotency-Key again "
+                    "once memoryd is back to get the answer")
         return f"approval {approval_id} was abandoned: {self.reason}"
 
 
@@ -116,9 +94,19 @@ def _migrate_1(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX approvals_status ON approvals (status, created)")
 
 
-MIGRATIONS: tuple[Migration, ...] = (_migrate_1,)  # append only; see sqlite_migrations
+def _migrate_2_idempotency(db: sqlite3.Connection) -> None:
+    """Idempotency key and request fingerprint; when a restart left the row without a
+    waiter; when its approved request went back to the caller (used once)."""
+    for col in ("idem_key TEXT", "fingerprint TEXT", "orphaned REAL", "answered REAL"):
+        db.execute(f"ALTER TABLE approvals ADD COLUMN {col}")
+    db.execute("CREATE UNIQUE INDEX approvals_idem_key ON approvals (idem_key) "
+               "WHERE idem_key IS NOT NULL")
+
+
+MIGRATIONS: tuple[Migration, ...] = (_migrate_1, _migrate_2_idempotency)  # append only
 _COLUMNS = ("id", "created", "status", "task", "models", "reasons", "what", "requested_by",
-            "timeout_seconds", "request_id", "decided", "decided_by", "decision_reason")
+            "timeout_seconds", "request_id", "decided", "decided_by", "decision_reason",
+            "idem_key", "orphaned", "answered")
 _JSON = ("models", "reasons", "what")
 
 
@@ -139,25 +127,74 @@ class Approvals:
             now = time.time()
             left = self._db.execute(
                 "UPDATE approvals SET status = ?, decided = ?, decided_by = 'memoryd', "
-                "decision_reason = 'the daemon stopped while the request waited' "
-                "WHERE status = ?", (ABANDONED, now, PENDING)).rowcount
+                "decision_reason = 'the daemon stopped while the request waited, and it "
+                "carried no Idempotency-Key, so its caller cannot come back for the answer' "
+                "WHERE status = ? AND idem_key IS NULL", (ABANDONED, now, PENDING)).rowcount
+            kept = self._db.execute("UPDATE approvals SET orphaned = ? WHERE status = ? "
+                                    "AND idem_key IS NOT NULL", (now, PENDING)).rowcount
             self._db.execute("DELETE FROM approvals WHERE created < ?",
                              (now - cfg.keep_days * 86400,))
         if left:
             log.info("approvals: %d requests were still waiting when memoryd stopped; "
-                     "marked abandoned", left)
+                     "marked abandoned (no Idempotency-Key to come back with)", left)
+        if kept:
+            log.info("approvals: %d requests still wait for their callers to send them "
+                     "again (Idempotency-Key) within %g s", kept, cfg.reattach_seconds)
+            threading.Thread(target=self._sweep_until_done, name="approvals-reattach",
+                             daemon=True).start()
+
+    def _sweep(self) -> float | None:
+        """Record as abandoned the rows a restart left without a waiter whose caller did
+        not come back in time; return the seconds until the next one is due, None when
+        none is left."""
+        now = time.time()
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, created, timeout_seconds, orphaned FROM approvals WHERE "
+                "status = ? AND orphaned IS NOT NULL", (PENDING,)).fetchall()
+            due = []
+            for aid, created, timeout, orphaned in rows:
+                if aid in self._waiting:
+                    continue
+                end = min(orphaned + self.cfg.reattach_seconds, created + (timeout or 0))
+                due.append(end)
+                if end <= now:
+                    self._settle(aid, ABANDONED, "memoryd", (
+                        "the daemon restarted while the request waited and its caller did "
+                        f"not send it again (Idempotency-Key) within "
+                        f"{self.cfg.reattach_seconds:g} s or before its timeout"))
+        later = [d for d in due if d > now]
+        return min(later) - now if later else None
+
+    def _sweep_until_done(self) -> None:
+        while True:
+            try:
+                wait = self._sweep()
+            except sqlite3.ProgrammingError:  # closed
+                return
+            if wait is None:
+                return
+            time.sleep(min(max(wait, 0.05), 5.0))
 
     # ---- the request's side -------------------------------------------------------
     def file(self, *, task: str, models: list[str], reasons: list[dict[str, str]],
              what: dict[str, Any], requested_by: str, request_id: str = "",
-             timeout_seconds: float | None = None) -> str:
+             timeout_seconds: float | None = None, key: str = "",
+             fingerprint: str = "") -> str:
         """Record a request that needs approval; return its id. It waits at most
         [approvals] timeout_seconds (or `timeout_seconds`, when the caller asks for less).
-        Call from the event loop that will `wait` for it."""
+        With an idempotency `key` seen before, return that row's id instead (the caller
+        re-attaches, e.g. after a restart); raise KeyConflict when the key came with a
+        different request (`fingerprint`), is being waited on now, or its approved
+        request was already answered. Call from the event loop that will `wait`."""
         loop = asyncio.get_running_loop()
         timeout = self.cfg.timeout_seconds if timeout_seconds is None else min(
             timeout_seconds, self.cfg.timeout_seconds)
         with self._lock:
+            if key:
+                found = self._reattach(key, fingerprint, loop)
+                if found:
+                    return found
             while True:
                 aid = secrets.token_hex(4)
                 if self._db.execute("SELECT 1 FROM approvals WHERE id = ?",
@@ -165,22 +202,59 @@ class Approvals:
                     break
             with self._db:
                 self._db.execute(
-                    f"INSERT INTO approvals ({', '.join(_COLUMNS[:10])}) VALUES "
-                    f"({', '.join('?' * 10)})",
+                    "INSERT INTO approvals (id, created, status, task, models, reasons, what, "
+                    "requested_by, timeout_seconds, request_id, idem_key, fingerprint) "
+                    f"VALUES ({', '.join('?' * 12)})",
                     (aid, time.time(), PENDING, task, json.dumps(models),
                      json.dumps(reasons), json.dumps(what, ensure_ascii=False), requested_by,
-                     timeout, request_id))
+                     timeout, request_id, key or None, fingerprint or None))
             self._waiting[aid] = (loop, loop.create_future())
         log.info("approval %s pending: %s", aid, "; ".join(r["detail"] for r in reasons))
         return aid
+
+    def _reattach(self, key: str, fingerprint: str,
+                  loop: asyncio.AbstractEventLoop) -> str | None:
+        """The id of the row filed with `key`, now waited on by this caller; None when
+        the key is new. Call under the lock."""
+        row = self._db.execute("SELECT id, status, fingerprint, answered FROM approvals "
+                               "WHERE idem_key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        aid, status, was, answered = row
+        if was != fingerprint:
+            raise KeyConflict(f"the Idempotency-Key was sent before with a different request "
+                              f"(approval {aid}); use a new key for a new request")
+        if aid in self._waiting:
+            raise KeyConflict(f"a request with this Idempotency-Key is already waiting for "
+                              f"approval {aid}")
+        if status == APPROVED and answered:
+            raise KeyConflict(f"approval {aid} for this Idempotency-Key was approved and its "
+                              "request already answered; use a new key to ask again")
+        fut: asyncio.Future[None] = loop.create_future()
+        if status != PENDING:
+            fut.set_result(None)
+        self._waiting[aid] = (loop, fut)
+        with self._db:
+            self._db.execute("UPDATE approvals SET orphaned = NULL WHERE id = ?", (aid,))
+        log.info("approval %s: its caller came back (Idempotency-Key); it is %s", aid, status)
+        return str(aid)
+
+    def answered(self, aid: str) -> None:
+        """Record that the approved request was handed to its caller (its key is spent)."""
+        with self._lock, self._db:
+            self._db.execute("UPDATE approvals SET answered = ? WHERE id = ?",
+                             (time.time(), aid))
 
     async def wait(self, aid: str, gone: Callable[[], Awaitable[bool]] | None = None,
                    poll_seconds: float = 1.0) -> Verdict:
         """Wait for the user's decision on `aid`; the timeout denies it, and so does
         `gone()` turning true (the caller hung up)."""
         started = time.monotonic()
-        timeout = float(self.get(aid)["timeout_seconds"])
-        deadline = started + timeout
+        row = self.get(aid)
+        timeout = float(row["timeout_seconds"])
+        # from when it was filed, not from now: a caller re-attaching after a restart
+        # does not get a fresh timeout
+        deadline = started + max(0.0, row["created"] + timeout - time.time())
         _, fut = self._waiting[aid]
         try:
             while not fut.done():
@@ -198,8 +272,17 @@ class Approvals:
         finally:
             self._waiting.pop(aid, None)
         row = self.get(aid)
+        if row["status"] == PENDING:  # released by `release`: the daemon is stopping
+            return Verdict(PENDING, "", "memoryd is restarting",
+                           round(time.monotonic() - started, 3))
         return Verdict(row["status"], row["decided_by"] or "", row["decision_reason"] or "",
                        round(time.monotonic() - started, 3))
+
+    def release(self) -> None:
+        """The daemon is stopping: let every waiting request answer now (its row stays
+        pending for the caller to come back after the restart). Safe in a signal handler."""
+        for loop, fut in list(self._waiting.values()):
+            loop.call_soon_threadsafe(_wake, fut)
 
     # ---- the user's side ----------------------------------------------------------
     def decide(self, aid: str, approve: bool, by: str, reason: str = "") -> dict[str, Any]:

@@ -4,8 +4,11 @@ Its own process, reading the daemon's status API over the Unix socket: a tray cr
 never stops memory, and a daemon restart only turns the icon red until it answers again.
 
   green   healthy
-  amber   degraded: a collector or a sync target is failing
-  red     memory unavailable (no daemon, or its engine reports an error)
+  amber   degraded: memory works, but something is failing (a collector, the summarizer,
+          a sync target down or refused); the tooltip names it
+  red     memory unavailable (no daemon, or /v1/status's memory.available is false: the
+          store's disk full or read-only, the store unreadable, the embedder failing, the
+          worker crash-looping); the tooltip says why, from memory.degraded
   grey    collection paused
 
 Backends, chosen on purpose: pystray's appindicator backend has a real menu, but needs
@@ -57,16 +60,16 @@ def judge(status: dict[str, Any] | None, sync: dict[str, Any] | None,
     if status.get("paused"):
         return Health("paused", "collection paused", configured)
     memory = status.get("memory") or {}
+    problems = memory.get("degraded") or []
+    why = "; ".join(p.get("message", p.get("code", "?")) for p in problems)
     if memory.get("available") is False:
-        why = (status.get("engine") or {}).get("error", "the engine reports an error")
+        why = why or (status.get("engine") or {}).get("error", "the engine reports an error")
         return Health("unavailable", f"memory unavailable: {why}", configured)
-    failing = [c["name"] for c in (status.get("collectors") or {}).get("running", [])
-               if c.get("last_error")]
     down = [t.get("name", "?") for t in targets if t.get("state") in SYNC_TROUBLE]
-    if failing or down:
-        parts = ([f"collector failing: {', '.join(failing)}"] if failing else []) + \
-                ([f"sync failing: {', '.join(down)}"] if down else [])
-        return Health("degraded", "; ".join(parts), configured)
+    if down and not any(p.get("code") == "sync_target_down" for p in problems):
+        why = "; ".join([why] * bool(why) + [f"sync failing: {', '.join(down)}"])
+    if why:
+        return Health("degraded", f"memory degraded: {why}", configured)
     events = (status.get("journal") or {}).get("total", 0)
     return Health("ok", f"healthy: {events} events remembered", configured)
 

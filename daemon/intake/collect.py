@@ -66,6 +66,7 @@ class CollectorHealth:
     total_new: int = 0
     last_error: str | None = None
     last_error_at: str | None = None
+    failing_since: str | None = None  # set at the first failure in a row, cleared by a run
 
 
 class CollectorRuns:
@@ -76,12 +77,15 @@ class CollectorRuns:
         self._health = {c.name: CollectorHealth(c.name) for c in collectors}
 
     def poll(self, c: Collector, sink: Sink) -> int:
+        """Poll `c`; a raise, or a source it reports it cannot read (its `problems()`),
+        marks it failing until a poll works."""
         h = self._health[c.name]
         now = datetime.now(UTC).isoformat()
         try:
             new = c.poll(sink)
         except Exception as exc:
             h.last_error, h.last_error_at = f"{type(exc).__name__}: {exc}", now
+            h.failing_since = h.failing_since or now
             log.warning("collector %s failed: %s (will retry)", c.name, exc)
             return 0
         finally:
@@ -89,6 +93,13 @@ class CollectorRuns:
             h.last_run = now
         h.last_new = new
         h.total_new += new
+        problems = getattr(c, "problems", None)
+        unread = problems() if callable(problems) else {}
+        if unread:
+            h.last_error, h.last_error_at = "; ".join(unread.values()), now
+            h.failing_since = h.failing_since or now
+        else:
+            h.failing_since = None
         return new
 
     def snapshot(self) -> list[dict[str, object]]:

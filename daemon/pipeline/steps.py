@@ -20,6 +20,7 @@ from collectors.base import Event
 from daemon import backoff
 from daemon.config import Config
 from daemon.errors import RetryableError
+from daemon.health import Conditions
 from daemon.intake.journal import INDEXED, NEW, SUMMARIZED, Journal
 from daemon.pipeline.budget import CpuBudget, Progress
 from daemon.pipeline.chunking import Chunk, chunk_events
@@ -55,8 +56,10 @@ class StepReport:
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, journal: Journal, engine: EngineLike) -> None:
+    def __init__(self, cfg: Config, journal: Journal, engine: EngineLike,
+                 conditions: Conditions | None = None) -> None:
         self.cfg = cfg
+        self.conditions = conditions or Conditions()  # summarizer_failed, for /v1/status
         self.journal = journal
         self.engine = engine
         self._index_lock = threading.Lock()
@@ -108,8 +111,12 @@ class Pipeline:
                     log.warning("%s; the events stay searchable and will be summarized later "
                                 "(next try in %.0f s)", self.last_error, wait)
                     report.errors.append(str(exc))
+                    self.conditions.report(
+                        "summarizer_failed", f"the summarizer is failing ({exc}); new "
+                        "activity is searchable but not summarized until it works again")
                     break
                 self._summary_failures = 0
+                self.conditions.clear("summarizer_failed")
                 self.journal.advance([e.id for e in chunk.events], SUMMARIZED)
                 report.summarized_chunks += 1
                 report.summarized_events += len(chunk.events)

@@ -28,6 +28,8 @@ CALLER_OWNERS: ContextVar[Owners] = ContextVar("memoryd_mcp_owners", default=NOB
 
 
 class MemoryTools(Protocol):
+    def memory(self) -> dict[str, Any]: ...  # /v1/status's `memory` block
+
     def search(self, query: str, k: int, device: str | None = None,
                user: str | None = None) -> list[dict[str, Any]]: ...
 
@@ -44,6 +46,9 @@ class ServiceTools:
 
     def __init__(self, service: Any) -> None:
         self.service = service
+
+    def memory(self) -> dict[str, Any]:
+        return dict(self.service.status()["memory"])
 
     def search(self, query: str, k: int, device: str | None = None,
                user: str | None = None) -> list[dict[str, Any]]:
@@ -78,6 +83,9 @@ class DaemonTools:
 
         return daemon_get(self.cfg, path, {k: v for k, v in params.items() if v is not None})
 
+    def memory(self) -> dict[str, Any]:
+        return dict(self._get("/v1/status", {})["memory"])
+
     def search(self, query: str, k: int, device: str | None = None,
                user: str | None = None) -> list[dict[str, Any]]:
         return list(self._get("/v1/memory/search", {"q": query, "k": k, "device": device,
@@ -105,39 +113,71 @@ def build_server(tools: MemoryTools) -> Any:
         "Use memory_context for a ready prompt pack, memory_search to find specific "
         "things, recent_activity for the latest raw events, digest for a day or week."))
 
-    async def run(fn: Any, *args: Any) -> str:
+    async def run(fn: Any, *args: Any) -> Any:
+        from mcp.server.mcpserver.exceptions import ToolError
+
         try:
             out = await anyio.to_thread.run_sync(fn, *args)
         except (ValueError, LookupError) as exc:
-            raise ValueError(str(exc)) from None
-        return json.dumps(out, ensure_ascii=False, default=str)
+            raise ToolError(str(exc)) from None
+        except Exception as exc:  # memory broken: the agent reads why, not a bare error
+            note = await anyio.to_thread.run_sync(status_note, tools)
+            if not note:
+                raise
+            raise ToolError(f"{type(exc).__name__}: {exc}\n{note}") from exc
+        return await noted(json.dumps(out, ensure_ascii=False, default=str))
+
+    async def noted(text: str) -> Any:
+        """The answer, then (only when memory is unavailable or degraded) a second text
+        block saying so: an agent is not told "nothing found" when memory is broken."""
+        note = await anyio.to_thread.run_sync(status_note, tools)
+        return [text, note] if note else text
 
     @mcp.tool(description="Search the user's captured memory (hybrid full-text and "
                           "semantic). Returns JSON results with id, ts, title, text, score, "
                           "device and user. `device` and `user` (comma-separated names) "
                           "keep only what those devices or people wrote.")
     async def memory_search(query: str, k: int = 10, device: str | None = None,
-                            user: str | None = None) -> str:
+                            user: str | None = None) -> Any:
         return await run(tools.search, query, k, device, user)
 
     @mcp.tool(description="The newest raw activity events (optionally of one source: "
                           "files, browser, shell), newest first, as JSON.")
-    async def recent_activity(limit: int = 20, source: str | None = None) -> str:
+    async def recent_activity(limit: int = 20, source: str | None = None) -> Any:
         return await run(tools.recent, limit, source)
 
     @mcp.tool(description="The day or week digest holding a date (YYYY-MM-DD, default "
                           "today), as JSON.")
-    async def digest(period: str = "day", date: str | None = None) -> str:
+    async def digest(period: str = "day", date: str | None = None) -> Any:
         return await run(tools.digest, period, date)
 
     @mcp.tool(description="A markdown context pack about `query` within a token budget, "
                           "ready to paste into a prompt.")
     async def memory_context(query: str, budget_tokens: int = 1500, device: str | None = None,
-                             user: str | None = None) -> str:
+                             user: str | None = None) -> Any:
         out = await anyio.to_thread.run_sync(tools.context, query, budget_tokens, device, user)
-        return str(out.get("markdown") or "")
+        return await noted(str(out.get("markdown") or ""))
+
+    @mcp.tool(description="Whether memory is available, and every reason it is "
+                          "unavailable or degraded (code, message, since), as JSON.")
+    async def memory_status() -> str:
+        return json.dumps(await anyio.to_thread.run_sync(tools.memory))
 
     return mcp
+
+
+def status_note(tools: MemoryTools) -> str:
+    """'memoryd status: ...' when memory is unavailable or degraded, else ''."""
+    from daemon.health import one_line
+
+    try:
+        memory = tools.memory()
+    except Exception as exc:  # the answer itself came back: say the status did not
+        return f"memoryd status: unknown ({exc})"
+    why = one_line(memory)
+    if memory.get("available") is False:
+        return f"memoryd status: memory is UNAVAILABLE: {why or 'no reason given'}"
+    return f"memoryd status: memory is degraded: {why}" if why else ""
 
 
 class MCPEndpoint:

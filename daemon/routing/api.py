@@ -40,8 +40,9 @@ from starlette.routing import Route
 from daemon.api.auth import bearer, may_read_raw
 from daemon.api.envelope import error_json
 from daemon.api.scoped_tokens import TokenStore
-from daemon.approvals.queue import Approvals, preview, reasons_for
+from daemon.approvals.queue import Approvals, KeyConflict
 from daemon.approvals.queue import shared as approvals_of
+from daemon.approvals.rules import fingerprint, preview, reasons_for
 from daemon.intake.redact import redact
 from daemon.owners import request_owners
 from daemon.routing import telemetry
@@ -208,6 +209,15 @@ def router(service: MemoryService, require: Any) -> APIRouter:
         stream = body.pop("stream", False) is True
         irreversible = body.pop("irreversible", None) or _irreversible_header(request)
         wait_at_most = body.pop("approval_timeout_seconds", None)
+        key = body.pop("idempotency_key", None) or request.headers.get("idempotency-key", "")
+        if not isinstance(key, str) or len(key) > 200:
+            return _err(400, "invalid_request", "the Idempotency-Key must be a string of at "
+                        "most 200 characters")
+        # before memory is added to the messages: the same request sent again matches
+        request_fp = fingerprint({"caller": request.headers.get("authorization", ""),
+                                  "task": task, "model": model, "memory": memory,
+                                  "irreversible": irreversible, "stream": stream,
+                                  "local_only": local_only, "max_cost": max_cost, **body})
         if not isinstance(model, str) or not isinstance(task, str) or len(task) > 64:
             return _err(400, "invalid_request", "model and task must be short strings")
         if max_cost is not None and (isinstance(max_cost, bool)
@@ -245,12 +255,13 @@ def router(service: MemoryService, require: Any) -> APIRouter:
                 if reasons:
                     plan, approval, refusal = await _approve(
                         rt, approvals_of(service.cfg), request, body, ask, plan, reasons,
-                        irreversible, used, stream, wait_at_most)
+                        irreversible, used, stream, wait_at_most, (key, request_fp))
                     if refusal is not None:
                         why = _decided(rt, explain(plan, ask, request_id=uuid.uuid4().hex,
                                                    memory=memory_info, approval=approval,
                                                    refused=refusal[1]))
-                        return _err(403, refusal[0], refusal[1], why)
+                        return _err(503 if refusal[0] == "approval_interrupted" else 403,
+                                    refusal[0], refusal[1], why)
             if stream:
                 started = await rt.stream(body, ask, plan.chain)
                 why = _decided(rt, explain(
@@ -268,6 +279,8 @@ def router(service: MemoryService, require: Any) -> APIRouter:
             _decided(rt, explain(plan, ask, request_id=uuid.uuid4().hex, memory=memory_info,
                                  approval=approval, refused=str(exc)))
             return _err(exc.status, exc.kind, str(exc))
+        except KeyConflict as exc:
+            return _err(409, "idempotency_key_conflict", str(exc))
         except AllFailed as exc:
             why = _decided(rt, explain(plan, ask, request_id=uuid.uuid4().hex,
                                        attempts=failed_attempts(exc), memory=memory_info,
@@ -290,26 +303,30 @@ def router(service: MemoryService, require: Any) -> APIRouter:
     async def _approve(rt: Router, approvals: Approvals, request: Request,
                        body: dict[str, Any], ask: Ask, plan: Plan,
                        reasons: list[dict[str, str]], irreversible: str | bool,
-                       used: list[str], stream: bool, wait_at_most: float | None
+                       used: list[str], stream: bool, wait_at_most: float | None,
+                       idem: tuple[str, str] = ("", "")
                        ) -> tuple[Plan, dict[str, Any], tuple[str, str] | None]:
         """File the request for approval and wait for the user. Return the plan to follow
         (memory may go remote once approved), the approval's record for the explanation,
-        and (error type, message) when the answer is no."""
+        and (error type, message) when the answer is no. `idem` (key, fingerprint) lets a
+        caller re-attach to its approval after a restart (daemon/approvals/queue.py)."""
         if any(r["reason"] == "memory_remote" for r in reasons):
             plan = rt.decide(body, ask, "allow")  # where it goes if the user says yes
         what = {"preview": preview(body["messages"]), "model": ask.model,
                 "irreversible": irreversible or False, "memory_ids": used,
                 "est_cost_usd": round(plan.est_cost_usd, 6), "stream": stream}
         aid = approvals.file(task=ask.task, models=plan.chain, reasons=reasons, what=what,
-                             requested_by=_who(request), timeout_seconds=wait_at_most)
+                             requested_by=_who(request), timeout_seconds=wait_at_most,
+                             key=idem[0], fingerprint=idem[1])
         verdict = await approvals.wait(aid, request.is_disconnected)
         record = {"id": aid, "decision": verdict.status, "by": verdict.by,
                   "reason": verdict.reason, "waited_seconds": verdict.waited_seconds,
                   "needed_because": reasons}
         if verdict.approved:
+            approvals.answered(aid)
             return plan, record, None
-        kind = {"denied": "approval_denied", "timed_out": "approval_timed_out"}.get(
-            verdict.status, "approval_abandoned")
+        kind = {"denied": "approval_denied", "timed_out": "approval_timed_out",
+                "pending": "approval_interrupted"}.get(verdict.status, "approval_abandoned")
         return plan, record, (kind, verdict.refusal(aid))
 
     def _who(request: Request) -> str:

@@ -16,6 +16,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -81,7 +82,17 @@ def create_or_open(db: Any, name: str, schema: Any, location: str, mine: str) ->
     newer schema than `mine` is refused before anything is written to it."""
     def attempt() -> Any:
         if name in db.list_tables().tables:
-            return db.open_table(name)
+            try:
+                return db.open_table(name)
+            except Exception:
+                if not _never_committed(location, name):
+                    raise
+                # a creation that never committed (the disk filled up, a crash): the
+                # folder holds no version, so no data; make the table again
+                folder = Path(location) / f"{name}.lance"
+                log.warning("the store's %s table was never fully created (no committed "
+                            "version in %s); creating it again", name, folder)
+                shutil.rmtree(folder, ignore_errors=True)
         made = db.create_table(name, schema=schema, exist_ok=True)
         log.info("created (or found just made) the %s table at %s", name, location)
         return made
@@ -92,6 +103,20 @@ def create_or_open(db: Any, name: str, schema: Any, location: str, mine: str) ->
     refuse_newer(name, schema_version(table), mine, location)
     ensure_fts(table, location)  # also when a daemon died between creating and indexing
     return table
+
+
+UNCOMMITTED_STALE_SECONDS = 5.0  # a first commit in flight takes well under this
+
+
+def _never_committed(location: str, name: str) -> bool:
+    """True when the local table folder `name` has no committed version and was begun
+    long enough ago that no creation is still in flight (never on object storage)."""
+    if "://" in location:
+        return False
+    folder = Path(location) / f"{name}.lance"
+    if not folder.is_dir() or any(folder.glob("_versions/*.manifest")):
+        return False
+    return time.time() - folder.stat().st_mtime > UNCOMMITTED_STALE_SECONDS
 
 
 @dataclass

@@ -16,15 +16,18 @@ import os
 import pickle
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
 
 from daemon.config import Config
 from daemon.errors import RetryableError
+from daemon.health import Problem
 
 log = logging.getLogger(__name__)
 _EXIT = "__exit__"
+CRASH_LOOP = (3, 600.0)  # this many unexpected worker exits within this many seconds
 
 
 class StoreNotReady(RetryableError):
@@ -117,6 +120,7 @@ class WorkerEngine:
         self._ids = itertools.count()
         self._last = time.monotonic()
         self._closed = False
+        self._crashes: deque[float] = deque(maxlen=CRASH_LOOP[0])  # wall times of crashes
         self._reaper = threading.Thread(target=self._reap, name="worker-reaper", daemon=True)
         self._reaper.start()
 
@@ -162,15 +166,28 @@ class WorkerEngine:
             else:
                 fut.set_exception(value)
         with self._lock:
-            if self._conn is conn:
+            if self._conn is conn:  # not stopped by us: the worker died
                 self._conn = None
                 self._proc = None
+                self._crashes.append(time.time())
+                log.warning("the model worker process ended unexpectedly")
             lost = [r for r, (_, c) in self._pending.items() if c is conn]
             lost_futures = [self._pending.pop(r)[0] for r in lost]
         for fut in lost_futures:
             fut.set_exception(RetryableError(
                 "the model worker process ended during a call (out of memory or a crash in "
                 "native code); the work stays in the journal and will be retried"))
+
+    def crash_loop(self) -> Problem | None:
+        """A sentence when the worker died CRASH_LOOP[0] times within CRASH_LOOP[1] s."""
+        n, window = CRASH_LOOP
+        times = list(self._crashes)
+        if len(times) < n or time.time() - times[0] > window:
+            return None
+        return Problem("worker_crash_loop", f"the model worker crashed {n} times in "
+                       f"{time.time() - times[0]:.0f} s (out of memory or a crash in native "
+                       "code); memory is not being indexed reliably: see the daemon's log",
+                       time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(times[0])))
 
     def call(self, method: str, *args: Any, touch: bool = True, **kwargs: Any) -> Any:
         """Run `method` in the worker; `touch=False` (status polls) leaves the idle clock

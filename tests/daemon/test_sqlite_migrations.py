@@ -151,20 +151,28 @@ def test_telemetry_from_before_numbered_migrations_gains_the_tools_column(
     db.close()
 
 
-def test_the_approvals_of_the_previous_release_open_unchanged(tmp_path: Path) -> None:
+def test_the_approvals_of_the_previous_release_gain_idempotency_keys(tmp_path: Path) -> None:
     from daemon.approvals.queue import APPROVED, Approvals
     from daemon.config import ApprovalsConfig
 
     path = _old("approvals.sqlite3", tmp_path)
     before = (_schema(path), _user_version(path))
+    assert before[1] == 1
     q = Approvals(path, ApprovalsConfig(keep_days=100000))
     try:
         (row,) = q.list(APPROVED)
         assert (row["task"], row["decided_by"], row["what"]) == ("deploy", "user",
                                                                    {"prompt": "ship it"})
+        assert row["idem_key"] is None and row["answered"] is None
     finally:
         q.close()
-    assert (_schema(path), _user_version(path)) == before == (before[0], 1)
+    after = dict(_schema(path))
+    assert _user_version(path) == 2  # migration 2: idempotency keys (survive a restart)
+    assert all(c in after["approvals"] for c in ("idem_key", "fingerprint", "orphaned",
+                                                 "answered"))
+    assert "approvals_idem_key" in after
+    Approvals(path, ApprovalsConfig(keep_days=100000)).close()  # opens again: no change
+    assert dict(_schema(path)) == after and _user_version(path) == 2
 
 
 def test_the_sync_state_of_the_previous_release_opens_unchanged(tmp_path: Path) -> None:

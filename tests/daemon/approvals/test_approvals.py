@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
-from daemon.approvals.queue import Approvals, reasons_for
+from daemon.approvals.queue import Approvals
+from daemon.approvals.rules import reasons_for
 from daemon.config import ApprovalsConfig, load_config
 from daemon.routing.router import Plan
 from daemon.desktop.tray import DaemonLink

@@ -36,9 +36,15 @@ def test_the_colour_says_healthy_degraded_unavailable_or_paused() -> None:
     assert judge(ok, {"targets": [{"name": "nas", "state": "up"}]}).state == "ok"
     h = judge(ok, {"targets": [{"name": "nas", "state": "down"}]})
     assert h.state == "degraded" and "nas" in h.line
-    broken = dict(ok, collectors={"running": [{"name": "shell", "last_error": "gone"}]})
+    broken = dict(ok, memory={"available": True, "degraded": [
+        {"code": "collector_failed", "message": "the shell collector is failing: gone",
+         "since": "2026-12-02T20:00:00Z", "subject": "shell"}]})
     assert judge(broken, None).state == "degraded" and "shell" in judge(broken, None).line
     assert judge(dict(ok, memory={"available": False}), None).state == "unavailable"
+    full = judge(dict(ok, memory={"available": False, "degraded": [
+        {"code": "store_full", "message": "the disk holding memory is full",
+         "since": "2026-12-02T20:00:00Z"}]}), None)
+    assert full.state == "unavailable" and "disk holding memory is full" in full.line
     assert judge(None, None, "no daemon socket").state == "unavailable"
     assert judge(dict(broken, paused={"since": 1}), None).state == "paused"
 
