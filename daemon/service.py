@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from collectors.base import Sink
 from daemon.config import Config
@@ -14,12 +14,7 @@ from daemon.intake.journal import Journal
 from daemon.intake.privacy import PauseState
 from daemon.owners import Owners, identity, whose
 from daemon.recall.hits import Hit
-
-
-class Searcher(Protocol):
-    def search(self, query: str, k: int = 10, **filters: Any) -> list[Hit]: ...
-
-    def status(self) -> dict[str, Any]: ...
+from daemon.store.interface import MemoryEngine
 
 
 def hit_json(h: Hit) -> dict[str, Any]:
@@ -34,7 +29,7 @@ def hit_json(h: Hit) -> dict[str, Any]:
 class MemoryService:
     cfg: Config
     journal: Journal
-    engine: Searcher
+    engine: MemoryEngine  # the worker's forwarder in the daemon, an Engine in-process
     started: float = 0.0
     collector_runs: CollectorRuns | None = None
     pause: PauseState | None = None
@@ -69,7 +64,7 @@ class MemoryService:
         if not 1 <= limit <= 1000:
             raise ValueError("limit must be between 1 and 1000")
         o = whose(owners, device, user)
-        return [hit_json(h) for h in self._engine.recent(limit, source, owners=o)]
+        return [hit_json(h) for h in self.engine.recent(limit, source, owners=o)]
 
     def timeline(self, since: datetime | None, until: datetime | None,
                  source: str | None = None, device: str | None = None,
@@ -77,21 +72,21 @@ class MemoryService:
         """Raw events in [since, until), oldest first (at most the newest 2000)."""
         since, until = _range(since, until)
         o = whose(owners, device, user)
-        return [hit_json(h) for h in self._engine.timeline(since, until, source, owners=o)]
+        return [hit_json(h) for h in self.engine.timeline(since, until, source, owners=o)]
 
     def digest(self, period: str = "day", day: date | None = None, device: str | None = None,
                user: str | None = None, owners: Owners | None = None) -> dict[str, Any]:
         """The day or week digest holding `day` (default today), with its children."""
         if period not in ("day", "week"):
             raise ValueError(f"period must be 'day' or 'week', not {period!r}")
-        return dict(self._engine.digest(period, day, owners=whose(owners, device, user)))
+        return dict(self.engine.digest(period, day, owners=whose(owners, device, user)))
 
     def context(self, query: str, budget_tokens: int, device: str | None = None,
                 user: str | None = None, owners: Owners | None = None) -> dict[str, Any]:
         """A markdown context pack (key `markdown`) for `query` within `budget_tokens`."""
         if not 64 <= budget_tokens <= 200_000:
             raise ValueError("budget_tokens must be between 64 and 200000")
-        return dict(self._engine.context(query, budget_tokens,
+        return dict(self.engine.context(query, budget_tokens,
                                          owners=whose(owners, device, user)))
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
@@ -104,7 +99,7 @@ class MemoryService:
         if not any((since, until, source, query and query.strip())):
             raise ValueError("say what to forget: since/until, a source or a query")
         o = whose(owners, device, user)
-        out = dict(self._engine.forget(since=since, until=until, source=source, query=query,
+        out = dict(self.engine.forget(since=since, until=until, source=source, query=query,
                                        dry_run=dry_run, owners=o))
         if not o.allows(*identity(self.cfg)):
             # the journal holds only this daemon's own events: a caller restricted to other
@@ -118,10 +113,6 @@ class MemoryService:
         out["journal"] = self.journal.forget(ids, since=since, until=until, source=source,
                                              query=query, memory_ids=memory_ids)
         return out
-
-    @property
-    def _engine(self) -> Any:
-        return self.engine
 
     def status(self, deep: bool = True) -> dict[str, Any]:
         counts = self.journal.counts()

@@ -13,29 +13,18 @@ import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
 
-from collectors.base import Event
 from daemon.config import Config
 from daemon.errors import RetryableError
 from daemon.intake.journal import INDEXED, NEW, SUMMARIZED, Journal
 from daemon.pipeline.chunking import chunk_events
 from daemon.recall.timeexpr import user_zone
+from daemon.store.interface import MemoryEngine
 from models.errors import ModelError
 
 log = logging.getLogger(__name__)
 SUMMARY_BACKOFF = 5.0  # seconds before summaries are tried again after a failure
 SUMMARY_BACKOFF_MAX = 60.0
-
-
-class EngineLike(Protocol):
-    def index(self, events: list[Event]) -> int: ...
-
-    def summarize(self, events: list[Event]) -> dict[str, Any]: ...
-
-    def compact(self, max_digests: int = 0) -> dict[str, Any]: ...
-
-    def prune_events(self, older_than_days: int) -> int: ...
 
 
 @dataclass
@@ -51,7 +40,7 @@ class StepReport:
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, journal: Journal, engine: EngineLike) -> None:
+    def __init__(self, cfg: Config, journal: Journal, engine: MemoryEngine) -> None:
         self.cfg = cfg
         self.journal = journal
         self.engine = engine

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
+    """The `MemoryEngine` (daemon/store/interface.py) over the local store and models."""
+
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.models = ModelCalls(cfg)
@@ -127,9 +129,7 @@ class Engine:
             return 0
         cutoff = (datetime.now(UTC) - timedelta(days=older_than_days)).replace(tzinfo=None)
         where = f"ts < CAST('{cutoff.isoformat(timespec='seconds')}' AS TIMESTAMP)"
-        before = self.store.events.count_rows()
-        self.store.events.delete(where)
-        gone = before - self.store.events.count_rows()
+        gone = self.store.delete("events", where)  # under the store's lock and disk checks
         if gone:
             log.info("retention: dropped %d raw events older than %d days", gone,
                      older_than_days)

@@ -9,6 +9,7 @@ fail with a retryable error and the next call starts a new one.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import multiprocessing as mp
@@ -16,12 +17,14 @@ import os
 import pickle
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
 
 from daemon.config import Config
 from daemon.errors import RetryableError
+from daemon.store.interface import ENGINE_METHODS
 
 log = logging.getLogger(__name__)
 _EXIT = "__exit__"
@@ -41,6 +44,8 @@ def _serve(cfg: Config, conn: Connection, log_level: int) -> None:
     def answer(req_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         nonlocal engine
         try:
+            if method not in ENGINE_METHODS:  # only the protocol's methods cross the pipe
+                raise AttributeError(f"the engine has no method {method!r}")
             with engine_lock:
                 if engine is None:
                     engine = Engine(cfg)
@@ -85,7 +90,8 @@ def _portable(exc: Exception) -> Exception:
 
 
 class WorkerEngine:
-    """The Engine's methods, run in the worker process; same calls as `Engine`."""
+    """The Engine's methods, run in the worker process: a `MemoryEngine` whose every
+    method is `call(name, ...)`."""
 
     def __init__(self, cfg: Config, idle_seconds: float | None = None) -> None:
         self.cfg = cfg
@@ -144,7 +150,7 @@ class WorkerEngine:
             if self._conn is conn:
                 self._conn = None
                 self._proc = None
-            lost = [f for f in self._pending.values()]
+            lost = list(self._pending.values())
             self._pending.clear()
         for fut in lost:
             fut.set_exception(RetryableError(
@@ -200,58 +206,18 @@ class WorkerEngine:
             self._closed = True
             self._stop_locked()
 
-    # The Engine's interface, forwarded.
-    def index(self, events: list[Any]) -> int:
-        return int(self.call("index", events))
-
-    def summarize(self, events: list[Any]) -> dict[str, Any]:
-        return dict(self.call("summarize", events))
-
-    def compact(self, max_digests: int = 0) -> dict[str, Any]:
-        return dict(self.call("compact", max_digests))
-
-    def prune_events(self, older_than_days: int) -> int:
-        return int(self.call("prune_events", older_than_days))
-
-    def search(self, query: str, k: int = 10, **filters: Any) -> list[Any]:
-        return list(self.call("search", query, k, **filters))
-
-    # The read path (daemon/recall.py).
-    def recent(self, limit: int = 20, source: str | None = None, **owners: Any) -> list[Any]:
-        return list(self.call("recent", limit, source, **owners))
-
-    def timeline(self, since: Any, until: Any, source: str | None = None,
-                 **owners: Any) -> list[Any]:
-        return list(self.call("timeline", since, until, source, **owners))
-
-    def digest(self, period: str = "day", day: Any = None, **owners: Any) -> dict[str, Any]:
-        return dict(self.call("digest", period, day, **owners))
-
-    def context(self, query: str, budget_tokens: int, **kwargs: Any) -> dict[str, Any]:
-        return dict(self.call("context", query, budget_tokens, **kwargs))
-
-    def forget(self, **scope: Any) -> dict[str, Any]:
-        return dict(self.call("forget", **scope))
-
-    def optimize(self) -> None:
-        self.call("optimize")
-
-    def export_memories(self, context_rows: int = 30) -> dict[str, Any]:
-        return dict(self.call("export_memories", context_rows))
-
-    def import_memories(self, segments: list[bytes]) -> dict[str, Any]:
-        return dict(self.call("import_memories", segments))
+    # The Engine's interface (daemon/store/interface.py), forwarded by name: the one
+    # place that lists the methods is the protocol, so a new one needs no forwarder here.
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name not in ENGINE_METHODS:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} "
+                                 "(not a method of daemon.store.interface.MemoryEngine)")
+        return functools.partial(self.call, name)
 
     def status(self) -> dict[str, Any]:
+        """The engine's status, without starting (or keeping alive) an idle worker."""
         if not self.alive:
             return {"worker": "stopped (idle)", "models_loaded": {}}
         out = dict(self.call("status", touch=False))
         out["worker"] = f"running (pid {self.pid})"
         return out
-
-    # The router's way to the embedded models: the daemon never loads its own copy.
-    def complete_local(self, name: str, messages: list[Any], params: dict[str, Any]) -> Any:
-        return self.call("complete_local", name, messages, params)
-
-    def embed_local(self, name: str, texts: list[str]) -> list[list[float]]:
-        return list(self.call("embed_local", name, texts))
