@@ -4,7 +4,12 @@
     ├── RetryableError        try again later: a locked file, a busy store, a dead upstream
     │   └── DaemonUnavailable the daemon's API did not answer
     └── PermanentError        retrying will not help until the user changes something
-        └── ConfigError       the config file is wrong
+        ├── ConfigError       the config file is wrong
+        └── InvalidRequest    the caller's request is wrong (the API's 400); also a
+                              ValueError, so parsers and validators may raise it
+
+The API maps only this tree to 4xx/503 (daemon/api/app.py); any other exception is a
+bug of memoryd's, answered with a 500 that points at the daemon's log.
 
 The models layer keeps its own small tree (`models.errors.ModelError`), since
 `models/` never imports `daemon/`.
@@ -33,3 +38,8 @@ class PermanentError(MemorydError):
 
 class ConfigError(PermanentError):
     pass
+
+
+class InvalidRequest(PermanentError, ValueError):
+    """The caller asked for something malformed or impossible; the message says what to
+    send instead."""

@@ -9,6 +9,7 @@ from typing import Any
 
 from collectors.base import Sink
 from daemon.config import Config
+from daemon.errors import InvalidRequest
 from daemon.intake.collect import CollectorRuns
 from daemon.intake.journal import Journal
 from daemon.intake.privacy import PauseState
@@ -45,9 +46,9 @@ class MemoryService:
         `device` and `user` filter by who wrote it (`a,b` for several); `owners` is the
         caller's token's restriction (None: everyone's), which the filters cannot widen."""
         if not query.strip():
-            raise ValueError("the query is empty; say what to look for")
+            raise InvalidRequest("the query is empty; say what to look for")
         if not 1 <= k <= 200:
-            raise ValueError("k must be between 1 and 200")
+            raise InvalidRequest("k must be between 1 and 200")
         since, until = _range(since, until)
         filters: dict[str, Any] = {n: v for n, v in (("kind", kind), ("project", project)) if v}
         o = whose(owners, device, user)
@@ -62,7 +63,7 @@ class MemoryService:
                user: str | None = None, owners: Owners | None = None) -> list[dict[str, Any]]:
         """The newest `limit` raw events, newest first."""
         if not 1 <= limit <= 1000:
-            raise ValueError("limit must be between 1 and 1000")
+            raise InvalidRequest("limit must be between 1 and 1000")
         o = whose(owners, device, user)
         return [hit_json(h) for h in self.engine.recent(limit, source, owners=o)]
 
@@ -78,14 +79,14 @@ class MemoryService:
                user: str | None = None, owners: Owners | None = None) -> dict[str, Any]:
         """The day or week digest holding `day` (default today), with its children."""
         if period not in ("day", "week"):
-            raise ValueError(f"period must be 'day' or 'week', not {period!r}")
+            raise InvalidRequest(f"period must be 'day' or 'week', not {period!r}")
         return dict(self.engine.digest(period, day, owners=whose(owners, device, user)))
 
     def context(self, query: str, budget_tokens: int, device: str | None = None,
                 user: str | None = None, owners: Owners | None = None) -> dict[str, Any]:
         """A markdown context pack (key `markdown`) for `query` within `budget_tokens`."""
         if not 64 <= budget_tokens <= 200_000:
-            raise ValueError("budget_tokens must be between 64 and 200000")
+            raise InvalidRequest("budget_tokens must be between 64 and 200000")
         return dict(self.engine.context(query, budget_tokens,
                                          owners=whose(owners, device, user)))
 
@@ -97,7 +98,7 @@ class MemoryService:
         versions) and the journal, so a re-index cannot bring them back; return counts."""
         since, until = _range(since, until)
         if not any((since, until, source, query and query.strip())):
-            raise ValueError("say what to forget: since/until, a source or a query")
+            raise InvalidRequest("say what to forget: since/until, a source or a query")
         o = whose(owners, device, user)
         out = dict(self.engine.forget(since=since, until=until, source=source, query=query,
                                        dry_run=dry_run, owners=o))

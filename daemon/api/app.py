@@ -11,6 +11,7 @@ import importlib
 import logging
 import secrets
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -19,7 +20,7 @@ from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from daemon.api.scoped_tokens import TokenStore
-from daemon.errors import RetryableError
+from daemon.errors import InvalidRequest, MemorydError, RetryableError
 from daemon.owners import EVERYONE, OwnerForbidden, Owners, identity, request_owners
 from daemon.recall.api import OWNER_PATTERN
 from daemon.service import MemoryService, hit_json
@@ -177,7 +178,9 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
     async def not_yours(_: Request, exc: Exception) -> JSONResponse:
         return _error(403, "forbidden", str(exc))
 
-    @app.exception_handler(ValueError)
+    # Only memoryd's own errors (daemon/errors.py) speak to the caller as 4xx/503; any
+    # other exception, a ValueError included, is memoryd's bug and a 500.
+    @app.exception_handler(InvalidRequest)
     async def bad_request(_: Request, exc: Exception) -> JSONResponse:
         return _error(400, "invalid_request", str(exc))
 
@@ -185,10 +188,15 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
     async def unavailable(_: Request, exc: Exception) -> JSONResponse:
         return _error(503, "memory_unavailable", f"{exc}; try again shortly")
 
+    @app.exception_handler(MemorydError)
+    async def refused(_: Request, exc: Exception) -> JSONResponse:
+        log.error("API request refused: %s", exc)
+        return _error(500, "internal_error", f"{exc}")
+
     @app.exception_handler(Exception)
     async def crashed(_: Request, exc: Exception) -> JSONResponse:
         log.exception("API request failed")
-        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}; see the daemon log")
+        return _error(500, "internal_error", crash_message(exc, service.cfg.data_path))
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -215,7 +223,7 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
     @app.post("/v1/pause", dependencies=[require("memory:write")])
     def pause(minutes: float | None = Query(None, gt=0, le=7 * 24 * 60)) -> dict[str, Any]:
         if service.pause is None:
-            raise ValueError("pause is not available")
+            raise InvalidRequest("pause is not available")
         return {"paused": service.pause.pause(minutes, reason="api")}
 
     @app.post("/v1/resume", dependencies=[require("memory:write")])
@@ -227,6 +235,15 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
     for module in FEATURE_ROUTERS:
         app.include_router(importlib.import_module(module).router(service, require))
     return HostAndSizeGuard(app, max_request_bytes)
+
+
+def crash_message(exc: BaseException, data_dir: Path) -> str:
+    """What a caller hit by memoryd's own bug is told: not its fault, and where to look."""
+    return (f"memoryd failed on this request ({type(exc).__name__}: {exc}); this is a bug "
+            "in memoryd, not a problem with the request. The traceback is in the daemon's "
+            f"log: {data_dir / 'memoryd.log'} when started with `memoryd start`, "
+            "`journalctl --user -u memoryd` under systemd, else the terminal running "
+            "`memoryd run`")
 
 
 class _Unauthorized(Exception):

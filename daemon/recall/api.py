@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 
+from daemon.errors import InvalidRequest
 from daemon.owners import request_owners
 from daemon.service import MemoryService
 
@@ -47,7 +48,7 @@ def _int(name: str, value: str | None, default: int) -> int:
     try:
         return int(value)
     except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+        raise InvalidRequest(f"{name} must be a whole number, got {value!r}") from None
 
 
 def _when(name: str, value: Any) -> datetime | None:
@@ -55,11 +56,11 @@ def _when(name: str, value: Any) -> datetime | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise ValueError(f"{name} must be an ISO 8601 time string, got {value!r}")
+        raise InvalidRequest(f"{name} must be an ISO 8601 time string, got {value!r}")
     try:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
-        raise ValueError(f"{name} must be an ISO 8601 time such as 2026-03-04 or "
+        raise InvalidRequest(f"{name} must be an ISO 8601 time such as 2026-03-04 or "
                          f"2026-03-04T10:00:00Z, got {value!r}") from None
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
@@ -70,7 +71,7 @@ def _day(value: str | None) -> date | None:
     try:
         return date.fromisoformat(value)
     except ValueError:
-        raise ValueError(f"date must be YYYY-MM-DD, got {value!r}") from None
+        raise InvalidRequest(f"date must be YYYY-MM-DD, got {value!r}") from None
 
 
 def router(service: MemoryService, require: Any) -> APIRouter:
@@ -86,9 +87,9 @@ def router(service: MemoryService, require: Any) -> APIRouter:
                 ) -> dict[str, Any]:
         """A markdown context pack for `query` within `budget_tokens` (estimated tokens)."""
         if not query.strip():
-            raise ValueError("query is empty; say what the context is for")
+            raise InvalidRequest("query is empty; say what the context is for")
         if len(query) > 2000:
-            raise ValueError("query is limited to 2000 characters")
+            raise InvalidRequest("query is limited to 2000 characters")
         budget = _int("budget_tokens", budget_tokens, service.cfg.search.context_budget_tokens)
         return service.context(query, budget, device=device, user=user,
                                owners=request_owners(request))
@@ -135,28 +136,28 @@ def router(service: MemoryService, require: Any) -> APIRouter:
         journal. Body: {"since", "until", "source", "query", "dry_run"} (all optional,
         at least one scope)."""
         if not isinstance(body, dict):
-            raise ValueError('send a JSON object: {"since": ..., "until": ..., "source": ..., '
+            raise InvalidRequest('send a JSON object: {"since": ..., "until": ..., "source": ..., '
                              '"query": ..., "dry_run": false}')
         unknown = sorted(set(body) - set(FORGET_KEYS))
         if unknown:
-            raise ValueError(f"unknown keys {unknown}; known: {', '.join(FORGET_KEYS)}")
+            raise InvalidRequest(f"unknown keys {unknown}; known: {', '.join(FORGET_KEYS)}")
         for key in ("device", "user"):
             if isinstance(body.get(key), str) and not re.match(OWNER_PATTERN, body[key]):
-                raise ValueError(f"{key} must be * or names separated by commas (letters, "
+                raise InvalidRequest(f"{key} must be * or names separated by commas (letters, "
                                  "digits and . _ @ + -, at most 64 each)")
         nulls = sorted(k for k, v in body.items() if v is None)
         if nulls:
-            raise ValueError(f"leave out {', '.join(nulls)} rather than sending null")
+            raise InvalidRequest(f"leave out {', '.join(nulls)} rather than sending null")
         for key in ("source", "query", "device", "user"):
             if body.get(key) is not None and not isinstance(body[key], str):
-                raise ValueError(f"{key} must be a string")
+                raise InvalidRequest(f"{key} must be a string")
             if isinstance(body.get(key), str) and not body[key].strip():
-                raise ValueError(f"{key} is blank; leave it out or say what to match")
+                raise InvalidRequest(f"{key} is blank; leave it out or say what to match")
             if isinstance(body.get(key), str) and len(body[key]) > 2000:
-                raise ValueError(f"{key} is limited to 2000 characters")
+                raise InvalidRequest(f"{key} is limited to 2000 characters")
         dry = body.get("dry_run", False)
         if not isinstance(dry, bool):
-            raise ValueError("dry_run must be true or false")
+            raise InvalidRequest("dry_run must be true or false")
         return service.forget(since=_when("since", body.get("since")),
                               until=_when("until", body.get("until")),
                               source=body.get("source") or None,

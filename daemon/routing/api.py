@@ -40,6 +40,7 @@ from starlette.routing import Route
 from daemon.api.scoped_tokens import TokenStore
 from daemon.approvals.queue import Approvals, preview, reasons_for
 from daemon.approvals.queue import shared as approvals_of
+from daemon.errors import InvalidRequest
 from daemon.owners import request_owners
 from daemon.routing import telemetry
 from daemon.routing.explain import attach, explain, failed_attempts, leading_chunk
@@ -116,14 +117,14 @@ async def _memory_context(service: MemoryService, messages: list[Any],
     if spec is True:
         spec = {}
     if not isinstance(spec, dict):
-        raise ValueError('memory must be true or an object like {"query": "...", '
+        raise InvalidRequest('memory must be true or an object like {"query": "...", '
                          '"budget_tokens": 800}')
     query = spec.get("query") or _last_user_text(messages)
     budget = spec.get("budget_tokens", 800)
     if not isinstance(query, str) or not query.strip():
-        raise ValueError("memory needs a query (or a user message to take it from)")
+        raise InvalidRequest("memory needs a query (or a user message to take it from)")
     if isinstance(budget, bool) or not isinstance(budget, int) or not 64 <= budget <= 32_000:
-        raise ValueError("memory.budget_tokens must be a whole number from 64 to 32000")
+        raise InvalidRequest("memory.budget_tokens must be a whole number from 64 to 32000")
     context = getattr(service, "context", None)
     if context is not None:
         pack = await asyncio.to_thread(
