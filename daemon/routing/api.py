@@ -44,6 +44,8 @@ from daemon.errors import InvalidRequest
 from daemon.owners import request_owners
 from daemon.routing import telemetry
 from daemon.routing.explain import attach, explain, failed_attempts, leading_chunk
+from daemon.routing.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from daemon.routing.metrics import exposition as metrics_text
 from daemon.routing.registry import build_registry
 from daemon.routing.router import AllFailed, Ask, NoRoute, Plan, Router
 from daemon.routing.telemetry import Decision, Telemetry
@@ -371,10 +373,10 @@ def router(service: MemoryService, require: Any) -> APIRouter:
         return telemetry.summary(rt.telemetry.path, since)
 
     @r.get("/metrics", dependencies=[require("admin")], response_class=PlainTextResponse)
-    def metrics() -> PlainTextResponse:
+    def metrics() -> Response:
         rt.telemetry.flush(2.0)
-        return PlainTextResponse(telemetry.prometheus(rt.telemetry.path, rt.states()),
-                                 media_type="text/plain; version=0.0.4")
+        return Response(metrics_text(rt.telemetry.path, rt.states),
+                        media_type=METRICS_CONTENT_TYPE)
 
     # The hot path is a plain Starlette route (FastAPI's dependency solving and response
     # validation cost more than the routing itself); the APIRoute after it, which the

@@ -41,6 +41,6 @@ def test_the_worker_child_refuses_a_name_outside_the_protocol(make_config) -> No
     try:
         with pytest.raises(AttributeError, match="no method 'close'"):
             w.call("close")  # would unload the child's models under other callers
-        assert w.status()["worker"].startswith("running")
+        assert w.alive  # the worker refused the call and serves on
     finally:
         w.close()
