@@ -52,7 +52,6 @@ from daemon.routing.telemetry import Decision, Telemetry
 from daemon.service import MemoryService
 from models.errors import UpstreamError
 from models.openai_http import shared_client
-from models.replicas import ReplicaPool
 
 log = logging.getLogger(__name__)
 TRUE = ("1", "true", "yes", "on")
@@ -178,8 +177,7 @@ def router(service: MemoryService, require: Any) -> APIRouter:
                                  "usd_per_mtok_out": p.usd_per_mtok_out,
                                  "concurrency": p.concurrency,
                                  "circuit": rt.breakers[name].state}})
-                if isinstance(backend, ReplicaPool):  # per replica: up/down, load, served
-                    data[-1]["memoryd"]["replicas"] = backend.status()
+                data[-1]["memoryd"].update(backend.describe())  # a pool: its replicas
         return {"object": "list", "data": data}
 
     need_complete = require("complete").dependency

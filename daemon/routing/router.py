@@ -44,8 +44,6 @@ from daemon.routing.toolcalls import Fault, answer_message, message_from_events,
 from daemon.routing.toolcalls import check as check_tool_calls
 from daemon.routing.toolcalls import request_error as tool_request_error
 from models.errors import UpstreamError
-from models.openai_http import OpenAIBackend
-from models.replicas import ReplicaPool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -267,11 +265,11 @@ class Router:
             started = time.perf_counter()
             try:
                 async with self._sem(name, profile.concurrency):
-                    if profile.backend == "openai":  # aiohttp enforces its own timeout
-                        raw, data = await backend.chat(body)
-                    else:
+                    if backend.capabilities.local:  # a remote one times out on its own
                         raw, data = await asyncio.wait_for(backend.chat(body),
                                                            profile.timeout_seconds)
+                    else:
+                        raw, data = await backend.chat(body)
             except (UpstreamError, TimeoutError) as exc:
                 trail.failed(name, started, exc)
                 continue
@@ -430,7 +428,7 @@ class Router:
 
     async def probe_once(self) -> None:
         backends = {n: b for n, b in {**self.reg.chat, **self.reg.embed}.items()
-                    if isinstance(b, (OpenAIBackend, ReplicaPool))}
+                    if not b.capabilities.local}
         for name, backend in backends.items():  # a pool re-admits its replicas that answer
             breaker = self.breakers[name]
             ok = await backend.probe()
