@@ -36,6 +36,7 @@ class MemoryService:
     pause: PauseState | None = None
     intake: Sink | None = None  # the privacy gate in front of the journal, for pushed events
     sync: Any = None  # daemon.sync.service.SyncService (the daemon sets it)
+    approvals: Any = None  # daemon.approvals.queue.Approvals (see its for_service)
 
     def search(self, query: str, k: int = 10, source: str | None = None,
                since: datetime | None = None, until: datetime | None = None,

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
-from daemon.approvals.queue import STATUSES, AlreadyDecided, UnknownApproval, shared
+from daemon.approvals.queue import STATUSES, AlreadyDecided, UnknownApproval, for_service
 from daemon.service import MemoryService
 
 VIAS = ("cli", "status page", "tray", "api")
@@ -29,7 +29,7 @@ class Answer(BaseModel):
 
 def router(service: MemoryService, require: Any) -> APIRouter:
     api = APIRouter()
-    approvals = shared(service.cfg)
+    approvals = for_service(service)
 
     def fail(status: int, kind: str, message: str) -> JSONResponse:
         return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
