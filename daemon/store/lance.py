@@ -22,50 +22,16 @@ from lancedb.index import FTS
 
 from daemon.errors import PermanentError, RetryableError
 from daemon.recall.hits import Hit
+from daemon.store.schema import (
+    MIGRATABLE,
+    SCHEMA_VERSION,
+    events_schema,
+    memories_schema,
+    migrate_table,
+    with_primary_key,
+)
 
 log = logging.getLogger(__name__)
-MIGRATABLE = ("1", "2")  # older schema versions `Store` rewrites to the current one
-# 2: memories gained project, sources and the structured fields (identifiers, entities,
-# decisions, open_tasks, dates). An older store is migrated in place when opened.
-# 3: events and memories gained device and user (who wrote them; daemon/owners.py).
-SCHEMA_VERSION = "3"
-OWNER_FIELDS = ("device", "user")
-TS = pa.timestamp("us", tz="UTC")
-
-
-LIST_FIELDS = ("identifiers", "entities", "decisions", "open_tasks", "dates")
-
-
-def events_schema(dims: int, embedder: str) -> pa.Schema:
-    return pa.schema(
-        [
-            ("id", pa.string()), ("ts", TS), ("source", pa.string()), ("kind", pa.string()),
-            ("subject", pa.string()), ("title", pa.string()), ("text", pa.string()),
-            ("attrs", pa.string()), ("doc", pa.string()),
-            ("vector", pa.list_(pa.float32(), dims)),
-            ("device", pa.string()), ("user", pa.string()),  # schema 3
-        ],
-        metadata={"memoryd.schema_version": SCHEMA_VERSION, "memoryd.embedder": embedder},
-    )
-
-
-def memories_schema(dims: int, embedder: str) -> pa.Schema:
-    return pa.schema(
-        [
-            ("id", pa.string()), ("ts", TS), ("ts_end", TS), ("level", pa.string()),
-            ("source", pa.string()), ("title", pa.string()), ("text", pa.string()),
-            ("event_ids", pa.list_(pa.string())), ("model", pa.string()),
-            ("created", TS), ("doc", pa.string()),
-            ("vector", pa.list_(pa.float32(), dims)),
-            # schema 2: digests link to the memories they came from; structured fields
-            ("project", pa.string()), ("sources", pa.list_(pa.string())),
-            *((name, pa.list_(pa.string())) for name in LIST_FIELDS),
-            ("device", pa.string()), ("user", pa.string()),  # schema 3
-        ],
-        metadata={"memoryd.schema_version": SCHEMA_VERSION, "memoryd.embedder": embedder},
-    )
-
-
 class StoreUnwritable(RetryableError):
     """The store's disk is full or read-only: nothing was committed; the events wait in
     the journal and are written when it can be written again."""
@@ -153,34 +119,11 @@ class Store:
         return table
 
     def _migrate(self, name: str, table: Any, schema: pa.Schema, old: str | None) -> Any:
-        """Rewrite an older table in `schema`: columns it lacks get empty values, nothing
-        it holds is dropped. LanceDB keeps the previous version on disk until cleanup,
-        and the journal holds every event, so an interrupted migration loses nothing."""
-        if (table.schema.metadata or {}).get(b"memoryd.embedder") != \
-                (schema.metadata or {}).get(b"memoryd.embedder"):
-            return table  # refused below with the embedder message
-        data = table.to_arrow()
-        log.warning("migrating the store's %s table (%d rows) from schema version %s to %s",
-                    name, data.num_rows, old, SCHEMA_VERSION)
+        """Rewrite an older table in the current schema (daemon/store/schema.py)."""
         if self.remote:  # keep (or gain) the primary key concurrent writers depend on
             schema = with_primary_key(schema)
-        owner = self._legacy_owner(name, data.num_rows)
-        columns = []
-        for f in schema:
-            if f.name in data.column_names:
-                columns.append(data.column(f.name).cast(f.type))
-            elif f.name in OWNER_FIELDS:
-                columns.append(pa.array([owner[f.name]] * data.num_rows, type=f.type))
-            elif pa.types.is_list(f.type) or pa.types.is_fixed_size_list(f.type):
-                columns.append(pa.array([[] for _ in range(data.num_rows)], type=f.type))
-            else:
-                columns.append(pa.array([""] * data.num_rows, type=f.type))
-        migrated = pa.Table.from_arrays(columns, schema=schema)
-        table = self._db.create_table(name, data=migrated, schema=schema, mode="overwrite")
-        table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
-                                             remove_stop_words=False), replace=True)
-        log.warning("migrated the store's %s table: %d rows kept", name, table.count_rows())
-        return table
+        return migrate_table(self._db, name, table, schema, old,
+                             lambda rows: self._legacy_owner(name, rows))
 
     def _legacy_owner(self, name: str, rows: int) -> dict[str, str]:
         """Who the rows of a pre-schema-3 table belong to. A local store was written by
@@ -381,16 +324,6 @@ class Store:
                 # on object storage other daemons' uncommitted files look unverified
                 t.optimize(cleanup_older_than=timedelta(0), delete_unverified=not self.remote)
                 self._unindexed[name] = 0
-
-
-def with_primary_key(schema: pa.Schema) -> pa.Schema:
-    """`schema` with `id` marked as Lance's (unenforced) primary key, which must be
-    non-nullable; merge_insert then detects concurrent inserts of one id."""
-    i = schema.get_field_index("id")
-    f = schema.field(i)
-    meta = dict(f.metadata or {})
-    meta[b"lance-schema:unenforced-primary-key"] = b"true"
-    return schema.set(i, pa.field("id", f.type, nullable=False, metadata=meta))
 
 
 def open_store(cfg: Any, dims: int, embedder: str) -> Store:
