@@ -33,7 +33,7 @@ def check_name(kind: str, value: str) -> str:
     """Return `value` if it is a valid device or user name; raise InvalidRequest saying why."""
     if not _NAME.match(value):
         raise InvalidRequest(f"{kind} {value!r} is not a valid name: use 1-64 letters, digits "
-                         "and . _ @ + - (starting with a letter or digit)")
+                             "and . _ @ + - (starting with a letter or digit)")
     return value
 
 

@@ -61,7 +61,7 @@ def _when(name: str, value: Any) -> datetime | None:
         dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidRequest(f"{name} must be an ISO 8601 time such as 2026-03-04 or "
-                         f"2026-03-04T10:00:00Z, got {value!r}") from None
+                             f"2026-03-04T10:00:00Z, got {value!r}") from None
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
@@ -72,6 +72,39 @@ def _day(value: str | None) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise InvalidRequest(f"date must be YYYY-MM-DD, got {value!r}") from None
+
+
+def _forget_args(body: Any) -> dict[str, Any]:
+    """The keyword arguments of `MemoryService.forget` from a /v1/memory/forget body;
+    raise InvalidRequest naming what is wrong."""
+    if not isinstance(body, dict):
+        raise InvalidRequest('send a JSON object: {"since": ..., "until": ..., "source": ..., '
+                             '"query": ..., "dry_run": false}')
+    unknown = sorted(set(body) - set(FORGET_KEYS))
+    if unknown:
+        raise InvalidRequest(f"unknown keys {unknown}; known: {', '.join(FORGET_KEYS)}")
+    for key in ("device", "user"):
+        if isinstance(body.get(key), str) and not re.match(OWNER_PATTERN, body[key]):
+            raise InvalidRequest(f"{key} must be * or names separated by commas (letters, "
+                                 "digits and . _ @ + -, at most 64 each)")
+    nulls = sorted(k for k, v in body.items() if v is None)
+    if nulls:
+        raise InvalidRequest(f"leave out {', '.join(nulls)} rather than sending null")
+    for key in ("source", "query", "device", "user"):
+        if body.get(key) is not None and not isinstance(body[key], str):
+            raise InvalidRequest(f"{key} must be a string")
+        if isinstance(body.get(key), str) and not body[key].strip():
+            raise InvalidRequest(f"{key} is blank; leave it out or say what to match")
+        if isinstance(body.get(key), str) and len(body[key]) > 2000:
+            raise InvalidRequest(f"{key} is limited to 2000 characters")
+    dry = body.get("dry_run", False)
+    if not isinstance(dry, bool):
+        raise InvalidRequest("dry_run must be true or false")
+    return {"since": _when("since", body.get("since")),
+            "until": _when("until", body.get("until")),
+            "source": body.get("source") or None, "query": body.get("query") or None,
+            "dry_run": dry, "device": body.get("device") or None,
+            "user": body.get("user") or None}
 
 
 def router(service: MemoryService, require: Any) -> APIRouter:
@@ -128,6 +161,11 @@ def router(service: MemoryService, require: Any) -> APIRouter:
         return {"results": service.timeline(lo, hi, source or None, device=device, user=user,
                                             owners=request_owners(request))}
 
+    _forget_route(r, service, require)
+    return r
+
+
+def _forget_route(r: APIRouter, service: MemoryService, require: Any) -> None:
     @r.post("/v1/memory/forget", dependencies=[require("memory:write")], openapi_extra={
         "requestBody": {"required": True,
                         "content": {"application/json": {"schema": FORGET_SCHEMA}}}})
@@ -135,34 +173,4 @@ def router(service: MemoryService, require: Any) -> APIRouter:
         """Delete by time range, source and/or query from the store, its indexes and the
         journal. Body: {"since", "until", "source", "query", "dry_run"} (all optional,
         at least one scope)."""
-        if not isinstance(body, dict):
-            raise InvalidRequest('send a JSON object: {"since": ..., "until": ..., "source": ..., '
-                             '"query": ..., "dry_run": false}')
-        unknown = sorted(set(body) - set(FORGET_KEYS))
-        if unknown:
-            raise InvalidRequest(f"unknown keys {unknown}; known: {', '.join(FORGET_KEYS)}")
-        for key in ("device", "user"):
-            if isinstance(body.get(key), str) and not re.match(OWNER_PATTERN, body[key]):
-                raise InvalidRequest(f"{key} must be * or names separated by commas (letters, "
-                                 "digits and . _ @ + -, at most 64 each)")
-        nulls = sorted(k for k, v in body.items() if v is None)
-        if nulls:
-            raise InvalidRequest(f"leave out {', '.join(nulls)} rather than sending null")
-        for key in ("source", "query", "device", "user"):
-            if body.get(key) is not None and not isinstance(body[key], str):
-                raise InvalidRequest(f"{key} must be a string")
-            if isinstance(body.get(key), str) and not body[key].strip():
-                raise InvalidRequest(f"{key} is blank; leave it out or say what to match")
-            if isinstance(body.get(key), str) and len(body[key]) > 2000:
-                raise InvalidRequest(f"{key} is limited to 2000 characters")
-        dry = body.get("dry_run", False)
-        if not isinstance(dry, bool):
-            raise InvalidRequest("dry_run must be true or false")
-        return service.forget(since=_when("since", body.get("since")),
-                              until=_when("until", body.get("until")),
-                              source=body.get("source") or None,
-                              query=body.get("query") or None, dry_run=dry,
-                              device=body.get("device") or None, user=body.get("user") or None,
-                              owners=request_owners(request))
-
-    return r
+        return service.forget(**_forget_args(body), owners=request_owners(request))

@@ -78,7 +78,7 @@ def build(query: str, digests: list[Hit], hits: list[Hit], budget_tokens: int,
     used = estimate_tokens(title) + HEADER_RESERVE
     if used > budget_tokens:
         raise InvalidRequest(f"budget_tokens={budget_tokens} is too small for a context pack; "
-                         f"give at least {used + MIN_ITEM_TOKENS}")
+                             f"give at least {used + MIN_ITEM_TOKENS}")
     parts = [title]
     items: list[dict[str, Any]] = []
     seen: set[str] = set()
