@@ -76,41 +76,11 @@ def run_daemon(cfg: Config) -> int:
                             pause=gate.pause, intake=gate)
 
     scheduler = BackgroundScheduler(timezone="UTC")
-    p = cfg.pipeline
-    scheduler.add_job(_guarded("indexing", pipeline.index_step), "interval",
-                      seconds=min(p.interval_seconds, 1.0), max_instances=1, coalesce=True,
-                      id="index")
-    def polite(name: str, job: Any) -> Polite:
-        """Heavy jobs wait while the user's CPU is busy or the laptop is on battery."""
-        cc = cfg.compaction
-        return Polite(name, job, lambda: busy_reason(cc.yield_cpu_percent, cc.yield_on_battery),
-                      cc.max_defer_seconds)
-
-    scheduler.add_job(_guarded("summarizing", polite("summarizing", pipeline.summary_step)),
-                      "interval",
-                      seconds=max(p.interval_seconds, 5.0), max_instances=1, coalesce=True,
-                      id="summarize")
-    scheduler.add_job(_guarded("compaction", polite("compaction", pipeline.compact_step)),
-                      "interval",
-                      seconds=max(cfg.compaction.interval_seconds, 60.0), max_instances=1,
-                      coalesce=True, id="compact")
+    _schedule_pipeline(cfg, scheduler, pipeline)
     from daemon.sync.monitor import start_sync
 
     start_sync(cfg, engine, service, scheduler)  # sync targets: probes, pending syncs
-    for c in collectors:
-        # Catch up on what changed while the daemon was away, then poll on the collector's
-        # own schedule (history files every few seconds; the files backfill hourly, as a
-        # safety net behind the live watch).
-        scheduler.add_job(_guarded(f"{c.name} poll", lambda c=c: runs.poll(c, gate)),
-                          "interval", seconds=getattr(c, "poll_seconds", 3600.0),
-                          next_run_time=_soon(), max_instances=1, coalesce=True,
-                          id=f"poll-{c.name}")
-    for c in collectors:
-        try:
-            c.start(gate)
-        except Exception as exc:
-            log.warning("collector %s could not start watching: %s; its backfill still runs",
-                        c.name, exc)
+    _start_collectors(collectors, runs, gate, scheduler)
     scheduler.start()
     log.info("memoryd serving on %s and http://127.0.0.1:%d (collectors: %s)",
              cfg.socket_path, port, ", ".join(c.name for c in collectors) or "none")
@@ -131,6 +101,49 @@ def run_daemon(cfg: Config) -> int:
         journal.close()
         cfg.socket_path.unlink(missing_ok=True)
     return 0
+
+
+def _schedule_pipeline(cfg: Config, scheduler: Any, pipeline: Pipeline) -> None:
+    """The pipeline's jobs: indexing often, summaries and compaction when the user's
+    machine can spare the CPU."""
+    p = cfg.pipeline
+    scheduler.add_job(_guarded("indexing", pipeline.index_step), "interval",
+                      seconds=min(p.interval_seconds, 1.0), max_instances=1, coalesce=True,
+                      id="index")
+
+    def polite(name: str, job: Any) -> Polite:
+        """Heavy jobs wait while the user's CPU is busy or the laptop is on battery."""
+        cc = cfg.compaction
+        return Polite(name, job, lambda: busy_reason(cc.yield_cpu_percent, cc.yield_on_battery),
+                      cc.max_defer_seconds)
+
+    scheduler.add_job(_guarded("summarizing", polite("summarizing", pipeline.summary_step)),
+                      "interval",
+                      seconds=max(p.interval_seconds, 5.0), max_instances=1, coalesce=True,
+                      id="summarize")
+    scheduler.add_job(_guarded("compaction", polite("compaction", pipeline.compact_step)),
+                      "interval",
+                      seconds=max(cfg.compaction.interval_seconds, 60.0), max_instances=1,
+                      coalesce=True, id="compact")
+
+
+def _start_collectors(collectors: list[Any], runs: CollectorRuns, gate: Any,
+                      scheduler: Any) -> None:
+    """Schedule every collector's polls and start its live watch where it has one."""
+    for c in collectors:
+        # Catch up on what changed while the daemon was away, then poll on the collector's
+        # own schedule (history files every few seconds; the files backfill hourly, as a
+        # safety net behind the live watch).
+        scheduler.add_job(_guarded(f"{c.name} poll", lambda c=c: runs.poll(c, gate)),
+                          "interval", seconds=getattr(c, "poll_seconds", 3600.0),
+                          next_run_time=_soon(), max_instances=1, coalesce=True,
+                          id=f"poll-{c.name}")
+    for c in collectors:
+        try:
+            c.start(gate)
+        except Exception as exc:
+            log.warning("collector %s could not start watching: %s; its backfill still runs",
+                        c.name, exc)
 
 
 def _soon() -> Any:
