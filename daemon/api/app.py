@@ -106,49 +106,8 @@ class HostAndSizeGuard:
         await self.app(scope, receive, send)
 
 
-def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_000_000) -> Any:
-    app = FastAPI(title="memoryd", version=VERSION, docs_url=None, redoc_url=None,
-                  responses=ERROR_RESPONSES)
-
-    def require_token(request: Request) -> None:
-        # Step 1: a status-page browser session (daemon/sessions.py) counts as admin.
-        if browser_session_ok(request):
-            return
-        auth = request.headers.get("authorization", "")
-        scheme, _, given = auth.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), token):
-            raise _Unauthorized()
-
-    tokens = TokenStore(service.cfg.data_path / "tokens.json")
-
-    def require(scope: str) -> Any:
-        """The dependency guarding a route that needs `scope` (one of SCOPES): the admin
-        token (or whatever `require_token` accepts) passes every scope; a scoped token
-        (`memoryd token create`) passes the scopes it was made with."""
-        if scope not in SCOPES:
-            raise ValueError(f"unknown scope {scope!r}")
-
-        async def check(request: Request) -> None:
-            try:
-                require_token(request)
-                return
-            except _Unauthorized:
-                pass
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            given = given.strip()
-            granted = tokens.scopes(given) if scheme.lower() == "bearer" and given else None
-            if granted is None:
-                raise _Unauthorized()
-            if scope not in granted and "admin" not in granted:
-                raise _Forbidden(scope)
-            # whose memories it reads (daemon/owners.py); handlers pass it to the service
-            owners = tokens.owners(given)
-            if owners is None and not granted & {"admin", "sync"}:  # made before owners
-                owners = Owners(users=(identity(service.cfg)[1],))
-            request.state.owners = owners or EVERYONE
-
-        return Depends(check)
-
+def _error_handlers(app: FastAPI, service: MemoryService) -> None:
+    """How errors reach the caller (daemon/errors.py's tree is the contract)."""
     @app.exception_handler(_Forbidden)
     async def forbidden(_: Request, exc: Exception) -> JSONResponse:
         return _error(403, "forbidden", f"this token lacks the {exc} scope; make one that has "
@@ -197,6 +156,52 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
     async def crashed(_: Request, exc: Exception) -> JSONResponse:
         log.exception("API request failed")
         return _error(500, "internal_error", crash_message(exc, service.cfg.data_path))
+
+
+def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_000_000) -> Any:
+    app = FastAPI(title="memoryd", version=VERSION, docs_url=None, redoc_url=None,
+                  responses=ERROR_RESPONSES)
+
+    def require_token(request: Request) -> None:
+        # Step 1: a status-page browser session (daemon/sessions.py) counts as admin.
+        if browser_session_ok(request):
+            return
+        auth = request.headers.get("authorization", "")
+        scheme, _, given = auth.partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), token):
+            raise _Unauthorized()
+
+    tokens = TokenStore(service.cfg.data_path / "tokens.json")
+
+    def require(scope: str) -> Any:
+        """The dependency guarding a route that needs `scope` (one of SCOPES): the admin
+        token (or whatever `require_token` accepts) passes every scope; a scoped token
+        (`memoryd token create`) passes the scopes it was made with."""
+        if scope not in SCOPES:
+            raise ValueError(f"unknown scope {scope!r}")
+
+        async def check(request: Request) -> None:
+            try:
+                require_token(request)
+                return
+            except _Unauthorized:
+                pass
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            given = given.strip()
+            granted = tokens.scopes(given) if scheme.lower() == "bearer" and given else None
+            if granted is None:
+                raise _Unauthorized()
+            if scope not in granted and "admin" not in granted:
+                raise _Forbidden(scope)
+            # whose memories it reads (daemon/owners.py); handlers pass it to the service
+            owners = tokens.owners(given)
+            if owners is None and not granted & {"admin", "sync"}:  # made before owners
+                owners = Owners(users=(identity(service.cfg)[1],))
+            request.state.owners = owners or EVERYONE
+
+        return Depends(check)
+
+    _error_handlers(app, service)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
