@@ -9,10 +9,14 @@ need memory:raw; forget needs memory:write.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Coroutine, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.responses import Response
 
 from daemon.errors import InvalidRequest
 from daemon.owners import request_owners
@@ -42,13 +46,46 @@ FORGET_SCHEMA = {
 }
 
 
-def _int(name: str, value: str | None, default: int) -> int:
-    if value is None:
-        return default
-    try:
-        return int(value)
-    except ValueError:
-        raise InvalidRequest(f"{name} must be a whole number, got {value!r}") from None
+# Typed, bounded query parameters; a bad one is answered as the caller's 400 naming it
+# (see _ClearErrors), as the hand-parsed ones are.
+RANGES = {"budget_tokens": (64, 200_000), "limit": (1, 1000)}
+
+
+def _bounded(name: str, description: str) -> Any:
+    lo, hi = RANGES[name]
+    return Query(None, ge=lo, le=hi, description=description)
+
+
+def _say(errors: Sequence[Any]) -> str | None:
+    """The 400 message for a bad bounded parameter, or None for any other error."""
+    for e in errors:
+        name = e.get("loc", ("",))[-1]
+        if name not in RANGES:
+            continue
+        lo, hi = RANGES[name]
+        if "parsing" in str(e.get("type")):
+            return f"{name} must be a whole number, got {e.get('input')!r}"
+        return f"{name} must be between {lo} and {hi}"
+    return None
+
+
+class _ClearErrors(APIRoute):
+    """A route whose bounded parameters (RANGES) fail as InvalidRequest (a 400 that names
+    the parameter and its range), not as FastAPI's 422 dump."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def route(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except RequestValidationError as exc:
+                message = _say(exc.errors())
+                if message is None:
+                    raise
+                raise InvalidRequest(message) from None
+
+        return route
 
 
 def _when(name: str, value: Any) -> datetime | None:
@@ -108,13 +145,11 @@ def _forget_args(body: Any) -> dict[str, Any]:
 
 
 def router(service: MemoryService, require: Any) -> APIRouter:
-    r = APIRouter()
+    r = APIRouter(route_class=_ClearErrors)
 
     @r.get("/v1/memory/context", dependencies=[require("memory:read")])
     def context(request: Request, query: str = Query(..., json_schema_extra=_TEXT),
-                budget_tokens: str | None = Query(None, json_schema_extra={
-                    "pattern": "^(6[4-9]|[7-9][0-9]|[1-9][0-9]{2,4}|1[0-9]{5}|200000)$",
-                    "description": "64 to 200000"}),
+                budget_tokens: int | None = _bounded("budget_tokens", "64 to 200000"),
                 device: str | None = Query(None, pattern=OWNER_PATTERN),
                 user: str | None = Query(None, pattern=OWNER_PATTERN),
                 ) -> dict[str, Any]:
@@ -123,7 +158,7 @@ def router(service: MemoryService, require: Any) -> APIRouter:
             raise InvalidRequest("query is empty; say what the context is for")
         if len(query) > 2000:
             raise InvalidRequest("query is limited to 2000 characters")
-        budget = _int("budget_tokens", budget_tokens, service.cfg.search.context_budget_tokens)
+        budget = budget_tokens or service.cfg.search.context_budget_tokens
         return service.context(query, budget, device=device, user=user,
                                owners=request_owners(request))
 
@@ -139,12 +174,12 @@ def router(service: MemoryService, require: Any) -> APIRouter:
                               owners=request_owners(request))
 
     @r.get("/v1/memory/recent", dependencies=[require("memory:raw")])
-    def recent(request: Request, limit: str | None = Query(None, json_schema_extra={
-                   "pattern": "^([1-9][0-9]{0,2}|1000)$", "description": "1 to 1000 (default 20)"}),
+    def recent(request: Request,
+               limit: int | None = _bounded("limit", "1 to 1000 (default 20)"),
                source: str | None = None,
                device: str | None = Query(None, pattern=OWNER_PATTERN),
                user: str | None = Query(None, pattern=OWNER_PATTERN)) -> dict[str, Any]:
-        return {"results": service.recent(_int("limit", limit, 20), source or None,
+        return {"results": service.recent(limit or 20, source or None,
                                           device=device, user=user,
                                           owners=request_owners(request))}
 
