@@ -75,7 +75,9 @@ def build_router(service: MemoryService) -> Router:
             c = holder["c"] = shared_client()
         return c
 
-    registry = build_registry(service.cfg, engine.complete_local, engine.embed_local, client)
+    registry = build_registry(
+        service.cfg, lambda name, msgs, params: engine.complete_local(name, msgs, params),
+        lambda name, texts: engine.embed_local(name, texts), client)
     tel = Telemetry(service.cfg.data_path / "telemetry.sqlite3",
                     enabled=service.cfg.router.telemetry,
                     keep_days=service.cfg.router.telemetry_keep_days)
