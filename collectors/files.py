@@ -134,6 +134,10 @@ class FilesCollector:
     _git: GitIgnore = field(default_factory=GitIgnore)
     _moves: dict[str, str] = field(default_factory=dict)  # destination -> source
     _fallback: list[Path] = field(default_factory=list)  # roots scanned, not watched
+    # Changes the sink refused (a full or read-only journal): sent first at every flush
+    # until it takes them, so a save, move or delete is never dropped on the floor.
+    _unsent: list[Event] = field(default_factory=list)
+    _refused: bool = False
 
     # -- backfill -------------------------------------------------------------------
 
@@ -318,9 +322,30 @@ class FilesCollector:
             elif not p.exists():
                 events.append(Event.new(ts=time.time(), source="files", kind="file.deleted",
                                         subject=path, title=p.name))
-        if events and self._sink is not None:
+        return self._send(events)
+
+    def _send(self, events: list[Event]) -> int:
+        """Hand `events`, after any the sink refused before, to the sink; keep them all
+        queued if it refuses again (it says why; the next flush retries)."""
+        with self._lock:
+            events, self._unsent = self._unsent + events, []
+        if not events or self._sink is None:
+            return 0
+        try:
             return self._sink.append(Batch(self.name, events))
-        return 0
+        except Exception as exc:
+            with self._lock:
+                first = not self._unsent and not self._refused
+                self._unsent = events + self._unsent
+                self._refused = True
+            if first:
+                log.warning("files collector: the journal refused %d change(s) (%s); they stay "
+                            "queued and are retried until it takes them", len(events), exc)
+            return 0
+        finally:
+            if self._refused and not self._unsent:
+                self._refused = False
+                log.info("files collector: the journal takes changes again")
 
     def stop(self) -> None:
         self._stop.set()

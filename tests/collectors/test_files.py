@@ -221,3 +221,51 @@ def test_when_inotify_watches_run_out_the_root_is_scanned_instead(tmp_path: Path
         _inotify_limit(saved)
         files.FALLBACK_SCAN_SECONDS = old_scan
         c.stop()
+
+
+def test_changes_refused_by_a_full_journal_are_recorded_once_it_has_room(
+        tmp_path: Path) -> None:
+    """Saves, a move and a delete made while the journal's disk is full (a real tmpfs
+    filled to ENOSPC) wait in the collector; once space is freed each is recorded once."""
+    from tests.tmpfs import small_tmpfs
+
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "old.md").write_text("The heron survey is due on Friday.\n")
+    (root / "gone.md").write_text("A note about the egret census.\n")
+    with small_tmpfs(tmp_path / "disk", "1m") as disk:
+        j = Journal(disk / "journal.sqlite3")
+        c = FilesCollector([root], FileRules(), settle_seconds=0.3)
+        c.start(j)
+        try:
+            filler = disk / "filler"
+            with filler.open("wb") as f:  # fill the disk to the last byte
+                try:
+                    while True:
+                        f.write(b"\0" * 65536)
+                        f.flush()
+                except OSError:
+                    pass
+            (root / "new.md").write_text("The ibis count was 41.\n")
+            os.rename(root / "old.md", root / "moved.md")
+            (root / "gone.md").unlink()
+            time.sleep(2.0)  # several flushes, each refused by the full journal
+            filler.unlink()
+
+            def by_subject() -> dict[str, list[str]]:
+                out: dict[str, list[str]] = {}
+                for e in j.at_stage(NEW, 10_000):
+                    out.setdefault(e.subject, []).append(e.kind)
+                return out
+
+            wanted = {str(root / n) for n in ("new.md", "moved.md", "gone.md")}
+            assert wait_for(lambda: wanted <= set(by_subject()), seconds=20), by_subject()
+            time.sleep(1.0)  # and nothing arrives twice
+            seen = by_subject()
+            assert seen.get(str(root / "new.md")) == ["file.modified"]
+            assert seen.get(str(root / "moved.md")) == ["file.moved"]
+            assert seen.get(str(root / "gone.md")) == ["file.deleted"]
+            assert str(root / "old.md") not in seen  # a move, not a delete
+        finally:
+            c.stop()
+            j.close()

@@ -87,6 +87,7 @@ def _tree(root: Path, n: int) -> dict[Path, str]:
     # run_cli's 600 s). Retrieval holds: two builds of it (one clean, one killed and
     # resumed) found all 120 phrases at ranks 1-3 of 5; the day/week digests, which list
     # every identifier, usually take rank 1.
+    16,  # every run: the same kill and resume, small enough for CI (about a minute)
     pytest.param(120, marks=pytest.mark.slow),
     pytest.param(400, marks=pytest.mark.slow),  # a few hundred files: minutes on 2 cores
 ])

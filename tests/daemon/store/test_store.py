@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from collectors.base import Event
 from daemon.pipeline.chunking import Chunk
 from daemon.errors import PermanentError
-from daemon.recall.search import hybrid_search
+from daemon.recall.search import fts_query, hybrid_search
 from daemon.store.lance import Store, event_doc, event_row
 from daemon.pipeline.summarize import memory_row
 from models.assets import embedder_path
@@ -68,11 +70,17 @@ def test_a_store_made_by_another_embedder_is_refused(tmp_path: Path) -> None:
 
 
 def test_queries_with_syntax_characters_do_not_break_search(
-        tmp_path: Path, embedder: SentenceTransformerBackend) -> None:
+        tmp_path: Path, embedder: SentenceTransformerBackend, caplog) -> None:
     store = Store(tmp_path / "store", 384, "all-minilm-l6-v2")
-    store.upsert_events([event_row(EVENTS[0], embedder.embed([event_doc(EVENTS[0])])[0])])
-    for q in ['"unbalanced', "a AND OR (", "score.py:12", "*?~^", "'; DROP TABLE events; --"]:
-        hybrid_search(store, q, embedder.embed([q])[0], 3)
+    store.upsert_events([event_row(e, embedder.embed([event_doc(e)])[0]) for e in EVENTS])
+    caplog.set_level(logging.WARNING, logger="daemon.recall.search")
+    for q in ['"unbalanced lead_score', "lead_score AND OR (", "score.py:12 lead_score",
+              "*?~^ lead_score", "'; DROP TABLE events; -- lead_score"]:
+        hits = hybrid_search(store, q, embedder.embed([q])[0], 3)
+        assert hits and hits[0].id == EVENTS[0].id, (q, [h.id for h in hits])
+        # the full-text half ran: it did not fall back to vectors alone
+        assert not [r for r in caplog.records if "full-text search failed" in r.message], q
+        assert store.text_search("events", fts_query(q), 5, None), q
 
 
 def test_many_writers_opening_a_new_store_at_once_all_succeed(tmp_path: Path) -> None:
