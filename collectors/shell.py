@@ -8,11 +8,12 @@ committed.
 
 Shells rewrite their history files when they trim them, and a user may truncate or
 replace one: a new inode, a smaller file, or other bytes where reading stopped. Then
-the file is read again from the start, but collection resumes after the last command already collected if the bytes
-that ended it are still there: a plain bash history has no times, so nothing else
-could tell its old lines from new ones. Commands with a recorded time have ids made of
-(file, time, command, how many times the same command at the same second came before
-it in that read), so reading them again stores nothing twice.
+the file is read again from the start, but collection resumes after the last command
+already collected if the bytes that ended it are still there: a plain bash history has
+no times, so nothing else could tell its old lines from new ones. Commands with a
+recorded time have ids made of (file, time, command, how many times the same command at
+the same second came before it in that read), so reading them again stores nothing
+twice.
 
 History files are only ever opened for reading.
 """

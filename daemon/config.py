@@ -97,8 +97,21 @@ class PipelineConfig:
 
 @dataclass(frozen=True)
 class SearchConfig:
-    timezone: str = ""  # IANA name ("Europe/Berlin") for "yesterday", "this week"; "" = the machine's
+    # IANA name ("Europe/Berlin") for "yesterday", "this week"; "" = the machine's
+    timezone: str = ""
     context_budget_tokens: int = 2000  # `memoryd context` without --budget
+
+
+# Files whose names say they hold secrets: recorded as metadata only (path, kind, time,
+# size), their content never read. A glob without "/" matches the file name, one with "/"
+# the whole path. `[privacy] secret_files` replaces the list.
+SECRET_FILES = (
+    ".env", ".env.*", "*.env", "*.pem", "*.key", "id_rsa*", "id_dsa*", "id_ecdsa*",
+    "id_ed25519*", ".netrc", "_netrc", ".pgpass", ".npmrc", ".pypirc", ".git-credentials",
+    "credentials", "credentials.json", "*/.kube/config", "kubeconfig", "*.kubeconfig",
+    "*.p12", "*.pfx", "*.kdbx", "*.jks", "*.keystore", ".htpasswd",
+    "*service-account*.json", "*service_account*.json", "*-sa-key.json",
+)
 
 
 @dataclass(frozen=True)
@@ -106,6 +119,7 @@ class PrivacyConfig:
     exclude_paths: tuple[str, ...] = ()  # globs: "~/private/*", "*.kdbx"
     exclude_domains: tuple[str, ...] = ()  # "bank.example" and its subdomains
     exclude_commands: tuple[str, ...] = ()  # regular expressions over shell commands
+    secret_files: tuple[str, ...] = SECRET_FILES  # metadata only, content never read
 
 
 @dataclass(frozen=True)

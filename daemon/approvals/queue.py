@@ -30,6 +30,7 @@ from typing import Any
 
 from daemon.config import ApprovalsConfig
 from daemon.intake.redact import redact
+from daemon.sqlite_migrations import Migration, migrate
 
 log = logging.getLogger(__name__)
 PENDING, APPROVED, DENIED, TIMED_OUT, ABANDONED = (
@@ -56,7 +57,8 @@ def reasons_for(cfg: ApprovalsConfig, task: str, irreversible: str | bool,
         out.append({"reason": "task",
                     "detail": f"task {task!r} needs approval ([approvals] tasks)"})
     if irreversible and cfg.irreversible:
-        what = f": {irreversible}" if isinstance(irreversible, str) else ""
+        # the caller's own words: stored, shown and logged, so redacted like any event
+        what = f": {redact(irreversible)}" if isinstance(irreversible, str) else ""
         out.append({"reason": "irreversible",
                     "detail": f"the caller marked this step irreversible{what}"})
     if cfg.memory_remote and plan.needs_memory_approval:
@@ -114,7 +116,7 @@ def _migrate_1(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX approvals_status ON approvals (status, created)")
 
 
-MIGRATIONS = (_migrate_1,)  # in order; PRAGMA user_version counts the ones applied
+MIGRATIONS: tuple[Migration, ...] = (_migrate_1,)  # append only; see sqlite_migrations
 _COLUMNS = ("id", "created", "status", "task", "models", "reasons", "what", "requested_by",
             "timeout_seconds", "request_id", "decided", "decided_by", "decision_reason")
 _JSON = ("models", "reasons", "what")
@@ -131,11 +133,9 @@ class Approvals:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, timeout=10, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        with self._lock:
+            migrate(self._db, MIGRATIONS, f"the approvals queue {path}")
         with self._lock, self._db:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for i, step in enumerate(MIGRATIONS[version:], start=version + 1):
-                step(self._db)
-                self._db.execute(f"PRAGMA user_version = {i}")
             now = time.time()
             left = self._db.execute(
                 "UPDATE approvals SET status = ?, decided = ?, decided_by = 'memoryd', "
@@ -284,4 +284,4 @@ def for_service(service: Any) -> Approvals:
         if service.approvals is None:
             cfg = service.cfg
             service.approvals = Approvals(cfg.data_path / "approvals.sqlite3", cfg.approvals)
-        return service.approvals  # type: ignore[no-any-return]
+        return service.approvals

@@ -167,8 +167,9 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     j = status["journal"]
     print(f"daemon:   {status['daemon']}")
     if status.get("paused"):
-        print(f"paused:   since {time.ctime(status['paused']['since'])}"
-              + (f", until {time.ctime(status['paused']['until'])}" if status['paused'].get('until') else ""))
+        paused = status["paused"]
+        until = f", until {time.ctime(paused['until'])}" if paused.get("until") else ""
+        print(f"paused:   since {time.ctime(paused['since'])}{until}")
     print(f"data dir: {status['data_dir']}")
     print(f"journal:  {j['total']} events ({j['new']} waiting, {j['indexed']} searchable "
           f"awaiting a summary, {j['summarized']} summarized)")
@@ -288,7 +289,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("--user", help="only what these users wrote (comma-separated)")
     st = sub.add_parser("status", parents=[common], help="what the daemon knows and does")
     st.add_argument("--json", action="store_true")
-    pa = sub.add_parser("pause", parents=[common], help="stop recording activity (survives restarts)")
+    pa = sub.add_parser("pause", parents=[common],
+                        help="stop recording activity (survives restarts)")
     pa.add_argument("--minutes", type=float, help="resume by itself after this long")
     sub.add_parser("resume", parents=[common], help="record activity again")
     sub.add_parser("models", parents=[common],

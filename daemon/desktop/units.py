@@ -9,12 +9,17 @@ import shutil
 import subprocess
 import sys
 import time
+from importlib import resources
 from pathlib import Path
 
 from daemon.config import Config
 from daemon.errors import PermanentError
 
-TEMPLATES = Path(__file__).resolve().parents[2] / "service"
+# The unit templates live in the top-level service/ folder (where a packager looks for
+# them); daemon/desktop/templates/ holds symlinks to them, so that the wheel carries real
+# copies and an installed memoryd needs no source tree (setuptools copies the targets).
+TEMPLATES = "templates"
+_SOURCE = Path(__file__).resolve().parents[2]  # a clone, if this runs from one
 UNIT = Path("~/.config/systemd/user/memoryd.service").expanduser()
 PLIST = Path("~/Library/LaunchAgents/dev.memoryd.plist").expanduser()
 log = logging.getLogger(__name__)
@@ -65,20 +70,41 @@ def wait_healthy(cfg: Config, seconds: float = 30) -> bool:
     return False
 
 
+def template(name: str) -> str:
+    """The text of the unit template `name`, from the installed package."""
+    return resources.files("daemon.desktop").joinpath(TEMPLATES, name).read_text(encoding="utf-8")
+
+
+def render_systemd(cfg: Config) -> str:
+    """Given the config, return the systemd user unit that runs this memoryd with it."""
+    config_arg = f"--config {cfg.source}" if cfg.source else ""
+    text = template("memoryd.service")
+    text = text.replace("@EXEC@", _exe()).replace("@CONFIG@", config_arg)
+    in_clone = (_SOURCE / "pyproject.toml").is_file()
+    docs = f"Documentation=file://{_SOURCE / 'README.md'}\n" if in_clone else ""
+    text = text.replace("Documentation=@DOCS@\n", docs)
+    if os.environ.get("MEMORYD_HOME"):  # the service must see the same data dir
+        text = text.replace("[Service]\n", "[Service]\nEnvironment=\"MEMORYD_HOME="
+                            f"{os.environ['MEMORYD_HOME']}\"\n", 1)
+    return text
+
+
+def render_launchd(cfg: Config) -> str:
+    """Given the config, return the launchd agent's plist that runs this memoryd with it."""
+    args = f"<string>--config</string><string>{cfg.source}</string>" if cfg.source else ""
+    text = template("dev.memoryd.plist").replace("@EXEC@", _exe())
+    text = text.replace("@CONFIG_ARGS@", args)
+    return text.replace("@LOG@", str(cfg.data_path / "memoryd.log"))
+
+
 def install(cfg: Config, start: bool) -> str:
     """Register the daemon with the platform's service manager; return what was done.
 
     With `start`, a daemon that is already running is restarted, so a re-install (new
     code, new unit) takes effect at once instead of at the next login."""
     how = manager()
-    config_arg = f"--config {cfg.source}" if cfg.source else ""
     if how == "systemd":
-        text = (TEMPLATES / "memoryd.service").read_text()
-        text = text.replace("@EXEC@", _exe()).replace("@CONFIG@", config_arg)
-        text = text.replace("@DOCS@", str(TEMPLATES.parent / "README.md"))
-        if os.environ.get("MEMORYD_HOME"):  # the service must see the same data dir
-            text = text.replace("[Service]\n", "[Service]\nEnvironment=\"MEMORYD_HOME="
-                                f"{os.environ['MEMORYD_HOME']}\"\n", 1)
+        text = render_systemd(cfg)
         UNIT.parent.mkdir(parents=True, exist_ok=True)
         UNIT.write_text(text)
         _systemctl("daemon-reload")
@@ -87,9 +113,7 @@ def install(cfg: Config, start: bool) -> str:
             _systemctl("restart", "memoryd")
         return f"systemd user unit {UNIT}"
     if how == "launchd":
-        args = f"<string>--config</string><string>{cfg.source}</string>" if cfg.source else ""
-        text = (TEMPLATES / "dev.memoryd.plist").read_text().replace("@EXEC@", _exe())
-        text = text.replace("@CONFIG_ARGS@", args).replace("@LOG@", str(cfg.data_path / "memoryd.log"))
+        text = render_launchd(cfg)
         PLIST.parent.mkdir(parents=True, exist_ok=True)
         PLIST.write_text(text)
         if start:

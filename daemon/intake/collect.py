@@ -26,7 +26,8 @@ def _files(cfg: Config) -> Collector | None:
         return None
     roots = [Path(r).expanduser().resolve() for r in fc.roots]
     rules = FileRules(max_file_bytes=fc.max_file_bytes, snippet_chars=fc.snippet_chars,
-                      exclude=fc.exclude, exclude_paths=(cfg.data_path,))
+                      exclude=fc.exclude, exclude_paths=(cfg.data_path,),
+                      secret_files=cfg.privacy.secret_files)
     return FilesCollector(roots=roots, rules=rules, settle_seconds=fc.settle_seconds)
 
 

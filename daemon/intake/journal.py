@@ -3,7 +3,7 @@
 An event batch and its collector's cursor commit in one transaction, so a crash between
 them is impossible: after a restart the collector resumes from a cursor that matches
 exactly what was stored. Event ids are stable hashes, so a replay inserts nothing twice.
-Secrets are redacted before a row is written.
+Secrets are redacted (subject, title, text and attrs) before a row is written.
 
 Each event moves through stages: NEW (journaled) → INDEXED (in the LanceDB store,
 searchable) → SUMMARIZED (part of a memory).
@@ -27,19 +27,14 @@ from pathlib import Path
 
 from collectors.base import Batch, Event
 from daemon.errors import RetryableError
+from daemon.intake.redact import redact_attrs
+from daemon.sqlite_migrations import Migration, migrate, run_script
 
 NEW, INDEXED, SUMMARIZED = 0, 1, 2
 
 
-def _run_script(db: sqlite3.Connection, script: str) -> None:
-    # executescript() would commit the migration's transaction half-way; run one by one.
-    for statement in script.split(";"):
-        if statement.strip():
-            db.execute(statement)
-
-
 def _m1_events_and_cursors(db: sqlite3.Connection) -> None:
-    _run_script(
+    run_script(
         db,
         """
         CREATE TABLE events (
@@ -72,8 +67,7 @@ def _m2_forgotten(db: sqlite3.Connection) -> None:
 
 
 # Ordered migrations; PRAGMA user_version says how many have run. Append, never edit.
-MIGRATIONS: list[Callable[[sqlite3.Connection], None]] = [_m1_events_and_cursors,
-                                                          _m2_forgotten]
+MIGRATIONS: list[Migration] = [_m1_events_and_cursors, _m2_forgotten]
 EVENT, MEMORY = "event", "memory"  # what a tombstone stands for
 
 
@@ -114,7 +108,7 @@ class Journal:
     def __init__(self, path: Path, redact: Callable[[str], str] | None = None) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self._redact = redact or (lambda s: s)
+        self._redact = redact
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False,
                                    isolation_level=None)
@@ -127,16 +121,7 @@ class Journal:
 
     def _migrate(self) -> None:
         with self._lock:
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            for number, step in enumerate(MIGRATIONS[version:], start=version + 1):
-                self._db.execute("BEGIN IMMEDIATE")
-                try:
-                    step(self._db)
-                    self._db.execute(f"PRAGMA user_version={number}")
-                    self._db.execute("COMMIT")
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
+            migrate(self._db, MIGRATIONS, "the journal")
 
     def close(self) -> None:
         with self._lock:
@@ -144,7 +129,10 @@ class Journal:
 
     def _clean(self, ev: Event) -> Event:
         r = self._redact
-        return replace(ev, subject=r(ev.subject), title=r(ev.title), text=r(ev.text))
+        if r is None:
+            return ev
+        return replace(ev, subject=r(ev.subject), title=r(ev.title), text=r(ev.text),
+                       attrs=redact_attrs(ev.attrs, r) if ev.attrs else ev.attrs)
 
     def append(self, batch: Batch) -> int:
         """Store the batch's events and cursor atomically; return how many events were new."""

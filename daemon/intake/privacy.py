@@ -5,6 +5,10 @@ collected while the user has paused memoryd.
 they are stored, and while paused drops every event but still lets cursors advance, so
 what happened during a pause is never collected later. The pause is a file in the data
 dir, so it survives a restart and the CLI, the API and the tray share it.
+
+Files named like secrets (`[privacy] secret_files`) pass as metadata only: path, kind,
+time and size, never content, whoever sends them (the files collector does not even read
+them; an event pushed through the API loses its text here).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from collectors.base import Batch, Event, Sink
+from collectors.secretfiles import SecretFiles, secret_content
 from daemon.config import Config
 from daemon.errors import ConfigError
 
@@ -33,7 +38,10 @@ class Exclusions:
     def __init__(self, paths: tuple[str, ...] = (), domains: tuple[str, ...] = (),
                  commands: tuple[str, ...] = ()) -> None:
         expanded = [str(Path(p).expanduser()) for p in paths]
-        self._paths = expanded + [p.rstrip("/") + "/*" for p in expanded]
+        globs = expanded + [p.rstrip("/") + "/*" for p in expanded]
+        # one compiled pattern, not fnmatch() per glob: this runs for every event
+        self._paths = re.compile("|".join(fnmatch.translate(g) for g in globs)) if globs \
+            else None
         self._domains = tuple(d.lower().lstrip(".") for d in domains)
         self._commands = [re.compile(c) for c in commands]
 
@@ -42,7 +50,7 @@ class Exclusions:
         # API (an editor, an agent) name paths, URLs and commands too.
         subject = ev.subject
         if self._paths and (ev.source == "files" or subject.startswith(("/", "~"))):
-            if any(fnmatch.fnmatch(subject, pat) for pat in self._paths):
+            if self._paths.match(subject):
                 return True
         if self._domains and (ev.source == "browser" or subject.startswith(_URL_SCHEMES)):
             host = (urlsplit(subject).hostname or "").lower()
@@ -55,6 +63,7 @@ class Exclusions:
 
 
 _URL_SCHEMES = ("http://", "https://", "ws://", "wss://", "ftp://")
+_FILE_METADATA = frozenset({"size", "root", "moved_from", "binary", "mode", "mtime"})
 
 
 class PauseState:
@@ -111,9 +120,11 @@ class PrivacyGate:
     """
 
     def __init__(self, sink: Sink, exclusions: Exclusions, pause: PauseState,
-                 horizon_days: dict[str, int] | None = None) -> None:
+                 horizon_days: dict[str, int] | None = None,
+                 secret_files: tuple[str, ...] = ()) -> None:
         self.sink = sink
         self.exclusions = exclusions
+        self.secret_files = SecretFiles(secret_files) if secret_files else None
         self.pause = pause
         self.horizon_days = {k: v for k, v in (horizon_days or {}).items() if v > 0}
         self.dropped = 0
@@ -126,12 +137,25 @@ class PrivacyGate:
         if self.pause.paused():
             kept: list[Event] = []
         else:
-            kept = [e for e in batch.events
+            kept = [self._metadata_only(e) for e in batch.events
                     if not self.exclusions.excludes(e) and not self._too_old(e)]
         self.dropped += len(batch.events) - len(kept)
         if not kept and batch.cursor is None:
             return 0
         return self.sink.append(replace(batch, events=kept))
+
+    def _metadata_only(self, ev: Event) -> Event:
+        """`ev` without content if it names a file holding secrets (by name, or by content:
+        a service-account key or kubeconfig under any name); else `ev` as it is."""
+        if self.secret_files is None or not (ev.source == "files"
+                                             or ev.subject.startswith(("/", "~"))):
+            return ev
+        if not (self.secret_files.by_name(ev.subject) or secret_content(ev.text)):
+            return ev
+        if not ev.text and ev.attrs.get("secret_file"):
+            return ev  # the files collector already left it unread
+        attrs = {k: v for k, v in ev.attrs.items() if k in _FILE_METADATA}
+        return replace(ev, text="", attrs={**attrs, "secret_file": True})
 
     def known(self, ids: list[str]) -> set[str]:
         return self.sink.known(ids)
@@ -152,4 +176,5 @@ def gate_for(cfg: Config, sink: Sink) -> PrivacyGate:
     return PrivacyGate(sink, Exclusions(p.exclude_paths, p.exclude_domains, p.exclude_commands),
                        PauseState(cfg.data_path),
                        {"browser": cfg.collectors.browser.history_days,
-                        "shell": cfg.collectors.shell.history_days})
+                        "shell": cfg.collectors.shell.history_days},
+                       secret_files=p.secret_files)

@@ -1,131 +1,104 @@
 """Secret redaction, applied before anything is written to the journal or the store.
 
-Given text, `redact` returns it with credentials replaced by `[REDACTED:<kind>]`. The
-patterns favour catching a secret over keeping a harmless string that looks like one.
+Given text, `redact` returns it with credentials replaced by `[REDACTED:<kind>]`;
+`redact_attrs` does the same through an event's attrs, however nested. The rules come
+from three places (daemon/intake/secrets/): detect-secrets' plugins, token formats by
+prefix (gitleaks' rule set as the reference), and secrets known by where they stand
+(`key = value`, `Authorization:`, `curl -u`, `docker login -p`, URLs' userinfo and
+credential-bearing query parameters, private key blocks). They favour catching a secret
+over keeping a harmless string that looks like one.
 """
 
 from __future__ import annotations
 
 import re
+from functools import cache, lru_cache
+from typing import Any
 
-_PATTERNS: list[tuple[str, re.Pattern[str]]] = [
-    ("private-key", re.compile(
-        r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)",
-        re.S)),
-    ("aws-access-key", re.compile(r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("github-token", re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{40,})\b")),
-    ("api-key", re.compile(r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}\b")),
-    ("slack-token", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}\b")),
-    ("google-api-key", re.compile(r"\bAIza[0-9A-Za-z_-]{35}\b")),
-    ("jwt", re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")),
-    ("url-credentials", re.compile(r"(?<=://)[^/\s:@]+:[^/\s@]+(?=@)")),
-    ("bearer", re.compile(r"(?i)(?<=\bbearer )[A-Za-z0-9._~+/=-]{12,}")),
-    # key=value and key: value where the key names a secret (passwords, tokens, ...); the
-    # match starts at the telling word, so "AWS_SECRET_ACCESS_KEY=" keeps "AWS_" before it
-    ("secret", re.compile(
-        r"(?i)((?:password|passwd|pwd|secret|token|api[_-]?key"
-        r"|access[_-]?key|auth|credential)s?[A-Za-z0-9_]*)"
-        r"(\s*[:=]\s*|\s+)(['\"]?)([^\s'\"&;,]{4,})\3")),
-    # command-line flags: --password X, --token=X
-    ("secret-flag", re.compile(
-        r"(?i)(--(?:password|passwd|token|secret|api-key)[= ])(['\"]?)([^\s'\"]+)\2")),
-    # -pSECRET as mysql-family clients take it, and sshpass -p SECRET; a generic "-p"
-    # is left alone (mkdir -p, ssh -p 22)
-    ("password-flag", re.compile(
-        r"(?i)(\b(?:mysql|mariadb|mysqldump|mysqladmin|mariadb-dump)\b[^\n|;&]*?\s-p"
-        r"|\bsshpass\s+-p\s*)(['\"]?)(?P<value>[^\s'\"]+)\2")),
-]
+from daemon.intake.secrets.rules import RuleSet, Span, merge
+
+SHORTEST = 8  # no secret fits in fewer characters with what tells it apart ("pw=abc12")
 
 
-# A pattern runs only when one of its cheap trigger substrings (lower-cased) is present:
-# most text holds no secret, and substring tests cost a fraction of the regexes.
-_TRIGGERS: dict[str, tuple[str, ...]] = {
-    "private-key": ("private key-----",),
-    "aws-access-key": ("akia", "asia"),
-    "github-token": ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_"),
-    "api-key": ("sk-",),
-    "slack-token": ("xox",),
-    "google-api-key": ("aiza",),
-    "jwt": ("eyj",),
-    "url-credentials": ("@",),
-    "bearer": ("bearer ",),
-    "secret": ("pass", "pwd", "secret", "token", "key", "auth", "credential"),
-    "secret-flag": ("--pass", "--token", "--secret", "--api-key"),
-    "password-flag": ("mysql", "mariadb", "sshpass"),
-}
+@cache
+def rules() -> RuleSet:
+    """Every rule, built on the first redaction (detect-secrets is imported then)."""
+    from daemon.intake.secrets.context import context_rules
+    from daemon.intake.secrets.detectors import detector_rules
+    from daemon.intake.secrets.formats import PRIVATE_KEY, PUTTY_KEY, format_rules
+
+    return RuleSet((PRIVATE_KEY, PUTTY_KEY, *format_rules(), *context_rules(),
+                    *detector_rules()))
+
+
+def find(text: str) -> list[Span]:
+    """The merged spans of every secret in `text`."""
+    return merge(rules().spans(text))
+
+
+# Short strings known to hold no secret: paths, roots, titles and attrs values repeat
+# across events (every save of a file, every event of a root). Only clean strings are
+# kept, so no secret lingers here; the set is emptied when full.
+_CLEAN: set[str] = set()
+_CLEAN_MAX, _CLEAN_LEN = 8192, 256
 
 
 def redact(text: str) -> str:
-    if not text:
+    if len(text) < SHORTEST or text in _CLEAN:
         return text
-    lower = text.lower()
-    for kind, pattern in _PATTERNS:
-        if not any(t in lower for t in _TRIGGERS[kind]):
-            continue
-        before = text
-        if kind == "secret":
-            text = _secret_values(text, lower, pattern)
-        elif kind == "secret-flag":
-            text = pattern.sub(_flag, text)
-        elif kind == "password-flag":
-            text = pattern.sub(_password_flag, text)
-        else:
-            text = pattern.sub(f"[REDACTED:{kind}]", text)
-        if text is not before and text != before:
-            # a replacement moved every later position: `secret` looks its keys up in
-            # `lower` by offset, so a stale copy made it miss (an AWS key redacted above
-            # a "password = ..." line left the password in clear)
-            lower = text.lower()
-    return text
-
-
-def _secret_values(text: str, lower: str, pattern: re.Pattern[str]) -> str:
-    """Apply the key=value pattern only where a secret-naming word starts: an
-    IGNORECASE alternation cannot use a fast literal scan, str.find can."""
-    matches: list[re.Match[str]] = []
-    for word in _TRIGGERS["secret"]:
-        i = lower.find(word)
-        while i != -1:
-            m = pattern.match(text, i)
-            if m:
-                matches.append(m)
-            i = lower.find(word, i + 1)
-    if not matches:
+    spans = find(text)
+    if not spans:
+        if len(text) <= _CLEAN_LEN:
+            if len(_CLEAN) >= _CLEAN_MAX:
+                _CLEAN.clear()
+            _CLEAN.add(text)
         return text
     out: list[str] = []
     end = 0
-    for m in sorted(matches, key=lambda m: (m.start(), -m.end())):
-        if m.start() < end:
-            continue  # overlaps a match already taken ("api_key" and "key")
-        out.append(text[end:m.start()])
-        out.append(_keep_key(m))
-        end = m.end()
+    for s, e, kind in spans:
+        out.append(text[end:s])
+        out.append(f"[REDACTED:{kind}]")
+        end = e
     out.append(text[end:])
     return "".join(out)
 
 
-def _password_flag(m: re.Match[str]) -> str:
-    start, end = m.span("value")
-    whole = m.group(0)
-    return whole[:start - m.start()] + "[REDACTED:password-flag]" + whole[end - m.start():]
+# attrs whose key says the whole value is a credential, whatever it looks like
+_SECRET_KEY = re.compile(
+    r"(?i)(?:^|[_.-])(?:password|passwd|passphrase|pwd|secret|token|api[_-]?key|apikey"
+    r"|access[_-]?key|private[_-]?key|client[_-]?secret|authorization|cookie|set-cookie"
+    r"|credentials?|session[_-]?id)(?:$|[_.-])|^(?:x-)?(?:api|auth)[_-]?(?:key|token)$")
 
 
-def _flag(m: re.Match[str]) -> str:
-    return f"{m.group(1)}[REDACTED:secret-flag]"
+_KEY_WORDS = ("pass", "pwd", "secret", "token", "key", "auth", "cookie", "cred", "session")
 
 
-def _keep_key(m: re.Match[str], kind: str = "secret") -> str:
-    value = m.group(4)
-    if value.startswith("[REDACTED") or value.lower() in ("bearer", "basic", "token"):
-        return m.group(0)
-    # "token count" or "password reset" in prose is not a secret: require = or : unless
-    # the value looks like a credential (long, mixed letters and digits).
-    sep = m.group(2)
-    if not sep.strip() and not _looks_secret(value):
-        return m.group(0)
-    return f"{m.group(1)}{sep}{m.group(3)}[REDACTED:{kind}]{m.group(3)}"
+@lru_cache(maxsize=4096)  # attrs keys repeat: "size", "root", "headers", ...
+def _secret_key(key: str) -> bool:
+    lower = key.lower()
+    return any(w in lower for w in _KEY_WORDS) and _SECRET_KEY.search(key) is not None
 
 
-def _looks_secret(value: str) -> bool:
-    return (len(value) >= 12 and any(c.isdigit() for c in value)
-            and any(c.isalpha() for c in value))
+def redact_attrs(value: Any, text: Any = redact) -> Any:
+    """`value` (an event's attrs) with every string passed through `text` (redact), and
+    the whole value of a key that names a credential ("password", "Authorization",
+    "api_key", "Cookie", ...) replaced."""
+    if isinstance(value, str):
+        return text(value)
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            key = text(k) if isinstance(k, str) and len(k) > 16 else k
+            if isinstance(v, str | int | float) and v != "" and not isinstance(v, bool) \
+                    and isinstance(k, str) and _secret_key(k):
+                out[key] = "[REDACTED:secret]"
+            elif isinstance(v, str):
+                out[key] = text(v)
+            elif isinstance(v, dict | list | tuple):
+                out[key] = redact_attrs(v, text)
+            else:
+                out[key] = v
+        return out
+    if isinstance(value, (list, tuple)):
+        return [redact_attrs(v, text) for v in value]
+    return value

@@ -120,10 +120,10 @@ def chunk_events(events: Iterable[Event], *, gap_seconds: float, max_events: int
     """Return the closed chunks among `events`.
 
     Events are split by source and project (`project_of`; browser visits by source
-    only), then by pauses longer than `gap_seconds`, at `max_events`, and at midnight in `tz`
-    (so each chunk belongs to one day digest). A chunk is closed (ready to summarize) when it is full, when more
-    activity follows it, when its last event is older than `close_after_seconds`, or
-    when `flush` is set (ingest --once).
+    only), then by pauses longer than `gap_seconds`, at `max_events`, and at midnight in
+    `tz` (so each chunk belongs to one day digest). A chunk is closed (ready to summarize)
+    when it is full, when more activity follows it, when its last event is older than
+    `close_after_seconds`, or when `flush` is set (ingest --once).
     """
     by_source: dict[tuple[str, str], list[Event]] = {}
     for ev in sorted(events, key=lambda e: (e.ts, e.id)):

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from daemon import backoff
 from daemon.config import Config
 from daemon.errors import RetryableError
 from daemon.intake.journal import INDEXED, NEW, SUMMARIZED, Journal
@@ -84,8 +85,8 @@ class Pipeline:
                 except (ModelError, RetryableError) as exc:
                     self.last_error = f"summarizing failed: {exc}"
                     self._summary_failures += 1
-                    wait = min(SUMMARY_BACKOFF_MAX,
-                               SUMMARY_BACKOFF * 2 ** (self._summary_failures - 1))
+                    wait = backoff.delay(SUMMARY_BACKOFF, self._summary_failures,
+                                         cap=SUMMARY_BACKOFF_MAX)
                     self._summary_hold_until = time.monotonic() + wait
                     log.warning("%s; the events stay searchable and will be summarized later "
                                 "(next try in %.0f s)", self.last_error, wait)

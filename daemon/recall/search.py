@@ -98,7 +98,7 @@ def _utc(dt: datetime) -> str:
     try:
         dt = dt.astimezone(UTC)
     except OverflowError:
-        dt = datetime.min if dt.year == 1 else datetime.max
+        dt = datetime.min.replace(tzinfo=UTC) if dt.year == 1 else datetime.max.replace(tzinfo=UTC)
     return dt.replace(tzinfo=None).isoformat(sep=" ", timespec="seconds")
 
 

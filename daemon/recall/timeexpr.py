@@ -194,8 +194,8 @@ def parse(query: str, now: datetime, tz: tzinfo = UTC) -> TimeRange:
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
     for pattern, build in _rules(now, tz):
-        for m in re.finditer(rf"(?<![\w/.:-])(?P<lead>{_LEAD})(?P<core>{pattern})(?:'s|\u2019s)?(?![\w/:-])",
-                             query, re.I):
+        rx = rf"(?<![\w/.:-])(?P<lead>{_LEAD})(?P<core>{pattern})(?:'s|\u2019s)?(?![\w/:-])"
+        for m in re.finditer(rx, query, re.I):
             found = build(m)  # type: ignore[operator]
             if found is None:
                 continue

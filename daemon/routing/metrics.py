@@ -76,5 +76,5 @@ def exposition(path: Path, circuits: Callable[[], dict[str, str]]) -> bytes:
     from prometheus_client import CollectorRegistry, generate_latest
 
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(TelemetryCollector(path, circuits))  # type: ignore[arg-type]
+    registry.register(TelemetryCollector(path, circuits))
     return generate_latest(registry)

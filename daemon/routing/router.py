@@ -30,11 +30,12 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from daemon import backoff
 from daemon.config import RouterConfig
 from daemon.routing.breaker import CLOSED, HALF_OPEN, Breaker
 from daemon.routing.planning import Ask, NoRoute, Plan, decide, prompt_chars
@@ -72,16 +73,17 @@ class StreamStart:
     request_id: str
 
 
-async def _drain(events: AsyncIterator[bytes], got: list[bytes], timeout: float) -> None:
-    """Read the rest of a stream into `got` (each event within `timeout` seconds)."""
+async def _drain(events: AsyncIterator[bytes], got: list[bytes],
+                 each_seconds: float) -> None:
+    """Read the rest of a stream into `got` (each event within `each_seconds`)."""
     while True:
         try:
-            got.append(await asyncio.wait_for(events.__anext__(), timeout))
+            got.append(await asyncio.wait_for(events.__anext__(), each_seconds))
         except StopAsyncIteration:
             return
 
 
-async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
+async def _replay(events: list[bytes]) -> AsyncGenerator[bytes, None]:
     for event in events:
         yield event
 
@@ -141,7 +143,7 @@ class Router:
             memory_used=ask.memory_used, tools=tools))
 
     async def _backoff(self, attempt_pass: int) -> None:
-        await asyncio.sleep(self.cfg.backoff_seconds * (2 ** (attempt_pass - 1)))
+        await asyncio.sleep(backoff.delay(self.cfg.backoff_seconds, attempt_pass))
 
     async def complete(self, body: dict[str, Any], ask: Ask,
                        names: list[str] | None = None) -> Routed:
@@ -207,13 +209,13 @@ class Router:
                     await _drain(events, got, profile.timeout_seconds)
             except (UpstreamError, TimeoutError, StopAsyncIteration) as exc:
                 sem.release()
-                await events.aclose()  # type: ignore[attr-defined]
+                await events.aclose()
                 trail.failed(name, started, exc)
                 continue
             except BaseException:
                 sem.release()
                 breaker.release()
-                await events.aclose()  # type: ignore[attr-defined]
+                await events.aclose()
                 raise
             if not buffer:
                 trail.attempts.append({"model": name, "outcome": "ok", "error": ""})
@@ -221,7 +223,7 @@ class Router:
                     trail.rid, ask, name, events, got[0], started, ttft, trail.depth, sem, body),
                     trail.attempts, trail.depth, trail.rid)
             sem.release()  # the upstream is done; the replay holds no slot
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
             breaker.success()
             fault = check_tool_calls(body, message_from_events(got))
             if fault is not None:
@@ -234,7 +236,7 @@ class Router:
                 None, body), trail.attempts, trail.depth, trail.rid)
         raise trail.all_failed()
 
-    async def _relay(self, rid: str, ask: Ask, name: str, events: AsyncIterator[bytes],
+    async def _relay(self, rid: str, ask: Ask, name: str, events: AsyncGenerator[bytes, None],
                      first: bytes, started: float, ttft: float, depth: int,
                      sem: asyncio.Semaphore | None,
                      body: dict[str, Any]) -> AsyncIterator[bytes]:
@@ -274,7 +276,7 @@ class Router:
             tout = int((usage or {}).get("completion_tokens") or max(0, chunks - 2))
             self._record(rid, ask, name, profile, started, outcome, error, depth, tin, tout,
                          ttft, int(offers_tools(body)))
-            await events.aclose()  # type: ignore[attr-defined]
+            await events.aclose()
 
     async def embed(self, texts: list[str], model: str = "auto",
                     route: str = "api") -> tuple[str, list[list[float]]]:

@@ -22,6 +22,8 @@ from dataclasses import astuple, dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from daemon.sqlite_migrations import Migration, migrate, run_script
+
 log = logging.getLogger(__name__)
 
 
@@ -47,19 +49,6 @@ class Attempt:
 
 
 _COLUMNS = [f.name for f in fields(Attempt)]
-_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS attempts (ts REAL, request_id TEXT, route TEXT, task TEXT, "
-    "model TEXT, backend TEXT, privacy TEXT, tokens_in INTEGER, tokens_out INTEGER, "
-    "cost_usd REAL, latency_ms REAL, ttft_ms REAL, outcome TEXT, error_class TEXT, "
-    "fallback_depth INTEGER, memory_used INTEGER)",
-    "CREATE INDEX IF NOT EXISTS attempts_ts ON attempts (ts)",
-    "CREATE INDEX IF NOT EXISTS attempts_request ON attempts (request_id)",
-    # one explained routing decision per request (daemon/explain.py), the newest
-    # MAX_DECISIONS kept
-    "CREATE TABLE IF NOT EXISTS decisions (request_id TEXT PRIMARY KEY, ts REAL, task TEXT, "
-    "model TEXT, route TEXT, explanation TEXT)",
-    "CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)",
-)
 MAX_DECISIONS = 2000
 PRUNE_EVERY_SECONDS = 3600.0  # how often the writer deletes attempts past keep_days
 
@@ -80,28 +69,34 @@ def connect(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, timeout=10, check_same_thread=False)
     db.execute("PRAGMA journal_mode=WAL")
-    for stmt in _SCHEMA:
-        db.execute(stmt)
-    version = db.execute("PRAGMA user_version").fetchone()[0]
-    for number, step in enumerate(_MIGRATIONS[version:], version + 1):
-        step(db)
-        db.execute(f"PRAGMA user_version = {number}")
-    db.commit()
+    migrate(db, MIGRATIONS, f"routing telemetry {path}")
     return db
 
 
-def _add_tools_column(db: sqlite3.Connection) -> None:
-    """Migration 1: attempts.tools marks requests that offered tools (issue 10)."""
+def _m1_attempts_and_decisions(db: sqlite3.Connection) -> None:
+    """The attempts and decisions tables, and attempts.tools (requests that offered tools).
+
+    Files from before numbered migrations (version 0) may hold the tables already, with
+    or without the tools column: this migration completes them."""
+    run_script(db, """
+        CREATE TABLE IF NOT EXISTS attempts (ts REAL, request_id TEXT, route TEXT, task TEXT,
+            model TEXT, backend TEXT, privacy TEXT, tokens_in INTEGER, tokens_out INTEGER,
+            cost_usd REAL, latency_ms REAL, ttft_ms REAL, outcome TEXT, error_class TEXT,
+            fallback_depth INTEGER, memory_used INTEGER);
+        CREATE INDEX IF NOT EXISTS attempts_ts ON attempts (ts);
+        CREATE INDEX IF NOT EXISTS attempts_request ON attempts (request_id);
+        -- one explained routing decision per request (routing/explain.py), the newest
+        -- MAX_DECISIONS kept
+        CREATE TABLE IF NOT EXISTS decisions (request_id TEXT PRIMARY KEY, ts REAL, task TEXT,
+            model TEXT, route TEXT, explanation TEXT);
+        CREATE INDEX IF NOT EXISTS decisions_ts ON decisions (ts)
+    """)
     if "tools" not in {r[1] for r in db.execute("PRAGMA table_info(attempts)")}:
-        try:
-            db.execute("ALTER TABLE attempts ADD COLUMN tools INTEGER DEFAULT 0")
-        except sqlite3.OperationalError as exc:  # the other process added it just now
-            if "duplicate column" not in str(exc):
-                raise
+        db.execute("ALTER TABLE attempts ADD COLUMN tools INTEGER DEFAULT 0")
 
 
 # Ordered schema changes; PRAGMA user_version counts how many have run. Append only.
-_MIGRATIONS = (_add_tools_column,)
+MIGRATIONS: tuple[Migration, ...] = (_m1_attempts_and_decisions,)
 
 
 class Telemetry:

@@ -134,7 +134,8 @@ def import_memories(store: Any, segments: list[bytes],
     incoming = _without_forgotten(pa.concat_tables(tables, promote_options="default"),
                                   *forgotten)
     local = store.memories.schema
-    theirs, ours = _meta(incoming.schema).get("memoryd.embedder"), _meta(local).get("memoryd.embedder")
+    theirs = _meta(incoming.schema).get("memoryd.embedder")
+    ours = _meta(local).get("memoryd.embedder")
     if theirs != ours:
         raise PermanentError(f"the snapshot was embedded with {theirs!r}, this store with "
                              f"{ours!r}; set the same [models] embedder on both machines")

@@ -30,7 +30,8 @@ class HttpTransport:
     def __init__(self, target: SyncTarget) -> None:
         self.url = target.url
         self.name = target.name
-        self.timeout = httpx.Timeout(target.timeout_seconds, connect=min(5.0, target.timeout_seconds))
+        seconds = target.timeout_seconds
+        self.timeout = httpx.Timeout(seconds, connect=min(5.0, seconds))
         # Export and import run the peer's store (its worker may have to start first):
         # they may read for longer than a file transfer, still never forever.
         self.work_timeout = httpx.Timeout(max(60.0, 10 * target.timeout_seconds),

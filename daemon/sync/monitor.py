@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from daemon.backoff import delay
 from daemon.config import Config, SyncTarget
 from daemon.sync.guard import Refused
 from daemon.sync.service import SyncService
@@ -28,10 +29,7 @@ log = logging.getLogger(__name__)
 
 def backoff(t: SyncTarget, failures: int, rand: Callable[[], float] = random.random) -> float:
     """Seconds to wait before probing `t` again after `failures` failed probes in a row."""
-    if failures <= 0:
-        return t.interval_seconds
-    delay = min(t.max_backoff_seconds, t.interval_seconds * 2 ** (failures - 1))
-    return delay * (0.5 + rand() / 2)
+    return delay(t.interval_seconds, failures, cap=t.max_backoff_seconds, jitter=rand)
 
 
 class Monitor:

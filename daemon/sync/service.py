@@ -158,15 +158,17 @@ class SyncService:
                 self.state.done(t.name, "push")
                 self.state.record_error(t.name, str(exc))
                 raise
-            summary = {"generation": snap.generation, "memories": snap.manifest["counts"]["memories"],
-                       "at": _now(), "sent": counts["sent"], "skipped": counts["skipped"],
+            summary = {"generation": snap.generation,
+                       "memories": snap.manifest["counts"]["memories"], "at": _now(),
+                       "sent": counts["sent"], "skipped": counts["skipped"],
                        "resumed": resumed, "forced": force}
             if peer is not None:
                 summary["peer"] = peer
             self.state.record_good(t.name, "push", summary)
             self.state.done(t.name, "push")
             log.info("sync %s: published %s (%d memories, %d files sent, %d already there)",
-                     t.name, snap.generation, summary["memories"], counts["sent"], counts["skipped"])
+                     t.name, snap.generation, summary["memories"], counts["sent"],
+                     counts["skipped"])
             return summary
 
     def _failed(self, t: SyncTarget, op: str, exc: Exception) -> None:

@@ -11,7 +11,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-_SCHEMA = """
+from daemon.sqlite_migrations import Migration, migrate, run_script
+
+
+def _m1_targets_pending_refusals(db: sqlite3.Connection) -> None:
+    # IF NOT EXISTS: files from before numbered migrations (version 0) hold these already
+    run_script(db, """
 CREATE TABLE IF NOT EXISTS targets (
   name TEXT PRIMARY KEY, state TEXT NOT NULL, reason TEXT NOT NULL, since REAL NOT NULL,
   last_probe REAL, failures INTEGER NOT NULL DEFAULT 0,
@@ -22,8 +27,12 @@ CREATE TABLE IF NOT EXISTS pending (
   PRIMARY KEY (target, op));
 CREATE TABLE IF NOT EXISTS refusals (
   id INTEGER PRIMARY KEY, target TEXT NOT NULL, op TEXT NOT NULL, ts REAL NOT NULL,
-  reason TEXT NOT NULL);
-"""
+  reason TEXT NOT NULL)
+""")
+
+
+# Ordered schema changes; PRAGMA user_version counts how many have run. Append only.
+MIGRATIONS: tuple[Migration, ...] = (_m1_targets_pending_refusals,)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -38,7 +47,7 @@ class SyncState:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None,
                                    timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.executescript(_SCHEMA)
+        migrate(self._db, MIGRATIONS, f"the sync state {path}")
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -129,5 +138,4 @@ class SyncState:
         return {"op": op, "at": _iso(ts), "reason": reason}
 
     def refusal_counts(self) -> dict[str, int]:
-        return {t: n for t, n in self._exec(
-            "SELECT target, count(*) FROM refusals GROUP BY target")}
+        return dict(self._exec("SELECT target, count(*) FROM refusals GROUP BY target"))

@@ -219,6 +219,10 @@ def test_rules_say_why_and_a_restart_abandons_what_waited(tmp_path: Path) -> Non
     pricey = Plan(["big"], ["big"], [], "x", est_cost_usd=0.5)
     assert reasons_for(cfg, "default", False, pricey, 0)[0]["reason"] == "cost"
     assert reasons_for(ApprovalsConfig(irreversible=False), "x", True, plain, 0) == []
+    # the caller's description is stored and logged: its secrets are redacted first
+    described = reasons_for(cfg, "x", "psql postgres://app:Hunter2pw@db/prod -c 'drop x'",
+                            plain, 0)
+    assert "Hunter2pw" not in described[0]["detail"] and "drop x" in described[0]["detail"]
 
     path = tmp_path / "approvals.sqlite3"
 

@@ -81,3 +81,61 @@ def test_a_secret_after_another_redacted_one_is_still_found() -> None:
     for secret in ("AKIAZ3MEMORYDTEST777", "hunter2bucketleak", "9f8e7d6c5b4a3210"):
         assert secret not in out, out
     assert out.startswith("deploy notes\n") and out.count("[REDACTED:") == 3
+
+
+# -- issue 16: the covered formats, attrs, and the key=value regression ---------------------
+
+from tests.daemon.intake.secret_corpus import FORMATS  # noqa: E402
+
+
+@pytest.mark.parametrize("name", sorted(FORMATS))
+@pytest.mark.parametrize("around", ["{}", "see {} now", "a\n{}\nb", '"{}"', "({})"])
+def test_every_covered_format_is_redacted(name: str, around: str) -> None:
+    import random
+
+    written, secret = FORMATS[name](random.Random(name))
+    out = redact(around.format(written))
+    assert secret not in out and "[REDACTED:" in out, out
+
+
+@pytest.mark.parametrize("text, secret", [
+    ("api_key=Zx81abcd0123", "Zx81abcd0123"),
+    ("access_key=plainpass", "plainpass"),
+    ("config.api_key = 'hunter22'", "hunter22"),
+    ('{"apiKey": "s3cr3tvalue"}', "s3cr3tvalue"),
+    ("X-API-Key: 0a1b2c3d4e5f", "0a1b2c3d4e5f"),
+    ("DB_PASS=tortoise", "tortoise"),
+])
+def test_a_key_naming_a_secret_is_matched_from_its_first_character(text: str,
+                                                                   secret: str) -> None:
+    # the regression: matching began at the trigger word ("key"), so api_key= never matched
+    out = redact(text)
+    assert secret not in out and out.startswith(text[:3]), out
+
+
+@pytest.mark.parametrize("text", [
+    "author: Ann Lee", "primary_key=True", "sort_key=lambda r: r.ts", "basic usage of it",
+    "bypass = False", "keyboard: us", "https://example.com/search?q=heron&page=2",
+    "git log --oneline bed4f5b", "password reset flow", "token = None",
+])
+def test_near_misses_are_kept(text: str) -> None:
+    assert redact(text) == text
+
+
+def test_attrs_are_redacted_however_nested() -> None:
+    from daemon.intake.redact import redact_attrs
+
+    attrs = {"size": 12, "ok": True, "headers": {"Authorization": "Basic ZGVwbG95OnMzY3IzdA==",
+                                                 "Accept": "text/html"},
+             "argv": ["curl", "-u", "bob:hunter22", "https://x.example/?token=abc123def"],
+             "env": {"STRIPE": "sk_live_" + "a1" * 12}, "password": 123456}
+    out = redact_attrs(attrs)
+    flat = str(out)
+    for secret in ("ZGVwbG95OnMzY3IzdA", "abc123def", "a1a1a1a1", "123456"):
+        assert secret not in flat, flat
+    assert out["size"] == 12 and out["ok"] is True and out["headers"]["Accept"] == "text/html"
+
+
+def test_unicode_that_changes_length_when_lowered_does_not_shift_spans() -> None:
+    text = "İİİ password: hunter2bucket"
+    assert redact(text) == "İİİ password: [REDACTED:secret]"
