@@ -144,12 +144,19 @@ class SyncTarget:
     profile: str = ""  # s3: an AWS profile; "" = AWS_PROFILE or the environment's keys
     access_key_id: str = ""  # s3: "" = AWS_ACCESS_KEY_ID / the profile's
     secret_access_key_env: str = ""  # s3: environment variable holding the secret key
+    # whose memories a snapshot from here may bring, as user@device ("bob@laptop");
+    # empty = each publisher's own identity as its manifest states it, never our own user
+    owners: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class SyncConfig:
     targets: tuple[SyncTarget, ...] = ()
     context_memories: int = 30  # memories listed in the agent-readable context.md
+    # an inbound snapshot is refused whole when one segment decompresses to more than
+    # this, or one row of it holds more than max_row_bytes
+    max_segment_bytes: int = 64 * 1024 * 1024
+    max_row_bytes: int = 1024 * 1024
 
 
 @dataclass(frozen=True)

@@ -58,6 +58,10 @@ def run_daemon(cfg: Config) -> int:
     from daemon.api.server import bind_tcp, bind_unix, serve
 
     started = time.time()
+    # Everything the daemon (and its worker, which inherits this) writes is the user's
+    # alone, whatever umask it was started with: data dir, journal and WAL, store,
+    # snapshots, spool, logs, tokens.
+    os.umask(0o077)
     cfg.data_path.mkdir(parents=True, exist_ok=True)
     os.chmod(cfg.data_path, 0o700)
     token = ensure_token(cfg.token_path)

@@ -13,7 +13,7 @@ from daemon.errors import InvalidRequest
 from daemon.intake.collect import CollectorRuns
 from daemon.intake.journal import Journal
 from daemon.intake.privacy import PauseState
-from daemon.owners import Owners, identity, whose
+from daemon.owners import EVERYONE, Owners, identity, whose
 from daemon.recall.hits import Hit
 from daemon.store.interface import MemoryEngine
 
@@ -42,10 +42,11 @@ class MemoryService:
                since: datetime | None = None, until: datetime | None = None,
                kind: str | None = None, project: str | None = None,
                device: str | None = None, user: str | None = None,
-               owners: Owners | None = None) -> list[Hit]:
+               owners: Owners | None = None, raw: bool = True) -> list[Hit]:
         """Hybrid search; a time expression in `query` is a range unless since/until given.
         `device` and `user` filter by who wrote it (`a,b` for several); `owners` is the
-        caller's token's restriction (None: everyone's), which the filters cannot widen."""
+        caller's token's restriction (None: everyone's), which the filters cannot widen;
+        `raw` False finds memories and digests only, never raw events (memory:read)."""
         if not query.strip():
             raise InvalidRequest("the query is empty; say what to look for")
         if not 1 <= k <= 200:
@@ -55,6 +56,8 @@ class MemoryService:
         o = whose(owners, device, user)
         if not o.everyone:
             filters.update(devices=o.devices, users=o.users)
+        if not raw:
+            filters["raw"] = False
         return self.engine.search(query, k, source=source, since=since, until=until, **filters)
 
     # -- the read path (daemon/recall.py runs these in the engine) -------------------
@@ -84,12 +87,15 @@ class MemoryService:
         return dict(self.engine.digest(period, day, owners=whose(owners, device, user)))
 
     def context(self, query: str, budget_tokens: int, device: str | None = None,
-                user: str | None = None, owners: Owners | None = None) -> dict[str, Any]:
-        """A markdown context pack (key `markdown`) for `query` within `budget_tokens`."""
+                user: str | None = None, owners: Owners | None = None,
+                raw: bool = True) -> dict[str, Any]:
+        """A markdown context pack (key `markdown`) for `query` within `budget_tokens`;
+        `raw` False packs memories and digests only, never raw events (memory:read)."""
         if not 64 <= budget_tokens <= 200_000:
             raise InvalidRequest("budget_tokens must be between 64 and 200000")
+        only: dict[str, Any] = {} if raw else {"raw": False}
         return dict(self.engine.context(query, budget_tokens,
-                                         owners=whose(owners, device, user)))
+                                        owners=whose(owners, device, user), **only))
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
                source: str | None = None, query: str | None = None,
@@ -115,6 +121,17 @@ class MemoryService:
         out["journal"] = self.journal.forget(ids, since=since, until=until, source=source,
                                              query=query, memory_ids=memory_ids)
         return out
+
+    def own_status(self, owners: Owners | None = None, raw: bool = False) -> dict[str, Any]:
+        """What a caller without the admin scope learns of the daemon: whether memory
+        is available, and how many memories (and, with `raw`, events) it may read."""
+        try:
+            counts = dict(self.engine.counts(owners=owners or EVERYONE))
+        except Exception as exc:  # the worker is starting, or the store is unreadable
+            return {"memory": {"available": False, "reason": str(exc)}}
+        if not raw:
+            counts.pop("events", None)
+        return {"memory": {"available": True, "counts": counts}}
 
     def status(self, deep: bool = True) -> dict[str, Any]:
         counts = self.journal.counts()

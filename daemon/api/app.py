@@ -1,15 +1,15 @@
 """The localhost API (v1): thin handlers over the service layer.
 
-Private by default: every /v1 route needs the bearer token, every request's Host header
-must name this machine (against DNS rebinding), bodies are size-limited, and errors are
-JSON that says what to do.
+Private by default: the guard in front of every route (daemon/api/guard.py) checks the
+Host header (against DNS rebinding), the caller's token and the body's size before a
+route runs; the routes check scopes; errors are JSON that says what to do
+(daemon/api/envelope.py).
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
-import secrets
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,14 +19,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from daemon.api.auth import Authenticator, SessionOriginRefused, may_read_raw
+from daemon.api.envelope import error_json
+from daemon.api.guard import ROUTE_LIMITS, BodyLimits, Guard
 from daemon.api.scoped_tokens import TokenStore
 from daemon.errors import InvalidRequest, MemorydError, RetryableError
-from daemon.owners import EVERYONE, OwnerForbidden, Owners, identity, request_owners
+from daemon.owners import OwnerForbidden, identity, request_owners
 from daemon.recall.api import OWNER_PATTERN
 from daemon.service import MemoryService, hit_json
 
 log = logging.getLogger(__name__)
-ALLOWED_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
 VERSION = "0.1.0"
 # Features that bring their own routes: each module has
 # `router(service, require) -> fastapi.APIRouter`, where `require(scope)` is the
@@ -48,7 +50,7 @@ SCOPES = ("memory:read", "memory:raw", "memory:write", "complete", "sync", "admi
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+    return error_json(status, kind, message)
 
 
 class _ErrorDetail(BaseModel):
@@ -75,35 +77,6 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (421, "the Host header does not name this machine"),
         (503, "memory or a sync target is unavailable right now; retry shortly"),
     )}
-
-
-class HostAndSizeGuard:
-    """ASGI middleware: refuse foreign Host headers and oversized bodies before routing."""
-
-    def __init__(self, app: Any, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        headers = dict(scope.get("headers") or [])
-        host = headers.get(b"host", b"").decode("latin-1").lower()
-        name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-        if host.startswith("[") and "]:" in host:
-            name = host.split("]:", 1)[0] + "]"
-        if name not in ALLOWED_HOSTS:
-            resp = _error(421, "host_not_allowed",
-                          f"Host {host!r} is not allowed; memoryd answers only to localhost")
-            await resp(scope, receive, send)
-            return
-        length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
-            resp = _error(413, "too_large", f"request bodies are limited to {self.max_bytes} bytes")
-            await resp(scope, receive, send)
-            return
-        await self.app(scope, receive, send)
 
 
 def _error_handlers(app: FastAPI, service: MemoryService) -> None:
@@ -162,42 +135,31 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
     app = FastAPI(title="memoryd", version=VERSION, docs_url=None, redoc_url=None,
                   responses=ERROR_RESPONSES)
 
-    def require_token(request: Request) -> None:
-        # Step 1: a status-page browser session (daemon/sessions.py) counts as admin.
-        if browser_session_ok(request):
-            return
-        auth = request.headers.get("authorization", "")
-        scheme, _, given = auth.partition(" ")
-        if scheme.lower() != "bearer" or not secrets.compare_digest(given.strip(), token):
-            raise _Unauthorized()
-
     tokens = TokenStore(service.cfg.data_path / "tokens.json")
+    auth = Authenticator(token, tokens, identity(service.cfg)[1])
 
     def require(scope: str) -> Any:
-        """The dependency guarding a route that needs `scope` (one of SCOPES): the admin
-        token (or whatever `require_token` accepts) passes every scope; a scoped token
-        (`memoryd token create`) passes the scopes it was made with."""
+        """The dependency guarding a route that needs `scope` (one of SCOPES). The guard
+        (daemon/api/guard.py) identified the caller before the body was read; the admin
+        token and the status page's session pass every scope, a scoped token (`memoryd
+        token create`) the scopes it was made with."""
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}")
 
         async def check(request: Request) -> None:
-            try:
-                require_token(request)
-                return
-            except _Unauthorized:
-                pass
-            scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            given = given.strip()
-            granted = tokens.scopes(given) if scheme.lower() == "bearer" and given else None
-            if granted is None:
+            caller = getattr(request.state, "caller", None)
+            if caller is None:  # only when mounted without the guard
+                try:
+                    caller = auth.identify(request.method, dict(request.headers))
+                except SessionOriginRefused:
+                    caller = None
+            if caller is None:
                 raise _Unauthorized()
-            if scope not in granted and "admin" not in granted:
+            if not caller.may(scope):
                 raise _Forbidden(scope)
+            request.state.caller = caller
             # whose memories it reads (daemon/owners.py); handlers pass it to the service
-            owners = tokens.owners(given)
-            if owners is None and not granted & {"admin", "sync"}:  # made before owners
-                owners = Owners(users=(identity(service.cfg)[1],))
-            request.state.owners = owners or EVERYONE
+            request.state.owners = caller.owners
 
         return Depends(check)
 
@@ -218,12 +180,16 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
                user: str | None = Query(None, pattern=OWNER_PATTERN)) -> dict[str, Any]:
         hits = service.search(q, k, source=source, since=since, until=until, kind=kind,
                               project=project, device=device, user=user,
-                              owners=request_owners(request))
+                              owners=request_owners(request), raw=may_read_raw(request))
         return {"results": [hit_json(h) for h in hits]}
 
     @app.get("/v1/status", dependencies=[require("memory:read")])
-    def status() -> dict[str, Any]:
-        return service.status()
+    def status(request: Request) -> dict[str, Any]:
+        # daemon-wide details (paths, collectors, sync targets) are the admin's; any
+        # other token learns whether memory is there and how much of it is its own
+        if request.state.caller.may("admin"):
+            return service.status()
+        return service.own_status(request_owners(request), raw=may_read_raw(request))
 
     @app.post("/v1/pause", dependencies=[require("memory:write")])
     def pause(minutes: float | None = Query(None, gt=0, le=7 * 24 * 60)) -> dict[str, Any]:
@@ -239,7 +205,8 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
 
     for module in FEATURE_ROUTERS:
         app.include_router(importlib.import_module(module).router(service, require))
-    return HostAndSizeGuard(app, max_request_bytes)
+    return Guard(app, auth, BodyLimits(max_request_bytes, ROUTE_LIMITS),
+                 str(service.cfg.token_path))
 
 
 def crash_message(exc: BaseException, data_dir: Path) -> str:
@@ -257,11 +224,3 @@ class _Unauthorized(Exception):
 
 class _Forbidden(Exception):
     """A valid token without the scope the route needs (the scope is the message)."""
-
-
-def browser_session_ok(request: Request) -> bool:
-    """Whether the request carries a live status-page session cookie (`memoryd open`).
-    Its own step, separate from the bearer-token check: a session is the admin scope."""
-    from daemon.api.sessions import COOKIE, STORE
-
-    return STORE.valid(request.cookies.get(COOKIE))

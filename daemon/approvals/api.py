@@ -16,6 +16,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
+from daemon.api.envelope import error_json
 from daemon.approvals.queue import STATUSES, AlreadyDecided, UnknownApproval, for_service
 from daemon.service import MemoryService
 
@@ -32,7 +33,7 @@ def router(service: MemoryService, require: Any) -> APIRouter:
     approvals = for_service(service)
 
     def fail(status: int, kind: str, message: str) -> JSONResponse:
-        return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+        return error_json(status, kind, message)
 
     @api.get("/v1/approvals", dependencies=[require("admin")])
     def listing(status: str = Query("pending", pattern="^(" + "|".join((*STATUSES, "all"))

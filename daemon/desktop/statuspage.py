@@ -24,6 +24,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from daemon.api.sessions import COOKIE, SESSION_TTL, STORE
 from daemon.service import MemoryService
+from daemon.sync.transport import masked_url
 
 PAGE = Path(__file__).with_name("statuspage.html")
 CSP = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; "
@@ -48,7 +49,7 @@ def sources(service: MemoryService) -> dict[str, Any]:
     ]
     p = service.cfg.privacy
     sync = getattr(service.cfg, "sync", None)
-    targets = [{"name": t.name, "url": t.url} for t in getattr(sync, "targets", ())]
+    targets = [{"name": t.name, "url": masked_url(t.url)} for t in getattr(sync, "targets", ())]
     return {"collectors": out, "excluded": {"paths": list(p.exclude_paths),
                                             "domains": list(p.exclude_domains),
                                             "commands": list(p.exclude_commands)},

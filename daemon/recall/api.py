@@ -2,7 +2,8 @@
 
 Thin handlers over `MemoryService`. Parameters arrive as text and are parsed here, so a
 malformed one is a 400 that names the parameter and the expected form (not a 422 dump).
-Scopes: context and digest need memory:read; recent and timeline show raw events and
+Scopes: context and digest need memory:read (memories and digests; raw events only with
+memory:raw as well); recent and timeline show raw events and
 need memory:raw; forget needs memory:write.
 """
 
@@ -18,6 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
+from daemon.api.auth import may_read_raw
 from daemon.errors import InvalidRequest
 from daemon.owners import request_owners
 from daemon.service import MemoryService
@@ -160,7 +162,7 @@ def router(service: MemoryService, require: Any) -> APIRouter:
             raise InvalidRequest("query is limited to 2000 characters")
         budget = budget_tokens or service.cfg.search.context_budget_tokens
         return service.context(query, budget, device=device, user=user,
-                               owners=request_owners(request))
+                               owners=request_owners(request), raw=may_read_raw(request))
 
     @r.get("/v1/memory/digest", dependencies=[require("memory:read")])
     def digest(request: Request,

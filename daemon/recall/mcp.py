@@ -178,7 +178,8 @@ class MCPEndpoint:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         from starlette.requests import Request
-        from starlette.responses import JSONResponse
+
+        from daemon.api.envelope import error_json
 
         request = Request(scope, receive)
         try:
@@ -187,9 +188,9 @@ class MCPEndpoint:
             forbidden = type(exc).__name__ == "_Forbidden"
             msg = (f"this token lacks the {exc} scope" if forbidden
                    else "missing or wrong bearer token")
-            await JSONResponse({"error": {"type": "forbidden" if forbidden else "unauthorized",
-                                          "message": msg}},
-                               status_code=403 if forbidden else 401)(scope, receive, send)
+            await error_json(403 if forbidden else 401,
+                             "forbidden" if forbidden else "unauthorized", msg)(scope, receive,
+                                                                                send)
             return
         from daemon.owners import request_owners
 

@@ -54,14 +54,16 @@ def _with_time(query: str, f: Filters, now: datetime, tz: tzinfo) -> tuple[str, 
 
 def context(store: Store, embed: Embed, query: str, budget_tokens: int, *,
             now: datetime | None = None, tz: tzinfo = UTC,
-            owners: Owners = EVERYONE) -> dict[str, Any]:
-    """A markdown context pack for `query` within `budget_tokens` (daemon/context.py).
+            owners: Owners = EVERYONE, raw: bool = True) -> dict[str, Any]:
+    """A markdown context pack for `query` within `budget_tokens` (daemon/context.py);
+    `raw` False leaves raw events out (memories and digests only).
 
     When the query names a period ("what did I do yesterday"), that period's digests
     lead the pack; the rest is the best search hits, memories folded with their events.
     """
     now = now or datetime.now(UTC)
-    text, f = _with_time(query, Filters(devices=owners.devices, users=owners.users), now, tz)
+    text, f = _with_time(query, Filters(devices=owners.devices, users=owners.users, raw=raw),
+                         now, tz)
     hits = hybrid_search(store, text, embed([text])[0], CONTEXT_CANDIDATES, filters=f, now=now)
     digests: list[Hit] = []
     period = ""

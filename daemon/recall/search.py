@@ -53,10 +53,15 @@ class Filters:
     # whose rows (daemon/owners.py): the caller's filters already narrowed to its token's
     devices: tuple[str, ...] | None = None
     users: tuple[str, ...] | None = None
+    # raw events too (the memory:raw scope); False: memories and digests only, without
+    # the events they were made of (no matching event text, no list of sources)
+    raw: bool = True
 
     def tables(self) -> tuple[str, ...]:
         if self.level or (self.kind or "").startswith("memory"):
             return ("memories",)
+        if not self.raw:
+            return () if self.kind else ("memories",)
         if self.kind:
             return ("events",)
         return ("events", "memories")
@@ -149,7 +154,8 @@ def hybrid_search(store: Store, query: str, vector: list[float], k: int, *,
                     lists.append([h for h in hits if h.score >= floor])
             except (ValueError, RuntimeError, OSError) as exc:
                 log.warning("full-text search failed for %r (%s); using vectors only", text, exc)
-    return with_sources(store, fuse(lists, query, now)[:k], Owners(f.devices, f.users))
+    best = fuse(lists, query, now)[:k]
+    return with_sources(store, best, Owners(f.devices, f.users)) if f.raw else best
 
 
 SOURCE_LINES = 12  # events listed under a memory hit

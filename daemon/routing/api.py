@@ -37,9 +37,12 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from daemon.api.auth import bearer, may_read_raw
+from daemon.api.envelope import error_json
 from daemon.api.scoped_tokens import TokenStore
 from daemon.approvals.queue import for_service as approvals_of
 from daemon.errors import InvalidRequest
+from daemon.intake.redact import redact
 from daemon.owners import request_owners
 from daemon.routing import telemetry
 from daemon.routing.completions import Answer, ChatRequest, Completions, Refused
@@ -58,10 +61,9 @@ MAX_EMBED_INPUTS = 2048
 
 def _err(status: int, kind: str, message: str,
          why: dict[str, Any] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"error": {"type": kind, "message": message, "code": kind}}
-    if why is not None:  # the routing explanation, when routing got that far
-        body["memoryd"] = why
-    return JSONResponse(body, status_code=status)
+    # the routing explanation, when routing got that far
+    return error_json(status, kind, message, code=kind,
+                      extra={"memoryd": why} if why is not None else None)
 
 
 def build_router(service: MemoryService) -> Router:
@@ -117,6 +119,8 @@ def parse_chat(body: Any, headers: Mapping[str, str]) -> ChatRequest:
                                                      and len(irreversible) > 300):
         raise InvalidRequest("irreversible must be true or a short description of the "
                              "step (at most 300 characters)")
+    if isinstance(irreversible, str):  # stored with the approval and logged: no secrets
+        irreversible = redact(irreversible)
     if wait_at_most is not None and (isinstance(wait_at_most, bool) or not isinstance(
             wait_at_most, (int, float)) or wait_at_most <= 0):
         raise InvalidRequest("approval_timeout_seconds must be a positive number (it can "
@@ -195,6 +199,7 @@ class OpenAIRoutes:
         if req.memory is not None and req.memory is not False:
             await self.need_memory(request)
         req.owners = request_owners(request)
+        req.raw = may_read_raw(request)
         req.requested_by = self._who(request)
         req.disconnected = request.is_disconnected
         try:
@@ -205,8 +210,8 @@ class OpenAIRoutes:
     def _who(self, request: Request) -> str:
         """Who asked, for the approval record: the scoped token's name, else the admin
         token, and the caller's User-Agent."""
-        scheme, _, given = request.headers.get("authorization", "").partition(" ")
-        name = self.tokens.name(given.strip()) if scheme.lower() == "bearer" and given else None
+        given = bearer(request.headers.get("authorization"))
+        name = self.tokens.name(given) if given else None
         who = f"token {name}" if name else "admin token" if given else "status page session"
         agent = request.headers.get("user-agent", "")
         return f"{who} ({agent[:80]})" if agent else who

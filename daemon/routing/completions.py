@@ -44,6 +44,7 @@ class ChatRequest:
     irreversible: str | bool = False
     approval_timeout_seconds: float | None = None
     owners: Owners | None = None  # whose memories may enter the prompt (the token's)
+    raw: bool = True  # raw events may enter it too (False: memories only, memory:read)
     requested_by: str = ""  # for the approval record
     # the caller went away: an approval stops waiting for it
     disconnected: Callable[[], Awaitable[bool]] | None = None
@@ -189,7 +190,8 @@ class Completions:
         query, budget, spec = _memory_spec(req.memory, messages)
         pack = await asyncio.to_thread(
             lambda: self.service.context(query, budget, device=spec.get("device"),
-                                         user=spec.get("user"), owners=req.owners))
+                                         user=spec.get("user"), owners=req.owners,
+                                         **({} if req.raw else {"raw": False})))
         markdown = str(pack.get("markdown") or "")
         ids = [str(i["id"]) for i in pack.get("items") or [] if isinstance(i, dict) and "id" in i]
         if not markdown.strip():

@@ -168,13 +168,14 @@ class Engine:
                kind: str | None = None, project: str | None = None,
                level: str | None = None, now: datetime | None = None,
                devices: tuple[str, ...] | None = None,
-               users: tuple[str, ...] | None = None) -> list[Hit]:
+               users: tuple[str, ...] | None = None, raw: bool = True) -> list[Hit]:
         """Hybrid search; a time expression in the query becomes the range (daemon/recall).
-        `devices` and `users` restrict whose rows are searched (None: anyone's)."""
+        `devices` and `users` restrict whose rows are searched (None: anyone's); `raw`
+        False searches memories only (a token without memory:raw)."""
         return recall.search(self.store, self.models.embed, query, k,
                              Filters(source=source, since=since, until=until, kind=kind,
                                      project=project, level=level, devices=devices,
-                                     users=users),
+                                     users=users, raw=raw),
                              now=now, tz=recall.user_tz(self.cfg))
 
     # The read path besides search (daemon/recall.py, daemon/context.py).
@@ -194,9 +195,9 @@ class Engine:
                              owners=owners, prefer=(self.store.device, self.store.user))
 
     def context(self, query: str, budget_tokens: int, now: datetime | None = None,
-                owners: Owners = EVERYONE) -> dict[str, Any]:
+                owners: Owners = EVERYONE, raw: bool = True) -> dict[str, Any]:
         return recall.context(self.store, self.models.embed, query, budget_tokens, now=now,
-                              tz=recall.user_tz(self.cfg), owners=owners)
+                              tz=recall.user_tz(self.cfg), owners=owners, raw=raw)
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
                source: str | None = None, query: str | None = None,
@@ -207,21 +208,29 @@ class Engine:
         self.store.optimize()
 
     def export_memories(self, context_rows: int = 30) -> dict[str, Any]:
-        """The `memories` table as Parquet bytes with counts, for a sync snapshot."""
+        """The `memories` table as Parquet bytes with counts and this machine's
+        tombstones (ids only), for a sync snapshot."""
+        from daemon.intake.journal import read_forgotten
         from daemon.sync.exchange import export_memories
 
-        return export_memories(self.store, context_rows)
+        return export_memories(self.store, context_rows,
+                               read_forgotten(self.cfg.data_path / "journal.sqlite3"))
 
-    def import_memories(self, segments: list[bytes]) -> dict[str, Any]:
-        """Merge a peer's exported memories by id; never deletes local memory."""
+    def import_memories(self, segments: list[bytes], adm: Any = None) -> dict[str, Any]:
+        """Check a peer's snapshot whole (daemon.sync.guard.Admission), apply its
+        tombstones, then merge its memories by id."""
         from daemon.intake.journal import read_forgotten
         from daemon.sync.exchange import import_memories
 
         return import_memories(self.store, segments,
-                               read_forgotten(self.cfg.data_path / "journal.sqlite3"))
+                               read_forgotten(self.cfg.data_path / "journal.sqlite3"), adm)
 
     def status(self) -> dict[str, Any]:
         return {"store": self.store.counts(), "models_loaded": self.models.loaded()}
+
+    def counts(self, owners: Owners = EVERYONE) -> dict[str, int]:
+        """Events and memories of `owners` in the store."""
+        return self.store.counts(owners.where())
 
     def complete_local(self, name: str, messages: list[Any],
                        params: dict[str, Any]) -> Any:

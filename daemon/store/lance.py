@@ -217,8 +217,10 @@ class Store:
                     r[key] = v.replace(tzinfo=UTC)
         return rows
 
-    def counts(self) -> dict[str, int]:
-        return {"events": self.events.count_rows(), "memories": self.memories.count_rows()}
+    def counts(self, where: str | None = None) -> dict[str, int]:
+        """Rows in each table (matching `where`, e.g. an owners filter, when given)."""
+        return {"events": self.events.count_rows(where),
+                "memories": self.memories.count_rows(where)}
 
     def vector_search(self, table: str, vector: list[float], k: int,
                       where: str | None = None) -> list[Hit]:

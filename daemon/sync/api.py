@@ -13,20 +13,22 @@ from typing import Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 
+from daemon.api.envelope import error_json
 from daemon.errors import ConfigError, PermanentError
 from daemon.sync.guard import Refused
 from daemon.sync.transport import NAME, TargetFull, TransportError, check_name, sha256
 
 
 def _error(status: int, kind: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": {"type": kind, "message": message}}, status_code=status)
+    return error_json(status, kind, message)
 
 
 def _sync(service: Any) -> Any:
     if getattr(service, "sync", None) is None:
         from daemon.sync.service import SyncService
 
-        service.sync = SyncService(service.cfg, service.engine)
+        service.sync = SyncService(service.cfg, service.engine,
+                                   journal=getattr(service, "journal", None))
     return service.sync
 
 

@@ -91,8 +91,13 @@ def _describe(r: dict[str, Any]) -> str:
         how = " (resumed)" if r.get("resumed") else ""
         return (f"{r['target']}: published {r['generation']} with {r['memories']} memories"
                 f"{how}: {r['sent']} files sent, {r['skipped']} already there")
-    return (f"{r['target']}: merged {r['generation']} from {r.get('host')}: "
-            f"{r.get('inserted')} new of {r.get('received')}, {r.get('total')} memories now")
+    who = ", ".join(p for p in r.get("publishers") or () if p) or r.get("host")
+    extra = "".join(f", {r[k]} {what}" for k, what in (
+        ("ours", "of ours already here"), ("forgot", "forgotten there and here"))
+        if r.get(k))
+    return (f"{r['target']}: merged {r['generation']} from {who}: "
+            f"{r.get('inserted')} new of {r.get('received')}{extra}, "
+            f"{r.get('total')} memories now")
 
 
 def _status(cfg: Config, args: argparse.Namespace) -> int:
@@ -125,10 +130,20 @@ def render(status: dict[str, Any]) -> str:
                          f"({good['pull']['memories']} memories)")
         if t.get("last_refusal"):
             r = t["last_refusal"]
-            lines.append(f"    refused {t['refusals']}x, last {r['at']} ({r['op']}): {r['reason']}")
+            rows = (f", {t['refused_rows']} rows of owners not allowed"
+                    if t.get("refused_rows") else "")
+            lines.append(f"    refused {t['refusals']}x{rows}, last {r['at']} ({r['op']}): "
+                         f"{r['reason']}")
         for p in t.get("pending", []):
             lines.append(f"    pending {p['op']} since {p['created']}, {p['attempts']} attempts"
                          + (f": {p['last_error']}" if p["last_error"] else ""))
+    inbound = status.get("inbound") or {}
+    if inbound.get("last_refusal"):
+        r = inbound["last_refusal"]
+        rows = (f", {inbound['refused_rows']} rows of owners not allowed"
+                if inbound.get("refused_rows") else "")
+        lines.append(f"sync inbound (what peers push here): refused {inbound['refusals']}x"
+                     f"{rows}, last {r['at']}: {r['reason']}")
     if not lines:
         lines.append("sync: no targets configured ([[sync.targets]] in the config)")
     return "\n".join(lines)

@@ -3,6 +3,7 @@ Dropbox carries elsewhere (`dir:///mnt/share/memoryd`)."""
 
 from __future__ import annotations
 
+import builtins
 import errno
 import os
 from pathlib import Path
@@ -15,6 +16,8 @@ from daemon.sync.transport import (
     TargetRejected,
     TransportError,
     check_name,
+    file_age,
+    orphaned,
     tmp_name,
 )
 
@@ -74,6 +77,23 @@ class DirTransport:
 
     def delete(self, name: str) -> None:
         (self.root / check_name(name)).unlink(missing_ok=True)
+
+    def sweep(self) -> builtins.list[str]:
+        """Remove files written aside by puts that can never finish (transport.orphaned);
+        return their names."""
+        gone: builtins.list[str] = []
+        try:
+            entries = [p for p in self.root.iterdir() if p.name.endswith(TMP_SUFFIX)]
+        except OSError:
+            return gone
+        for p in entries:
+            try:
+                if orphaned(p.name, file_age(p.stat().st_mtime)):
+                    p.unlink()
+                    gone.append(p.name)
+            except OSError:
+                continue  # gone meanwhile, or not ours to remove
+        return gone
 
 
 def _fsync_dir(path: Path) -> None:

@@ -2,9 +2,10 @@
 
 Every column the table has travels, vectors included, so a peer with the same embedder
 needs no re-embedding; columns one side lacks are filled with nulls or dropped, so two
-memoryd versions with different schemas still merge. Import merges by id: new ids are
-inserted, an existing id is replaced only by a newer copy (`created`), and nothing local
-is ever deleted.
+memoryd versions with different schemas still merge. The ids this machine forgot travel
+with it (ids only). Import checks the whole snapshot first (inbound.py: sizes, owners),
+then applies the publisher's tombstones, then merges by id: new ids are inserted, an
+existing id is replaced only by a newer copy (`created`); nothing else local is deleted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from daemon.errors import PermanentError
+from daemon.sync.guard import Admission
+from daemon.sync.inbound import apply_tombstones, judge, read_segment
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +52,14 @@ def _canonical(table: pa.Table) -> bytes:
     return _parquet(table.replace_schema_metadata(meta))
 
 
-def export_memories(store: Any, context_rows: int = 30) -> dict[str, Any]:
+def export_memories(store: Any, context_rows: int = 30,
+                    forgotten: tuple[frozenset[str], frozenset[str]] = (frozenset(),
+                                                                        frozenset()),
+                    ) -> dict[str, Any]:
     """Given a Store, return the `memories` table as Parquet segments, one per UTC day of
     `ts` (rows sorted by id, so an unchanged day gives the same bytes and is not sent
-    again), with counts, time range, embedder and the newest rows (for context.md)."""
+    again), with counts, time range, embedder, the newest rows (for context.md) and the
+    `forgotten` (event ids, memory ids) this machine keeps tombstones of."""
     try:  # another process (an `ingest --once`, a test) may have written since we opened it
         store.memories.checkout_latest()
     except Exception as exc:
@@ -98,6 +105,7 @@ def export_memories(store: Any, context_rows: int = 30) -> dict[str, Any]:
         "ts_min": ts_min, "ts_max": ts_max, "columns": table.column_names,
         "embedder": _meta(table.schema).get("memoryd.embedder", ""),
         "dims": getattr(vec, "list_size", 0), "recent": recent,
+        "forgotten": {"events": sorted(forgotten[0]), "memories": sorted(forgotten[1])},
     }
 
 
@@ -123,20 +131,63 @@ def _without_forgotten(table: pa.Table, events: frozenset[str],
 def import_memories(store: Any, segments: list[bytes],
                     forgotten: tuple[frozenset[str], frozenset[str]] = (frozenset(),
                                                                         frozenset()),
-                    ) -> dict[str, Any]:
-    """Merge Parquet segments from export_memories into the Store by id; return counts.
-    `forgotten` holds the (event ids, memory ids) the user made this machine forget: a
-    memory that is one of them, or stands on one, is not brought back.
-    Raise PermanentError if they were embedded by another model or with other dims."""
-    if not segments:
-        return {"received": 0, "inserted": 0, "total": store.memories.count_rows()}
-    tables = [pq.read_table(pa.BufferReader(b)) for b in segments]
-    incoming = _without_forgotten(pa.concat_tables(tables, promote_options="default"),
-                                  *forgotten)
+                    adm: Admission | None = None) -> dict[str, Any]:
+    """Check a snapshot's Parquet segments whole (sizes and owners, by `adm`), apply its
+    publisher's tombstones, then merge its rows into the Store by id; return counts and
+    the tombstones to keep. `forgotten` holds the (event ids, memory ids) the user made
+    this machine forget: a memory that is one of them, or stands on one, is not brought
+    back. Raise Refused (nothing changed) for a snapshot the admission refuses, and
+    PermanentError if it was embedded by another model or with other dims."""
+    adm = adm or Admission("", "", frozenset(), frozenset(), 0, 0)
+    tables = [read_segment(b, adm, n) for n, b in enumerate(segments)]
+    skipped_ours = 0
+    rows = None
+    if tables:
+        incoming = _without_forgotten(pa.concat_tables(tables, promote_options="default"),
+                                      forgotten[0] | frozenset(adm.forgotten_events),
+                                      forgotten[1] | frozenset(adm.forgotten_memories))
+        if adm.own:
+            incoming, skipped_ours = judge(store, _stamp(incoming, adm.publisher), adm)
+        rows, dropped = _fit(store, incoming)
+    tombs = apply_tombstones(store, adm)
+    out: dict[str, Any] = {"received": 0, "inserted": 0, "ours": skipped_ours,
+                           "tombstones": {k: tombs[k] for k in ("events", "memories")},
+                           "forgot": len(tombs["deleted"])}
+    if rows is None or rows.num_rows == 0:
+        return {**out, "total": store.memories.count_rows()}
+    local = store.memories.schema
+    with store._lock:  # the Store's writer lock: one merge at a time with the pipeline
+        before = store.memories.count_rows()
+        merge = store.memories.merge_insert("id")
+        if "created" in local.names:
+            merge = merge.when_matched_update_all(where="target.created < source.created")
+        merge.when_not_matched_insert_all().execute(rows)
+        after = store.memories.count_rows()
+        store._unindexed["memories"] += rows.num_rows
+    return {**out, "received": rows.num_rows, "inserted": after - before, "total": after,
+            "dropped_columns": dropped}
+
+
+def _stamp(table: pa.Table, publisher: str) -> pa.Table:
+    """Rows without an owner are their publisher's: give them its user and device."""
+    if "@" not in publisher:
+        return table
+    user, device = publisher.split("@", 1)
+    for name, value in (("user", user), ("device", device)):
+        if name in table.column_names:
+            col = pc.fill_null(table[name], "")
+            fixed = pc.if_else(pc.equal(col, ""), value, col)
+            table = table.set_column(table.column_names.index(name), name, fixed)
+    return table
+
+
+def _fit(store: Any, incoming: pa.Table) -> tuple[pa.Table, list[str]]:
+    """`incoming` in the store's schema (missing columns filled as the store's own
+    migration fills them); raise PermanentError when it cannot fit."""
     local = store.memories.schema
     theirs = _meta(incoming.schema).get("memoryd.embedder")
     ours = _meta(local).get("memoryd.embedder")
-    if theirs != ours:
+    if theirs != ours and incoming.num_rows:
         raise PermanentError(f"the snapshot was embedded with {theirs!r}, this store with "
                              f"{ours!r}; set the same [models] embedder on both machines")
     columns = []
@@ -147,7 +198,7 @@ def import_memories(store: Any, segments: list[bytes],
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
                 raise PermanentError(f"the snapshot's {field.name} column does not fit this "
                                      f"store ({exc}); is the embedder the same size?") from exc
-        elif pa.types.is_list(field.type):  # as the store's own migration fills them
+        elif pa.types.is_list(field.type):
             columns.append(pa.array([[] for _ in range(incoming.num_rows)], type=field.type))
         elif pa.types.is_string(field.type):
             columns.append(pa.array([""] * incoming.num_rows, type=field.type))
@@ -156,16 +207,4 @@ def import_memories(store: Any, segments: list[bytes],
     dropped = sorted(set(incoming.column_names) - set(local.names))
     if dropped:
         log.info("snapshot columns this store does not have, left out: %s", ", ".join(dropped))
-    rows = pa.Table.from_arrays(columns, schema=local)
-    if rows.num_rows == 0:
-        return {"received": 0, "inserted": 0, "total": store.memories.count_rows()}
-    with store._lock:  # the Store's writer lock: one merge at a time with the pipeline
-        before = store.memories.count_rows()
-        merge = store.memories.merge_insert("id")
-        if "created" in local.names:
-            merge = merge.when_matched_update_all(where="target.created < source.created")
-        merge.when_not_matched_insert_all().execute(rows)
-        after = store.memories.count_rows()
-        store._unindexed["memories"] += rows.num_rows
-    return {"received": rows.num_rows, "inserted": after - before, "total": after,
-            "dropped_columns": dropped}
+    return pa.Table.from_arrays(columns, schema=local), dropped

@@ -22,13 +22,15 @@ from daemon.sync.transport import (
     TargetRejected,
     TransportError,
     check_name,
+    masked_url,
     sha256,
 )
 
 
 class HttpTransport:
     def __init__(self, target: SyncTarget) -> None:
-        self.url = target.url
+        self._base = target.url
+        self.url = masked_url(target.url)  # for messages and logs
         self.name = target.name
         seconds = target.timeout_seconds
         self.timeout = httpx.Timeout(seconds, connect=min(5.0, seconds))
@@ -42,7 +44,7 @@ class HttpTransport:
         headers = {"Authorization": f"Bearer {self._token}", **kw.pop("headers", {})}
         timeout = kw.pop("timeout", self.timeout)
         try:
-            with httpx.Client(base_url=self.url.rstrip("/"), timeout=timeout) as client:
+            with httpx.Client(base_url=self._base.rstrip("/"), timeout=timeout) as client:
                 resp = client.request(method, path, headers=headers, **kw)
         except httpx.HTTPError as exc:
             raise TransportError(f"{self.url}: {type(exc).__name__}: {exc}") from exc
@@ -108,5 +110,5 @@ def _token(target: SyncTarget) -> str:
         except OSError as exc:
             raise ConfigError(f"sync target {target.name!r}: cannot read token_file {path}: "
                               f"{exc.strerror}") from exc
-    raise ConfigError(f"sync target {target.name!r} ({target.url}) needs token_file or "
-                      "token_env: the peer daemon's token (its <data_dir>/token)")
+    raise ConfigError(f"sync target {target.name!r} ({masked_url(target.url)}) needs "
+                      "token_file or token_env: the peer daemon's token (its <data_dir>/token)")

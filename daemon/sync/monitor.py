@@ -23,6 +23,7 @@ from daemon.backoff import delay
 from daemon.config import Config, SyncTarget
 from daemon.sync.guard import Refused
 from daemon.sync.service import SyncService
+from daemon.sync.transport import masked_url
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,12 @@ class Monitor:
 def start_sync(cfg: Config, engine: Any, service: Any, scheduler: Any) -> SyncService:
     """In the daemon: attach a SyncService to the MemoryService (the /v1/sync routes and
     status use it) and, when targets are configured, schedule the monitor's probes."""
-    sync = SyncService(cfg, engine)
+    sync = SyncService(cfg, engine, journal=getattr(service, "journal", None))
     service.sync = sync
+    # nothing is mid-put at start: what a crash left aside here is an orphan
+    sync.sweep(None, None)
+    for t in sync.targets.values():
+        sync.sweep(t, None)
     if sync.targets:
         monitor = Monitor(sync)
         tick = min([1.0, *(t.interval_seconds for t in sync.targets.values())])
@@ -120,6 +125,6 @@ def start_sync(cfg: Config, engine: Any, service: Any, scheduler: Any) -> SyncSe
 
         scheduler.add_job(job, "interval", seconds=max(tick, 0.2), max_instances=1,
                           coalesce=True, id="sync-monitor")
-        log.info("sync: monitoring %s", ", ".join(f"{t.name} ({t.url})"
+        log.info("sync: monitoring %s", ", ".join(f"{t.name} ({masked_url(t.url)})"
                                                   for t in sync.targets.values()))
     return sync

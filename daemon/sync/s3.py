@@ -17,7 +17,14 @@ from typing import Any
 
 from daemon.config import SyncTarget
 from daemon.store.objectstore import S3Settings, resolve
-from daemon.sync.transport import TargetFull, TargetRejected, TransportError, check_name, sha256
+from daemon.sync.transport import (
+    TargetFull,
+    TargetRejected,
+    TransportError,
+    check_name,
+    masked_url,
+    sha256,
+)
 
 log = logging.getLogger(__name__)
 _REJECTED = ("AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "NoSuchBucket",
@@ -28,7 +35,7 @@ SHA_META = "sha256"
 
 class S3Transport:
     def __init__(self, target: SyncTarget, settings: S3Settings | None = None) -> None:
-        self.url = target.url
+        self.url = masked_url(target.url)
         self.s = settings or resolve(
             target.url, endpoint=target.endpoint, region=target.region,
             allow_http=target.endpoint.startswith("http:") or None,

@@ -1,10 +1,15 @@
 """Push, pull and status: the sync service the CLI, the API and the monitor share.
 
 A push exports the store, builds a snapshot, asks the guard, keeps a local copy (the
-local generations, and what a resumed push sends), then publishes it. A pull reads the
-target's newest generation, asks the guard, checks every checksum and merges by id.
-Each sync is recorded as pending before it starts and cleared when it ends, so one cut
-by an outage or a restart resumes (monitor.py) with the same generation.
+local generations, and what a resumed push sends), then publishes it under this daemon's
+own tag; a push carrying new tombstones drops this publisher's older generations (they
+hold what was forgotten). A pull reads every other publisher's newest generation at the
+target and, for each, asks the guard, checks every checksum, hands the worker an
+Admission (owners, caps, tombstones) that checks the snapshot whole, and only then merges
+by id; the tombstones it applied are kept in the journal. Each sync is recorded as
+pending before it starts and cleared when it ends, so one cut by an outage or a restart
+resumes (monitor.py) with the same generation. Files a crashed put left aside are swept
+at the start of each sync.
 """
 
 from __future__ import annotations
@@ -19,19 +24,28 @@ from typing import Any, Protocol
 
 from daemon.config import Config, SyncTarget
 from daemon.errors import ConfigError, PermanentError
+from daemon.owners import check_name, identity
 from daemon.sync import snapshot as snap_mod
 from daemon.sync.dir import DirTransport
 from daemon.sync.guard import Refused, check, check_files
+from daemon.sync.merge import forgets, pull_one, pull_summary
 from daemon.sync.snapshot import (
     Snapshot,
     build,
-    fetch_segments,
+    heads,
     publish,
     read_latest,
     read_manifest,
+    tag_of,
 )
 from daemon.sync.state import SyncState
-from daemon.sync.transport import Transport, TransportError, open_transport, sha256
+from daemon.sync.transport import (
+    Transport,
+    TransportError,
+    masked_url,
+    open_transport,
+    sha256,
+)
 
 log = logging.getLogger(__name__)
 SPOOL = "inbound"  # the pseudo-target for what peers push to this daemon over HTTP
@@ -40,7 +54,17 @@ SPOOL = "inbound"  # the pseudo-target for what peers push to this daemon over H
 class Exchanger(Protocol):
     def export_memories(self, context_rows: int = 30) -> dict[str, Any]: ...
 
-    def import_memories(self, segments: list[bytes]) -> dict[str, Any]: ...
+    def import_memories(self, segments: list[bytes], adm: Any = None) -> dict[str, Any]: ...
+
+
+def _check_owners(t: SyncTarget) -> None:
+    for o in t.owners:
+        user, _, device = o.partition("@")
+        try:
+            check_name("user", user), check_name("device", device)
+        except ValueError as exc:
+            raise ConfigError(f"sync target {t.name!r}: owners entry {o!r} must be "
+                              f"user@device ({exc})") from None
 
 
 def _now() -> str:
@@ -49,9 +73,11 @@ def _now() -> str:
 
 class SyncService:
     def __init__(self, cfg: Config, engine: Exchanger | None,
-                 state: SyncState | None = None, part_bytes: int = snap_mod.PART_BYTES) -> None:
+                 state: SyncState | None = None, part_bytes: int = snap_mod.PART_BYTES,
+                 journal: Any = None) -> None:
         self.cfg = cfg
         self.engine = engine
+        self.journal = journal  # where applied tombstones are kept (None: opened per pull)
         self.state = state or SyncState(cfg.data_path / "sync.sqlite3")
         self.part_bytes = part_bytes
         self.targets: dict[str, SyncTarget] = {}
@@ -62,8 +88,12 @@ class SyncService:
                 raise ConfigError(f"sync target name {t.name!r} is used twice or reserved")
             if not 0.0 <= t.max_shrink <= 1.0:
                 raise ConfigError(f"sync target {t.name!r}: max_shrink must be between 0 and 1")
+            _check_owners(t)
             self.targets[t.name] = t
         self.host = socket.gethostname()
+        device, user = identity(cfg)
+        self.publisher = f"{user}@{device}"  # who this daemon's snapshots say they are from
+        self.tag = tag_of(self.publisher)
         self.monitor: Any = None  # set by the daemon; adds next-probe times to status
         self._locks: dict[str, threading.Lock] = {}
         self._transports: dict[str, Transport] = {}
@@ -133,16 +163,21 @@ class SyncService:
             transport = self.transport(t)
             try:
                 transport.probe()  # before exporting anything: a clear reason if it is down
+                self.sweep(t, transport)
                 snap = self._load_local(t, pend["generation"]) if pend["generation"] else None
                 resumed = snap is not None
+                previous = self._previous_push(t, transport)
                 if snap is None:
                     snap = build(self._engine().export_memories(self.cfg.sync.context_memories),
-                                 self.host, self.part_bytes)
+                                 self.publisher, self.host, self.part_bytes)
                     if not force:
-                        self._guard(t, "push", snap.manifest, self._previous_push(t, transport))
-                    publish(self.local(t, "push"), snap, t.keep)
+                        self._guard(t, "push", snap.manifest, previous)
+                    keep = 1 if forgets(snap.manifest, previous) else t.keep
+                    publish(self.local(t, "push"), snap, keep)
                     self.state.set_pending_generation(t.name, "push", snap.generation)
-                counts = publish(transport, snap, t.keep)
+                # what was forgotten since the previous generation must leave the older ones
+                keep = 1 if forgets(snap.manifest, previous) else t.keep
+                counts = publish(transport, snap, keep)
                 after = getattr(transport, "after_push", None)
                 peer = after(force) if after is not None else None
             except Refused as exc:
@@ -182,11 +217,11 @@ class SyncService:
         check(manifest, previous, t.max_shrink, "publish" if op == "push" else "accept")
 
     def _previous_push(self, t: SyncTarget, transport: Transport) -> dict[str, Any] | None:
-        """The snapshot a new one would replace: the target's newest readable generation,
-        else the last one this machine published there."""
+        """The snapshot a new one would replace: this publisher's newest readable
+        generation at the target, else the last one this machine published there."""
         for where in (transport, self.local(t, "push")):
             try:
-                gen = read_latest(where)
+                gen = read_latest(where, self.tag)
                 if gen is not None:
                     return read_manifest(where, gen)
             except Refused as exc:  # a corrupt remote manifest: compare with our own copy
@@ -208,39 +243,38 @@ class SyncService:
     # -- pull --------------------------------------------------------------------------
 
     def pull_target(self, t: SyncTarget, force: bool = False) -> dict[str, Any]:
-        """Merge the newest snapshot at `t` into the store by id. Raise Refused if the guard
-        says no (nothing is merged), TransportError if the target fails (pending)."""
+        """Merge every other publisher's newest snapshot at `t` into the store by id.
+        Raise Refused if the guard or the admission refuses one (nothing of that one is
+        merged; the others are), TransportError if the target fails (pending)."""
         with self._lock(t.name):
             self.state.add_pending(t.name, "pull", force)
             transport = self.transport(t)
+            last = self.state.target(t.name)["last_pull"] or {}
+            hosts: dict[str, Any] = dict(last.get("hosts") or {})
+            results: list[dict[str, Any]] = []
+            refusals: list[str] = []
             try:
                 transport.probe()
+                self.sweep(t, transport)
                 before = getattr(transport, "before_pull", None)
                 if before is not None:
                     before()
-                gen = read_latest(transport)
-                if gen is None:
-                    self.state.done(t.name, "pull")
-                    return {"generation": None, "merged": 0,
-                            "note": f"{t.name} holds no snapshot yet"}
-                manifest = read_manifest(transport, gen)
-                if manifest["embedder"] != self.cfg.models.embedder:
-                    raise Refused(f"snapshot {gen} was embedded with {manifest['embedder']!r}, "
-                                  f"this store with {self.cfg.models.embedder!r}; set the same "
-                                  "[models] embedder on both machines")
-                last = self.state.target(t.name)["last_pull"]
-                previous = ({"generation": last["generation"],
-                             "counts": {"memories": last["memories"]}} if last else None)
-                if not force:
-                    self._guard(t, "pull", manifest, previous)
-                local = self.local(t, "pull")
-                have = set() if force else (self._known_segments(local)
-                                            | self._known_segments(self.local(t, "push")))
-                segments = fetch_segments(transport, manifest, have)
-                merged = self._engine().import_memories(list(segments.values()))
-                self._keep_pulled(local, manifest, segments, t.keep)
+                found = heads(transport)
+                found.pop(self.tag, None)  # our own snapshot: nothing to merge
+                for tag, gen in sorted(found.items()):
+                    try:
+                        if isinstance(gen, Refused):
+                            raise gen
+                        one = pull_one(self, t, transport, gen, force, hosts.get(tag))
+                    except Refused as exc:
+                        self.state.refuse(t.name, "pull", str(exc), getattr(exc, "rows", 0))
+                        log.warning("sync %s: %s", t.name, exc)
+                        refusals.append(str(exc))
+                        continue
+                    hosts[tag] = one
+                    results.append(one)
             except Refused as exc:
-                self.state.refuse(t.name, "pull", str(exc))
+                self.state.refuse(t.name, "pull", str(exc), getattr(exc, "rows", 0))
                 log.warning("sync %s: %s", t.name, exc)
                 self.state.done(t.name, "pull")
                 raise
@@ -252,47 +286,40 @@ class SyncService:
                 self.state.done(t.name, "pull")
                 self.state.record_error(t.name, str(exc))
                 raise
-            summary = {"generation": gen, "memories": manifest["counts"]["memories"],
-                       "host": manifest.get("host"), "at": _now(), "forced": force,
-                       "segments": len(manifest["segments"]), "fetched": len(segments),
-                       **merged}
-            self.state.record_good(t.name, "pull", summary)
             self.state.done(t.name, "pull")
-            log.info("sync %s: merged %s from %s (%s new of %s)", t.name, gen,
-                     manifest.get("host"), merged.get("inserted"), merged.get("received"))
+            if not results and not refusals:
+                return {"generation": None, "merged": 0,
+                        "note": f"{t.name} holds no snapshot of another publisher yet"}
+            summary = pull_summary(results, hosts, force)
+            if results:
+                self.state.record_good(t.name, "pull", summary)
+            if refusals:
+                raise Refused("; ".join(refusals))
             return summary
 
-    @staticmethod
-    def _known_segments(local: DirTransport) -> set[str]:
-        """Segments of the newest snapshot kept in `local` (what we last merged from the
-        target, or last published there from our own store): a pull fetches only the
-        others. `--force` fetches and merges everything again."""
-        names = set(local.list())
-        try:
-            gen = read_latest(local)
-            if gen is None:
-                return set()
-            segs = read_manifest(local, gen)["segments"]
-        except (Refused, FileNotFoundError):
-            return set()
-        return {s["sha256"] for s in segs if all(p in names for p in s["parts"])}
-
-    def _keep_pulled(self, local: DirTransport, manifest: dict[str, Any],
-                     segments: dict[str, bytes], keep: int) -> None:
-        """Keep an accepted snapshot locally (the last `keep` generations)."""
-        sizes = {f["name"]: f["bytes"] for f in manifest["files"]}
-        for seg in manifest["segments"]:
-            data = segments.get(seg["sha256"])
-            if data is None:
-                continue  # already here from an earlier pull
-            offset = 0
-            for part in seg["parts"]:
-                local.put(part, data[offset:offset + sizes[part]])
-                offset += sizes[part]
-        snap = Snapshot(manifest["generation"], manifest, {})
-        local.put(snap.manifest_name, snap.manifest_bytes())
-        local.put(snap_mod.LATEST, f"{snap.generation}\n".encode())
-        snap_mod.prune(local, keep, snap.generation)
+    def sweep(self, t: SyncTarget | None, transport: Transport | None) -> list[str]:
+        """Remove files crashed puts left aside at the target and in this target's local
+        copies (the spool too, where t is None); return what went."""
+        places: list[Any] = [transport] if transport is not None else []
+        if t is not None:
+            places += [self.local(t, "push"), self.local(t, "pull")]
+        else:
+            places.append(self.spool())
+        gone: list[str] = []
+        for where in places:
+            fn = getattr(where, "sweep", None)
+            if fn is None:
+                continue
+            try:
+                removed = fn()
+            except (TransportError, OSError, FileNotFoundError) as exc:
+                log.debug("sweep of %s: %s", getattr(where, "url", where), exc)
+                continue
+            if removed:
+                log.info("removed %d orphaned files at %s: %s", len(removed),
+                         getattr(where, "url", where), ", ".join(removed[:5]))
+            gone += removed
+        return gone
 
     # -- the spool: this daemon as an HTTP peer ------------------------------------------
 
@@ -316,16 +343,19 @@ class SyncService:
 
     def status(self) -> dict[str, Any]:
         counts = self.state.refusal_counts()
+        rows = self.state.refused_rows()
         out = []
         for t in self.targets.values():
             s = self.state.target(t.name)
             row = {
-                "name": t.name, "url": t.url, "state": s["state"], "reason": s["reason"],
+                "name": t.name, "url": masked_url(t.url), "state": s["state"],
+                "reason": s["reason"],
                 "since": _iso(s["since"]), "last_probe": _iso(s["last_probe"]),
                 "failures": s["failures"],
                 "last_good": {"push": s["last_push"], "pull": s["last_pull"]},
                 "last_refusal": self.state.last_refusal(t.name),
-                "refusals": counts.get(t.name, 0), "last_error": s["last_error"],
+                "refusals": counts.get(t.name, 0), "refused_rows": rows.get(t.name, 0),
+                "last_error": s["last_error"], "owners": list(t.owners) or ["(publisher)"],
                 "pending": self.state.pending(t.name),
             }
             if self.monitor is not None:
@@ -334,7 +364,9 @@ class SyncService:
         return {"targets": out, "refusals": sum(counts.values()),
                 "inbound": {"last_good": self.state.target(SPOOL)["last_pull"],
                             "last_refusal": self.state.last_refusal(SPOOL),
-                            "refusals": counts.get(SPOOL, 0)}}
+                            "refusals": counts.get(SPOOL, 0),
+                            "refused_rows": rows.get(SPOOL, 0)},
+                "identity": self.publisher}
 
     def close(self) -> None:
         self.state.close()

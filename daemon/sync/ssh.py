@@ -12,6 +12,7 @@ kept 60 s after the last use, in a 0700 folder of this user) instead of a handsh
 
 from __future__ import annotations
 
+import builtins
 import logging
 import os
 import subprocess
@@ -27,6 +28,8 @@ from daemon.sync.transport import (
     TargetRejected,
     TransportError,
     check_name,
+    masked_url,
+    orphaned,
     tmp_name,
 )
 
@@ -40,8 +43,9 @@ class SshTransport:
     def __init__(self, target: SyncTarget) -> None:
         u = urlsplit(target.url)
         if not u.hostname:
-            raise TargetRejected(f"sync target {target.name!r}: {target.url!r} names no host")
-        self.url = target.url
+            raise TargetRejected(f"sync target {target.name!r}: {masked_url(target.url)!r} "
+                                 "names no host")
+        self.url = masked_url(target.url)
         self.host = u.hostname
         self.user = unquote(u.username) if u.username else None
         self.port = u.port
@@ -157,6 +161,16 @@ class SshTransport:
 
     def delete(self, name: str) -> None:
         self._sftp([f"-rm {self._path(check_name(name))}"])
+
+    def sweep(self) -> builtins.list[str]:
+        """Remove this machine's files written aside by puts whose process is gone."""
+        out = self._sftp([f"cd {_quote(self.root)}", "ls -1a"])
+        names = [os.path.basename(line.strip()) for line in out.splitlines()
+                 if line.strip().endswith(TMP_SUFFIX) and not line.startswith("sftp>")]
+        gone = [n for n in names if orphaned(n)]
+        if gone:
+            self._sftp([f"-rm {self._path(n)}" for n in gone])
+        return gone
 
     def delete_many(self, names: Sequence[str]) -> None:
         if names:

@@ -31,8 +31,13 @@ CREATE TABLE IF NOT EXISTS refusals (
 """)
 
 
+def _m2_refused_rows(db: sqlite3.Connection) -> None:
+    # rows of owners a target may not bring, refused with their snapshot
+    db.execute("ALTER TABLE refusals ADD COLUMN rows INTEGER NOT NULL DEFAULT 0")
+
+
 # Ordered schema changes; PRAGMA user_version counts how many have run. Append only.
-MIGRATIONS: tuple[Migration, ...] = (_m1_targets_pending_refusals,)
+MIGRATIONS: tuple[Migration, ...] = (_m1_targets_pending_refusals, _m2_refused_rows)
 
 
 def _iso(ts: float | None) -> str | None:
@@ -125,17 +130,22 @@ class SyncState:
 
     # -- refusals ----------------------------------------------------------------------
 
-    def refuse(self, target: str, op: str, reason: str) -> None:
-        self._exec("INSERT INTO refusals (target, op, ts, reason) VALUES (?, ?, ?, ?)",
-                   (target, op, time.time(), reason))
+    def refuse(self, target: str, op: str, reason: str, rows: int = 0) -> None:
+        self._exec("INSERT INTO refusals (target, op, ts, reason, rows) VALUES (?, ?, ?, ?, ?)",
+                   (target, op, time.time(), reason, rows))
 
     def last_refusal(self, target: str) -> dict[str, Any] | None:
-        rows = self._exec("SELECT op, ts, reason FROM refusals WHERE target = ? "
+        rows = self._exec("SELECT op, ts, reason, rows FROM refusals WHERE target = ? "
                           "ORDER BY id DESC LIMIT 1", (target,))
         if not rows:
             return None
-        op, ts, reason = rows[0]
-        return {"op": op, "at": _iso(ts), "reason": reason}
+        op, ts, reason, n = rows[0]
+        return {"op": op, "at": _iso(ts), "reason": reason, "rows": n}
+
+    def refused_rows(self) -> dict[str, int]:
+        """Rows refused for their owners, per target, over every refusal kept."""
+        return {t: int(n) for t, n in self._exec(
+            "SELECT target, sum(rows) FROM refusals GROUP BY target")}
 
     def refusal_counts(self) -> dict[str, int]:
         return dict(self._exec("SELECT target, count(*) FROM refusals GROUP BY target"))

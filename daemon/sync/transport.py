@@ -15,14 +15,43 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
+import time
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from daemon.config import SyncTarget
 from daemon.errors import InvalidRequest, PermanentError, RetryableError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 TMP_SUFFIX = ".part-tmp"
+
+
+# Query parameters that carry credentials (pre-signed URLs, API keys in links).
+_SECRET_PARAM = re.compile(r"(?i)^(x-amz-(signature|credential|security-token)|sig|signature|"
+                           r"token|access_token|api[_-]?key|key|secret|password|passwd|pwd|"
+                           r"auth|code|client_secret|sas|se?ssion)$")
+
+
+def masked_url(url: str) -> str:
+    """Given a target's URL, return it fit to print and log: a password in it (and any
+    credential-bearing query parameter) replaced by `***`; the user name and the rest
+    kept, so the user still sees which target it is."""
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if "@" in netloc:
+            userinfo, host = netloc.rsplit("@", 1)
+            user, has_password, _ = userinfo.partition(":")
+            netloc = f"{user}:***@{host}" if has_password else netloc
+        query = "&".join(
+            f"{k}=***" if _SECRET_PARAM.match(unquote(k)) and sep else f"{k}{sep}{v}"
+            for k, sep, v in (p.partition("=") for p in parts.query.split("&") if p))
+        if (netloc, query) == (parts.netloc, parts.query):
+            return url  # nothing to hide (and `dir:///x` stays as written)
+        return urlunsplit(parts._replace(netloc=netloc, query=query))
+    except ValueError:  # not a URL we can take apart: say nothing of it
+        return "<an unreadable URL>"
 
 
 class TransportError(RetryableError):
@@ -62,8 +91,48 @@ def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _machine() -> str:
+    try:
+        mid = open("/etc/machine-id").read().strip()
+    except OSError:
+        mid = ""
+    return hashlib.sha256(f"{socket.gethostname()}/{mid}".encode()).hexdigest()[:8]
+
+
+MACHINE = _machine()  # which machine wrote a file aside, so it can tell its own orphans
+TMP = re.compile(r"^\.(.+)\.(?:([0-9a-f]{8})-)?(\d+)" + re.escape(TMP_SUFFIX) + "$")
+STALE_SECONDS = 3600.0  # a file aside this old is an orphan whoever wrote it
+
+
 def tmp_name(name: str) -> str:
-    return f".{name}.{os.getpid()}{TMP_SUFFIX}"
+    return f".{name}.{MACHINE}-{os.getpid()}{TMP_SUFFIX}"
+
+
+def orphaned(name: str, age: float | None = None) -> bool:
+    """True when `name` is a file written aside by a put that can no longer finish: one
+    of this machine's whose process is gone (a crash, kill -9), or any older than
+    STALE_SECONDS (`age`, where the transport can tell)."""
+    m = TMP.match(name)
+    if m is None:
+        return False
+    if age is not None and age > STALE_SECONDS:
+        return True
+    if m.group(2) != MACHINE:
+        return False
+    pid = int(m.group(3))
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
+
+
+def file_age(mtime: float) -> float:
+    return time.time() - mtime
 
 
 def open_transport(target: SyncTarget) -> Transport:

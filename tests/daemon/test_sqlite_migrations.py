@@ -179,6 +179,11 @@ def test_the_sync_state_of_the_previous_release_opens_unchanged(tmp_path: Path) 
         assert [p["op"] for p in s.pending("nas")] == ["push"]
         last = s.last_refusal("nas")
         assert last is not None and last["reason"] == "the snapshot is empty"
+        assert last["rows"] == 0  # migration 2: refused rows counted, 0 for old refusals
     finally:
         s.close()
-    assert _schema(path) == schema and _user_version(path) == 1
+    after = dict(_schema(path))
+    assert {k: v for k, v in after.items() if k != "refusals"} == {
+        k: v for k, v in schema if k != "refusals"}
+    assert "rows INTEGER NOT NULL DEFAULT 0" in after["refusals"]
+    assert _user_version(path) == 2

@@ -110,10 +110,11 @@ def test_three_daemons_share_one_bucket_with_owners_filters_tokens_and_no_secret
     assert from_carol and {h["user"] for h in from_carol} == {"carol"}
     assert any("tinderwhisk" in h["text"] for h in from_carol)
 
-    # scoped tokens: bob's own (the default) and one for alice and carol
+    # scoped tokens: bob's own (the default) and one for alice and carol (with
+    # memory:raw, so the owner filter is tested on raw events too)
     def token(*args: str) -> str:
         out = run_cli(configs["bob"][0], "token", "create", "--scope", "memory:read",
-                      "--json", *args)
+                      "--scope", "memory:raw", "--json", *args)
         return str(json.loads(out.stdout)["token"])
 
     own, others = token("--name", "own"), token("--name", "others", "--users", "alice,carol")

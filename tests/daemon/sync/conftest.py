@@ -49,32 +49,42 @@ def vectors(models_dir: Path) -> list[list[float]]:
 
 
 def write_config(path: Path, data_dir: Path, models_dir: Path,
-                 targets: list[dict[str, Any]] | None = None, port: int = 0) -> Config:
+                 targets: list[dict[str, Any]] | None = None, port: int = 0,
+                 identity: tuple[str, str] | None = None,
+                 sync: dict[str, Any] | None = None) -> Config:
+    """A daemon's config; each data dir gets its own identity (user `u-<dir name>` on
+    device `<dir name>`), as two machines would have, unless `identity` (user, device)."""
+    user, device = identity or (f"u-{data_dir.name}", data_dir.name)
     table: dict[str, Any] = {
+        "identity": {"user": user, "device": device},
         "data_dir": str(data_dir),
         "collectors": {"files": {"roots": []}, "browser": {"enabled": False},
                        "shell": {"enabled": False}},
         "api": {"port": port}, "models": {"dir": str(models_dir)},
         "pipeline": {"summarize": False},
-        "sync": {"targets": targets or []},
+        "sync": {"targets": targets or [], **(sync or {})},
     }
     path.write_text(tomli_w.dumps(table))
     return load_config(path)
 
 
 def fill_store(cfg: Config, vectors: list[list[float]], n: int, prefix: str,
-               day: int = 0, level: str = "chunk") -> Store:
-    """Write `n` memories straight into the store of `cfg`, with real embeddings."""
-    store = Store(cfg.data_path / "store", 384, EMBEDDER)
+               day: int = 0, level: str = "chunk", id_prefix: str = "") -> Store:
+    """Write `n` memories straight into the store of `cfg`, with real embeddings, owned
+    by its identity."""
+    from daemon.owners import identity
+
+    store = Store(cfg.data_path / "store", 384, EMBEDDER, owner=identity(cfg))
     base = datetime(2026, 11, 1, 9, tzinfo=UTC) + timedelta(days=day)
     rows = []
     for i in range(n):
         text = f"{TOPICS[i % len(TOPICS)]} ({prefix} #{i})"
         row: dict[str, Any] = {
-            "id": f"{prefix}-{i:05d}", "ts": base + timedelta(minutes=i),
+            "id": f"{id_prefix or prefix}-{i:05d}", "ts": base + timedelta(minutes=i),
             "ts_end": base + timedelta(minutes=i, seconds=50), "level": level,
             "source": "files", "title": f"{prefix} memory {i}", "text": text,
-            "event_ids": [f"{prefix}-ev-{i}"], "model": "test", "created": datetime.now(UTC),
+            "event_ids": [f"{id_prefix or prefix}-ev-{i}"], "model": "test",
+            "created": datetime.now(UTC),
             "doc": text, "vector": vectors[i % len(vectors)],
         }
         for f in store.memories.schema:  # whatever columns the table has now

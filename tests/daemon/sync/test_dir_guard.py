@@ -55,16 +55,21 @@ def test_push_then_pull_merges_by_id_without_duplicates_or_deletions(
     assert sb.push("share")[0]["memories"] == 45
     back = service(a).pull("share")[0]
     assert back["inserted"] == 5 and back["total"] == 45
-    # keep = 2: older generations are pruned at the target, the newest kept
+    # keep = 2: A's older generations are pruned at the target, the newest kept; B's
+    # generation is B's to prune
     for _ in range(2):
         service(a).push("share")
-    assert len(generations([p.name for p in remote.iterdir()])) == 2
-    assert len(generations([p.name for p in (a.data_path / "sync" / "push" / "share").iterdir()])) == 2
+    tag_a, tag_b = service(a).tag, sb.tag
+    names = [p.name for p in remote.iterdir()]
+    assert len(generations(names, tag_a)) == 2 and len(generations(names, tag_b)) == 1
+    pushed_here = a.data_path / "sync" / "push" / "share"
+    assert len(generations([p.name for p in pushed_here.iterdir()])) == 2
 
     # Only what is new since the last snapshot travels: a new day is one new segment.
     fill_store(a, vectors, 3, "tomorrow", day=1)
     inc = service(a).push("share")[0]
-    assert inc["memories"] == 48 and inc["sent"] == 2 and inc["skipped"] == 1  # + context
+    # sent: the new day and the context; skipped: the old day and the (empty) tombstones
+    assert inc["memories"] == 48 and inc["sent"] == 2 and inc["skipped"] == 2
     inc_pull = sb.pull("share")[0]
     assert inc_pull["fetched"] == 1 and inc_pull["segments"] == 2 and inc_pull["inserted"] == 3
     assert len(memory_ids(b)) == 48
@@ -144,7 +149,8 @@ def test_a_corrupt_remote_snapshot_is_refused_and_nothing_is_merged(
         data[len(data) // 2] ^= 0xFF
         part.write_bytes(bytes(data))
     else:
-        (remote / "LATEST").write_bytes(b"\x00garbage")
+        for head in remote.glob("LATEST*"):
+            head.write_bytes(b"\x00garbage")
 
     proc = run_cli(b_path, "sync", "pull", check=False)
     assert proc.returncode == 4, proc.stderr

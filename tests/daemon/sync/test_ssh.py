@@ -26,7 +26,8 @@ def test_ssh_push_cut_by_a_dead_sshd_resumes_after_restart_and_the_remote_stays_
     # small parts, so the transfer has many steps to be cut between
     svc = SyncService(a, Engine(a), part_bytes=4096)
     first = svc.push_target(t)
-    assert first["memories"] == 10 and (sshd.root / LATEST).read_text().strip() == first["generation"]
+    assert first["memories"] == 10
+    assert (sshd.root / LATEST).read_text().strip() == first["generation"]
 
     fill_store(a, vectors, 150, "second")
     parts_seen = threading.Event()
