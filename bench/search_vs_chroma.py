@@ -58,7 +58,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Contention, machine, write_result  # noqa: E402
 from bench.search_latency import DISTINCT, QUERIES, pct, row_text  # noqa: E402
 from daemon.recall.search import hybrid_search  # noqa: E402
-from daemon.store.lance import TS, Store  # noqa: E402
+from daemon.store.lance import Store  # noqa: E402
+from daemon.store.schema import TS  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMA_VENV = ROOT / "bench" / ".venvs" / "chroma"

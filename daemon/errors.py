@@ -6,7 +6,12 @@
     │   └── StoreConflict     other daemons kept committing to the store first
     └── PermanentError        retrying will not help until the user changes something
         ├── ConfigError       the config file is wrong
-        └── StoreTooNew       the store's schema is newer than this memoryd
+        ├── StoreTooNew       the store's schema is newer than this memoryd
+        └── InvalidRequest    the caller's request is wrong (the API's 400); also a
+                              ValueError, so parsers and validators may raise it
+
+The API maps only this tree to 4xx/503 (daemon/api/app.py); any other exception is a
+bug of memoryd's, answered with a 500 that points at the daemon's log.
 
 The models layer keeps its own small tree (`models.errors.ModelError`), since
 `models/` never imports `daemon/`.
@@ -45,3 +50,6 @@ class StoreConflict(RetryableError):
 class StoreTooNew(PermanentError):
     """The store was written by a newer memoryd (a higher schema version): this daemon
     reads nothing it cannot understand and writes nothing until it is upgraded."""
+class InvalidRequest(PermanentError, ValueError):
+    """The caller asked for something malformed or impossible; the message says what to
+    send instead."""

@@ -18,22 +18,22 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from daemon.errors import ConfigError
+from daemon.errors import ConfigError, InvalidRequest
 
 ANY = "*"
 # A name safe in a filter, a path and a log line: letters, digits and . _ @ + -
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
 
 
-class OwnerForbidden(ValueError):
+class OwnerForbidden(InvalidRequest):
     """The caller asked for rows its token may not read (the API answers 403)."""
 
 
 def check_name(kind: str, value: str) -> str:
-    """Return `value` if it is a valid device or user name; raise ValueError saying why."""
+    """Return `value` if it is a valid device or user name; raise InvalidRequest saying why."""
     if not _NAME.match(value):
-        raise ValueError(f"{kind} {value!r} is not a valid name: use 1-64 letters, digits "
-                         "and . _ @ + - (starting with a letter or digit)")
+        raise InvalidRequest(f"{kind} {value!r} is not a valid name: use 1-64 letters, digits "
+                             "and . _ @ + - (starting with a letter or digit)")
     return value
 
 
@@ -66,7 +66,7 @@ def resolve_identity(device: str, user: str) -> tuple[str, str]:
 
 def parse_names(kind: str, value: str | Iterable[str] | None) -> tuple[str, ...] | None:
     """A list of names from `alice,bob` (or a list of such): None for nothing given or
-    `*` (anyone); raise ValueError on an invalid name."""
+    `*` (anyone); raise InvalidRequest on an invalid name."""
     if value is None:
         return None
     parts = [value] if isinstance(value, str) else list(value)

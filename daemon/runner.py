@@ -116,11 +116,47 @@ def run_daemon(cfg: Config) -> int:
                             conditions=conditions)
 
     scheduler = BackgroundScheduler(timezone="UTC")
+    _schedule_pipeline(cfg, scheduler, pipeline, conditions)
+    from daemon.sync.monitor import start_sync
+
+    start_sync(cfg, engine, service, scheduler)  # sync targets: probes, pending syncs
+    _start_collectors(collectors, runs, gate, scheduler)
+    scheduler.start()
+    threading.Thread(target=engine.warm_reader, name="reader-warm", daemon=True).start()
+    log.info("memoryd serving on %s and http://127.0.0.1:%d (collectors: %s)",
+             cfg.socket_path, port, ", ".join(c.name for c in collectors) or "none")
+    # systemd Type=notify: READY=1 once the API answers, watchdog pings while it and the
+    # scheduler are alive, STOPPING=1 on the way out (all no-ops outside systemd).
+    supervision = Supervision(cfg.socket_path, scheduler).start()
+    try:
+        from daemon.approvals.queue import for_service as approvals
+
+        serve(create_app(service, token, cfg.api.max_request_bytes), [unix_sock, tcp_sock],
+              on_exit=approvals(service).release)
+    finally:
+        log.info("memoryd stopping")
+        supervision.stop()
+        for c in collectors:
+            c.stop()
+        # The worker goes first: a running summary is abandoned (its events stay in the
+        # journal and are summarized next time) instead of holding up the shutdown.
+        engine.close()
+        scheduler.shutdown(wait=True)
+        journal.close()
+        cfg.socket_path.unlink(missing_ok=True)
+    return 0
+
+
+def _schedule_pipeline(cfg: Config, scheduler: Any, pipeline: Pipeline,
+                       conditions: Conditions) -> None:
+    """The pipeline's jobs: indexing often, summaries and compaction when the user's
+    machine can spare the CPU."""
     p = cfg.pipeline
     scheduler.add_job(_guarded("indexing", pipeline.index_step, *_indexing_health(conditions)),
                       "interval",
                       seconds=min(p.interval_seconds, 1.0), max_instances=1, coalesce=True,
                       id="index")
+
     def polite(name: str, job: Any) -> Polite:
         """Heavy jobs wait while the user's CPU is busy or the laptop is on battery."""
         cc = cfg.compaction
@@ -135,9 +171,11 @@ def run_daemon(cfg: Config) -> int:
                       "interval",
                       seconds=max(cfg.compaction.interval_seconds, 60.0), max_instances=1,
                       coalesce=True, id="compact")
-    from daemon.sync.monitor import start_sync
 
-    start_sync(cfg, engine, service, scheduler)  # sync targets: probes, pending syncs
+
+def _start_collectors(collectors: list[Any], runs: CollectorRuns, gate: Any,
+                      scheduler: Any) -> None:
+    """Schedule every collector's polls and start its live watch where it has one."""
     for c in collectors:
         # Catch up on what changed while the daemon was away, then poll on the collector's
         # own schedule (history files every few seconds; the files backfill hourly, as a
@@ -152,30 +190,6 @@ def run_daemon(cfg: Config) -> int:
         except Exception as exc:
             log.warning("collector %s could not start watching: %s; its backfill still runs",
                         c.name, exc)
-    scheduler.start()
-    threading.Thread(target=engine.warm_reader, name="reader-warm", daemon=True).start()
-    log.info("memoryd serving on %s and http://127.0.0.1:%d (collectors: %s)",
-             cfg.socket_path, port, ", ".join(c.name for c in collectors) or "none")
-    # systemd Type=notify: READY=1 once the API answers, watchdog pings while it and the
-    # scheduler are alive, STOPPING=1 on the way out (all no-ops outside systemd).
-    supervision = Supervision(cfg.socket_path, scheduler).start()
-    try:
-        from daemon.approvals.queue import shared as approvals
-
-        serve(create_app(service, token, cfg.api.max_request_bytes), [unix_sock, tcp_sock],
-              on_exit=approvals(cfg).release)
-    finally:
-        log.info("memoryd stopping")
-        supervision.stop()
-        for c in collectors:
-            c.stop()
-        # The worker goes first: a running summary is abandoned (its events stay in the
-        # journal and are summarized next time) instead of holding up the shutdown.
-        engine.close()
-        scheduler.shutdown(wait=True)
-        journal.close()
-        cfg.socket_path.unlink(missing_ok=True)
-    return 0
 
 
 def _soon() -> Any:

@@ -5,23 +5,19 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from collectors.base import Sink
 from daemon import health
 from daemon.config import Config
+from daemon.errors import InvalidRequest
 from daemon.health import Conditions, Problem
 from daemon.intake.collect import CollectorRuns
 from daemon.intake.journal import Journal
 from daemon.intake.privacy import PauseState
 from daemon.owners import EVERYONE, Owners, identity, whose
 from daemon.recall.hits import Hit
-
-
-class Searcher(Protocol):
-    def search(self, query: str, k: int = 10, **filters: Any) -> list[Hit]: ...
-
-    def status(self) -> dict[str, Any]: ...
+from daemon.store.interface import MemoryEngine
 
 
 def hit_json(h: Hit) -> dict[str, Any]:
@@ -36,7 +32,7 @@ def hit_json(h: Hit) -> dict[str, Any]:
 class MemoryService:
     cfg: Config
     journal: Journal
-    engine: Searcher
+    engine: MemoryEngine  # the worker's forwarder in the daemon, an Engine in-process
     started: float = 0.0
     collector_runs: CollectorRuns | None = None
     pause: PauseState | None = None
@@ -44,6 +40,7 @@ class MemoryService:
     sync: Any = None  # daemon.sync.service.SyncService (the daemon sets it)
     pipeline: Any = None  # daemon.pipeline.steps.Pipeline: each stage's backlog, rate, ETA
     conditions: Conditions | None = None  # problems the daemon's parts saw (health.py)
+    approvals: Any = None  # daemon.approvals.queue.Approvals (see its for_service)
 
     def search(self, query: str, k: int = 10, source: str | None = None,
                since: datetime | None = None, until: datetime | None = None,
@@ -55,9 +52,9 @@ class MemoryService:
         caller's token's restriction (None: everyone's), which the filters cannot widen;
         `raw` False finds memories and digests only, never raw events (memory:read)."""
         if not query.strip():
-            raise ValueError("the query is empty; say what to look for")
+            raise InvalidRequest("the query is empty; say what to look for")
         if not 1 <= k <= 200:
-            raise ValueError("k must be between 1 and 200")
+            raise InvalidRequest("k must be between 1 and 200")
         since, until = _range(since, until)
         filters: dict[str, Any] = {n: v for n, v in (("kind", kind), ("project", project)) if v}
         o = whose(owners, device, user)
@@ -74,9 +71,9 @@ class MemoryService:
                user: str | None = None, owners: Owners | None = None) -> list[dict[str, Any]]:
         """The newest `limit` raw events, newest first."""
         if not 1 <= limit <= 1000:
-            raise ValueError("limit must be between 1 and 1000")
+            raise InvalidRequest("limit must be between 1 and 1000")
         o = whose(owners, device, user)
-        return [hit_json(h) for h in self._engine.recent(limit, source, owners=o)]
+        return [hit_json(h) for h in self.engine.recent(limit, source, owners=o)]
 
     def timeline(self, since: datetime | None, until: datetime | None,
                  source: str | None = None, device: str | None = None,
@@ -84,14 +81,14 @@ class MemoryService:
         """Raw events in [since, until), oldest first (at most the newest 2000)."""
         since, until = _range(since, until)
         o = whose(owners, device, user)
-        return [hit_json(h) for h in self._engine.timeline(since, until, source, owners=o)]
+        return [hit_json(h) for h in self.engine.timeline(since, until, source, owners=o)]
 
     def digest(self, period: str = "day", day: date | None = None, device: str | None = None,
                user: str | None = None, owners: Owners | None = None) -> dict[str, Any]:
         """The day or week digest holding `day` (default today), with its children."""
         if period not in ("day", "week"):
-            raise ValueError(f"period must be 'day' or 'week', not {period!r}")
-        return dict(self._engine.digest(period, day, owners=whose(owners, device, user)))
+            raise InvalidRequest(f"period must be 'day' or 'week', not {period!r}")
+        return dict(self.engine.digest(period, day, owners=whose(owners, device, user)))
 
     def context(self, query: str, budget_tokens: int, device: str | None = None,
                 user: str | None = None, owners: Owners | None = None,
@@ -99,10 +96,10 @@ class MemoryService:
         """A markdown context pack (key `markdown`) for `query` within `budget_tokens`;
         `raw` False packs memories and digests only, never raw events (memory:read)."""
         if not 64 <= budget_tokens <= 200_000:
-            raise ValueError("budget_tokens must be between 64 and 200000")
-        only = {} if raw else {"raw": False}
-        return dict(self._engine.context(query, budget_tokens,
-                                         owners=whose(owners, device, user), **only))
+            raise InvalidRequest("budget_tokens must be between 64 and 200000")
+        only: dict[str, Any] = {} if raw else {"raw": False}
+        return dict(self.engine.context(query, budget_tokens,
+                                        owners=whose(owners, device, user), **only))
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
                source: str | None = None, query: str | None = None,
@@ -112,7 +109,7 @@ class MemoryService:
         versions) and the journal, so a re-index cannot bring them back; return counts."""
         since, until = _range(since, until)
         if not any((since, until, source, query and query.strip())):
-            raise ValueError("say what to forget: since/until, a source or a query")
+            raise InvalidRequest("say what to forget: since/until, a source or a query")
         o = whose(owners, device, user)
         if not o.allows(*identity(self.cfg)):
             # the journal holds only this daemon's own events: a caller restricted to other
@@ -125,7 +122,7 @@ class MemoryService:
         # is forgotten here is not left in the store.
         early = 0 if dry_run else self.journal.forget(
             (), since=jsince, until=juntil, source=jsource, query=jquery)
-        out = dict(self._engine.forget(since=since, until=until, source=source, query=query,
+        out = dict(self.engine.forget(since=since, until=until, source=source, query=query,
                                        dry_run=dry_run, owners=o))
         ids = out.pop("event_ids", [])
         memory_ids = out.pop("memory_ids", [])
@@ -134,10 +131,6 @@ class MemoryService:
             return out
         out["journal"] = early + self.journal.forget(ids, memory_ids=memory_ids)
         return out
-
-    @property
-    def _engine(self) -> Any:
-        return self.engine
 
     def own_status(self, owners: Owners | None = None, raw: bool = False) -> dict[str, Any]:
         """What a caller without the admin scope learns of the daemon: whether memory
@@ -148,7 +141,7 @@ class MemoryService:
         if self.sync is not None:
             problems += health.sync_problems(self.sync.status())
         try:
-            counts = dict(self._engine.counts(owners=owners or EVERYONE))
+            counts = dict(self.engine.counts(owners=owners or EVERYONE))
         except Exception as exc:  # the worker is starting, or the store is unreadable
             problems.append(Problem("store_unreadable", str(exc), _now()))
             return {"memory": {**health.assess(problems, public=True), "reason": str(exc)}}

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from models.base import Completion, Message, Profile
+from models.base import Capabilities, Completion, Message, Profile, RouterBackend
 from models.errors import ModelError, UpstreamError
 
 DONE = b"data: [DONE]\n\n"
@@ -53,8 +53,13 @@ def chunk_event(data: dict[str, Any]) -> bytes:
     return b"data: " + json.dumps(data, ensure_ascii=False).encode() + b"\n\n"
 
 
-class LocalChat:
+class LocalChat(RouterBackend):
     """Any blocking `complete(messages, params) -> Completion` as an async chat backend."""
+
+    # an embedded llama.cpp model: tool calls via models/tool_format.py; a stream is the
+    # whole answer in one chunk (the worker's pipe carries whole answers)
+    capabilities = Capabilities(chat=True, embed=False, tools=True, streaming=False,
+                                local=True)
 
     def __init__(self, profile: Profile,
                  complete: Callable[[list[Message], dict[str, Any]], Completion]) -> None:
@@ -91,8 +96,11 @@ class LocalChat:
         yield DONE
 
 
-class LocalEmbed:
+class LocalEmbed(RouterBackend):
     """Any blocking `embed(texts)` as an async embedding backend."""
+
+    capabilities = Capabilities(chat=False, embed=True, tools=False, streaming=False,
+                                local=True)
 
     def __init__(self, profile: Profile, embed: Callable[[list[str]], list[list[float]]]) -> None:
         self.profile = profile

@@ -18,7 +18,7 @@ from typing import Any
 
 import aiohttp
 
-from models.base import Profile
+from models.base import Capabilities, Profile, RouterBackend
 from models.errors import UpstreamError
 
 DONE = b"data: [DONE]\n\n"
@@ -49,8 +49,10 @@ def _status_error(status: int, headers: Any, text: str, name: str) -> UpstreamEr
                          status=status, retryable=False)
 
 
-class OpenAIBackend:
+class OpenAIBackend(RouterBackend):
     """Chat and embeddings from an OpenAI-compatible endpoint such as http://host/v1."""
+
+    capabilities = Capabilities(chat=True, embed=True, tools=True, streaming=True, local=False)
 
     def __init__(self, profile: Profile, endpoint: str, model: str, *,
                  client: Callable[[], aiohttp.ClientSession], api_key: str = "") -> None:

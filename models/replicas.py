@@ -32,7 +32,7 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from models.base import Profile
+from models.base import Profile, RouterBackend
 from models.errors import UpstreamError
 from models.openai_http import OpenAIBackend
 
@@ -67,8 +67,10 @@ def _label(endpoint: str) -> str:
     return parts.netloc or endpoint
 
 
-class ReplicaPool:
+class ReplicaPool(RouterBackend):
     """One model served by several OpenAI-compatible endpoints."""
+
+    capabilities = OpenAIBackend.capabilities
 
     def __init__(self, profile: Profile, endpoints: list[str], model: str, *,
                  client: Callable[[], aiohttp.ClientSession], api_key: str = "") -> None:
@@ -162,6 +164,9 @@ class ReplicaPool:
         detail = "; ".join(f"{r.endpoint}: {e.kind} ({e})" for r, e in errors)
         return UpstreamError(last.kind, f"every replica of {self.profile.name} failed: {detail}",
                              status=last.status, retry_after=last.retry_after)
+
+    def describe(self) -> dict[str, Any]:
+        return {"replicas": self.status()}  # per replica: up/down, load, served
 
     def status(self) -> list[dict[str, Any]]:
         """Each replica's state: up or down, calls in flight, latency, served and failed."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -22,7 +23,7 @@ from daemon.api.auth import Authenticator, SessionOriginRefused, may_read_raw
 from daemon.api.envelope import error_json
 from daemon.api.guard import ROUTE_LIMITS, BodyLimits, Guard
 from daemon.api.scoped_tokens import TokenStore
-from daemon.errors import RetryableError
+from daemon.errors import InvalidRequest, MemorydError, RetryableError
 from daemon.owners import OwnerForbidden, identity, request_owners
 from daemon.recall.api import OWNER_PATTERN
 from daemon.service import MemoryService, hit_json
@@ -78,6 +79,58 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     )}
 
 
+def _error_handlers(app: FastAPI, service: MemoryService) -> None:
+    """How errors reach the caller (daemon/errors.py's tree is the contract)."""
+    @app.exception_handler(_Forbidden)
+    async def forbidden(_: Request, exc: Exception) -> JSONResponse:
+        return _error(403, "forbidden", f"this token lacks the {exc} scope; make one that has "
+                      f"it with `memoryd token create --scope {exc}`")
+
+    @app.exception_handler(_Unauthorized)
+    async def unauthorized(_: Request, __: Exception) -> JSONResponse:
+        return _error(401, "unauthorized", "missing or wrong bearer token; read it from "
+                      f"{service.cfg.token_path}")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # Starlette answers 405 with the methods of the first route on the path only;
+        # list every method the path takes (GET, PUT and DELETE are separate routes).
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            path = request.url.path
+            methods = sorted({m for route in app.router.routes
+                              if (rx := getattr(route, "path_regex", None)) is not None
+                              and rx.match(path) for m in getattr(route, "methods", None) or ()})
+            headers["Allow"] = ", ".join(methods)
+        resp = _error(exc.status_code, "http_error", str(exc.detail))
+        resp.headers.update(headers)
+        return resp
+
+    @app.exception_handler(OwnerForbidden)
+    async def not_yours(_: Request, exc: Exception) -> JSONResponse:
+        return _error(403, "forbidden", str(exc))
+
+    # Only memoryd's own errors (daemon/errors.py) speak to the caller as 4xx/503; any
+    # other exception, a ValueError included, is memoryd's bug and a 500.
+    @app.exception_handler(InvalidRequest)
+    async def bad_request(_: Request, exc: Exception) -> JSONResponse:
+        return _error(400, "invalid_request", str(exc))
+
+    @app.exception_handler(RetryableError)
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        return _error(503, "memory_unavailable", f"{exc}; try again shortly")
+
+    @app.exception_handler(MemorydError)
+    async def refused(_: Request, exc: Exception) -> JSONResponse:
+        log.error("API request refused: %s", exc)
+        return _error(500, "internal_error", f"{exc}")
+
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> JSONResponse:
+        log.exception("API request failed")
+        return _error(500, "internal_error", crash_message(exc, service.cfg.data_path))
+
+
 def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_000_000) -> Any:
     app = FastAPI(title="memoryd", version=VERSION, docs_url=None, redoc_url=None,
                   responses=ERROR_RESPONSES)
@@ -110,47 +163,7 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
 
         return Depends(check)
 
-    @app.exception_handler(_Forbidden)
-    async def forbidden(_: Request, exc: Exception) -> JSONResponse:
-        return _error(403, "forbidden", f"this token lacks the {exc} scope; make one that has "
-                      f"it with `memoryd token create --scope {exc}`")
-
-    @app.exception_handler(_Unauthorized)
-    async def unauthorized(_: Request, __: Exception) -> JSONResponse:
-        return _error(401, "unauthorized", "missing or wrong bearer token; read it from "
-                      f"{service.cfg.token_path}")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        # Starlette answers 405 with the methods of the first route on the path only;
-        # list every method the path takes (GET, PUT and DELETE are separate routes).
-        headers = dict(exc.headers or {})
-        if exc.status_code == 405:
-            path = request.url.path
-            methods = sorted({m for route in app.router.routes
-                              if (rx := getattr(route, "path_regex", None)) is not None
-                              and rx.match(path) for m in getattr(route, "methods", None) or ()})
-            headers["Allow"] = ", ".join(methods)
-        resp = _error(exc.status_code, "http_error", str(exc.detail))
-        resp.headers.update(headers)
-        return resp
-
-    @app.exception_handler(OwnerForbidden)
-    async def not_yours(_: Request, exc: Exception) -> JSONResponse:
-        return _error(403, "forbidden", str(exc))
-
-    @app.exception_handler(ValueError)
-    async def bad_request(_: Request, exc: Exception) -> JSONResponse:
-        return _error(400, "invalid_request", str(exc))
-
-    @app.exception_handler(RetryableError)
-    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
-        return _error(503, "memory_unavailable", f"{exc}; try again shortly")
-
-    @app.exception_handler(Exception)
-    async def crashed(_: Request, exc: Exception) -> JSONResponse:
-        log.exception("API request failed")
-        return _error(500, "internal_error", f"{type(exc).__name__}: {exc}; see the daemon log")
+    _error_handlers(app, service)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -181,7 +194,7 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
     @app.post("/v1/pause", dependencies=[require("memory:write")])
     def pause(minutes: float | None = Query(None, gt=0, le=7 * 24 * 60)) -> dict[str, Any]:
         if service.pause is None:
-            raise ValueError("pause is not available")
+            raise InvalidRequest("pause is not available")
         return {"paused": service.pause.pause(minutes, reason="api")}
 
     @app.post("/v1/resume", dependencies=[require("memory:write")])
@@ -194,6 +207,15 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
         app.include_router(importlib.import_module(module).router(service, require))
     return Guard(app, auth, BodyLimits(max_request_bytes, ROUTE_LIMITS),
                  str(service.cfg.token_path))
+
+
+def crash_message(exc: BaseException, data_dir: Path) -> str:
+    """What a caller hit by memoryd's own bug is told: not its fault, and where to look."""
+    return (f"memoryd failed on this request ({type(exc).__name__}: {exc}); this is a bug "
+            "in memoryd, not a problem with the request. The traceback is in the daemon's "
+            f"log: {data_dir / 'memoryd.log'} when started with `memoryd start`, "
+            "`journalctl --user -u memoryd` under systemd, else the terminal running "
+            "`memoryd run`")
 
 
 class _Unauthorized(Exception):

@@ -16,6 +16,7 @@ from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from collectors.base import Batch, Event
+from daemon.errors import InvalidRequest
 from daemon.service import MemoryService
 
 RESERVED_SOURCES = frozenset({"files", "browser", "shell", "memory"})
@@ -77,7 +78,7 @@ def router(service: MemoryService, require: Any) -> APIRouter:
     @api.post("/v1/events", dependencies=[require("memory:write")])
     def push(body: EventsIn) -> dict[str, Any]:
         if service.intake is None:
-            raise ValueError("this memoryd takes no pushed events (no intake journal)")
+            raise InvalidRequest("this memoryd takes no pushed events (no intake journal)")
         now = datetime.now(UTC)
         events = [e.to_event(now) for e in body.events]
         stored = service.intake.append(Batch("api", events))

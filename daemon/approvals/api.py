@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from daemon.api.envelope import error_json
-from daemon.approvals.queue import STATUSES, AlreadyDecided, UnknownApproval, shared
+from daemon.approvals.queue import STATUSES, AlreadyDecided, UnknownApproval, for_service
 from daemon.service import MemoryService
 
 VIAS = ("cli", "status page", "tray", "api")
@@ -30,7 +30,7 @@ class Answer(BaseModel):
 
 def router(service: MemoryService, require: Any) -> APIRouter:
     api = APIRouter()
-    approvals = shared(service.cfg)
+    approvals = for_service(service)
 
     def fail(status: int, kind: str, message: str) -> JSONResponse:
         return error_json(status, kind, message)

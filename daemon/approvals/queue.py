@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from daemon.config import ApprovalsConfig, Config
+from daemon.config import ApprovalsConfig
 from daemon.sqlite_migrations import Migration, migrate
 
 log = logging.getLogger(__name__)
@@ -357,16 +357,14 @@ def _row(r: tuple[Any, ...]) -> dict[str, Any]:
     return out
 
 
-_SHARED: dict[Path, Approvals] = {}
-_SHARED_LOCK = threading.Lock()
+_MAKING = threading.Lock()
 
 
-def shared(cfg: Config) -> Approvals:
-    """The one Approvals of this process for cfg's data dir (the chat handler files
-    requests in it, the /v1/approvals routes decide them)."""
-    path = cfg.data_path / "approvals.sqlite3"
-    with _SHARED_LOCK:
-        found = _SHARED.get(path)
-        if found is None:
-            found = _SHARED[path] = Approvals(path, cfg.approvals)
-        return found
+def for_service(service: Any) -> Approvals:
+    """The service's one approvals queue (the chat handler files requests in it, the
+    /v1/approvals routes decide them), made on first use and kept on the service."""
+    with _MAKING:
+        if service.approvals is None:
+            cfg = service.cfg
+            service.approvals = Approvals(cfg.data_path / "approvals.sqlite3", cfg.approvals)
+        return service.approvals

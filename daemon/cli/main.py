@@ -8,7 +8,8 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
 from typing import Any
 
 from daemon.config import Config, config_as_dict, load_config
@@ -269,11 +270,14 @@ def cmd_resume(cfg: Config, args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: dict[str, Callable[[Config, argparse.Namespace], int]] = {
+Handler = Callable[[Config, argparse.Namespace], int]
+# The built-in commands; features add theirs when the parser is built (each parsed
+# subcommand carries its handler as `args.handler`, so nothing here changes at run time).
+COMMANDS: Mapping[str, Handler] = MappingProxyType({
     "config": cmd_config, "run": cmd_run, "ingest": cmd_ingest, "search": cmd_search,
     "status": cmd_status, "models": cmd_models, "service": cmd_service,
     "pause": cmd_pause, "resume": cmd_resume,
-}
+})
 
 
 # Features that bring their own subcommands: each module has
@@ -320,8 +324,11 @@ def parser() -> argparse.ArgumentParser:
     sv = sub.add_parser("service", parents=[common], help="run memoryd as a service")
     sv.add_argument("action", choices=["install", "uninstall", "start", "status"])
     sv.add_argument("--start", action="store_true", help="with install: start it now")
+    handlers = dict(COMMANDS)
     for module in FEATURE_COMMANDS:
-        COMMANDS.update(importlib.import_module(module).add_commands(sub, common))
+        handlers.update(importlib.import_module(module).add_commands(sub, common))
+    for name, handler in handlers.items():
+        sub.choices[name].set_defaults(handler=handler)
     return p
 
 
@@ -332,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
                   else logging.WARNING if quiet else logging.INFO)
     try:
         cfg = load_config(getattr(args, "config", None))
-        return COMMANDS[args.command](cfg, args)
+        handler: Handler = args.handler
+        return handler(cfg, args)
     except MemorydError as exc:
         print(f"memoryd: {exc}", file=sys.stderr)
         return 1

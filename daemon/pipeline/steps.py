@@ -14,9 +14,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
-from collectors.base import Event
 from daemon import backoff
 from daemon.config import Config
 from daemon.errors import RetryableError
@@ -25,22 +24,13 @@ from daemon.intake.journal import INDEXED, NEW, SUMMARIZED, Journal
 from daemon.pipeline.budget import CpuBudget, Progress
 from daemon.pipeline.chunking import Chunk, chunk_events
 from daemon.recall.timeexpr import user_zone
+from daemon.store.interface import MemoryEngine
 from models.errors import ModelError
 
 log = logging.getLogger(__name__)
 SUMMARY_BACKOFF = 5.0  # seconds before summaries are tried again after a failure
 SUMMARY_BACKOFF_MAX = 60.0
 ProgressFn = Callable[[str, int, int], None]
-
-
-class EngineLike(Protocol):
-    def index(self, events: list[Event]) -> int: ...
-
-    def summarize(self, events: list[Event]) -> dict[str, Any]: ...
-
-    def compact(self, max_digests: int = 0) -> dict[str, Any]: ...
-
-    def prune_events(self, older_than_days: int) -> int: ...
 
 
 @dataclass
@@ -56,7 +46,7 @@ class StepReport:
 
 
 class Pipeline:
-    def __init__(self, cfg: Config, journal: Journal, engine: EngineLike,
+    def __init__(self, cfg: Config, journal: Journal, engine: MemoryEngine,
                  conditions: Conditions | None = None) -> None:
         self.cfg = cfg
         self.conditions = conditions or Conditions()  # summarizer_failed, for /v1/status

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, timedelta
 from typing import Any
 
+from daemon.errors import InvalidRequest
 from daemon.recall.hits import Hit
 
 MIN_ITEM_TOKENS = 40  # a last item cut shorter than this is left out instead
@@ -86,8 +87,8 @@ def build(query: str, digests: list[Hit], hits: list[Hit], budget_tokens: int,
         title += f"\n_period: {period}_"
     used = estimate_tokens(title) + HEADER_RESERVE
     if used > budget_tokens:
-        raise ValueError(f"budget_tokens={budget_tokens} is too small for a context pack; "
-                         f"give at least {used + MIN_ITEM_TOKENS}")
+        raise InvalidRequest(f"budget_tokens={budget_tokens} is too small for a context pack; "
+                             f"give at least {used + MIN_ITEM_TOKENS}")
     parts = [title]
     if preface:  # the open tasks or decisions a question asks for: up to 70% of the budget
         preface = _fit_lines(preface, int((budget_tokens - used) * 0.7))

@@ -15,6 +15,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from daemon.config import Config
+from daemon.errors import InvalidRequest
 from daemon.owners import EVERYONE, Owners
 from daemon.recall import agenda, timeexpr
 from daemon.recall import context as packs
@@ -109,7 +110,7 @@ def period_bounds(period: str, day: date, tz: tzinfo) -> tuple[datetime, datetim
         start = day - timedelta(days=day.weekday())
         end = start + timedelta(weeks=1)
     else:
-        raise ValueError(f"period must be 'day' or 'week', not {period!r}")
+        raise InvalidRequest(f"period must be 'day' or 'week', not {period!r}")
     lo = datetime.combine(start, datetime.min.time(), tz).astimezone(UTC)
     hi = datetime.combine(end, datetime.min.time(), tz).astimezone(UTC)
     return lo, hi
@@ -160,7 +161,7 @@ def forget(store: Store, since: datetime | None = None, until: datetime | None =
     Raise ValueError when nothing is named.
     """
     if not any((since, until, source, query and query.strip())):
-        raise ValueError("say what to forget: a time range (since/until), a source or a query")
+        raise InvalidRequest("say what to forget: a time range (since/until), a source or a query")
     f = Filters(source=source, since=since, until=until, devices=owners.devices,
                 users=owners.users)
     q = (query or "").strip().lower()

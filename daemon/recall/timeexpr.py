@@ -77,90 +77,104 @@ def _valid_date(year: int, month: int, day: int) -> date | None:
 Range = tuple[datetime | None, datetime | None]
 
 
-def _rules(now: datetime, tz: tzinfo) -> list[tuple[str, object]]:
-    local = now.astimezone(tz)
-    today = local.date()
-    monday = today - timedelta(days=today.weekday())
+class _Clock:
+    """Ranges relative to `now` in the user's zone `tz`, one method per kind of phrase."""
 
-    def day(d: date) -> Range:
-        return _days(d, d + timedelta(days=1), tz)
+    def __init__(self, now: datetime, tz: tzinfo) -> None:
+        self.now, self.tz = now, tz
+        self.today = now.astimezone(tz).date()
+        self.monday = self.today - timedelta(days=self.today.weekday())
 
-    def part(d: date, name: str) -> Range:
+    def day(self, d: date) -> Range:
+        return _days(d, d + timedelta(days=1), self.tz)
+
+    def part(self, d: date, name: str) -> Range:
         lo, hi = PARTS[name]
-        start = _midnight(d, tz) + timedelta(hours=lo)
-        return start.astimezone(UTC), (_midnight(d, tz) + timedelta(hours=hi)).astimezone(UTC)
+        start = _midnight(d, self.tz) + timedelta(hours=lo)
+        return (start.astimezone(UTC),
+                (_midnight(d, self.tz) + timedelta(hours=hi)).astimezone(UTC))
 
-    def past_weekday(m: re.Match[str], strictly_before_today: bool) -> Range:
-        back = (today.weekday() - _weekday(m["wd"])) % 7
+    def past_weekday(self, m: re.Match[str], strictly_before_today: bool) -> Range:
+        back = (self.today.weekday() - _weekday(m["wd"])) % 7
         if back == 0 and strictly_before_today:
             back = 7
-        return day(today - timedelta(days=back))
+        return self.day(self.today - timedelta(days=back))
 
-    def month(m: re.Match[str]) -> Range:
-        mon = _month(m["mon"])
+    def month(self, m: re.Match[str]) -> Range:
+        mon, today = _month(m["mon"]), self.today
         year = int(m["year"]) if m["year"] else (today.year if mon <= today.month
                                                   else today.year - 1)
-        return _month_range(year, mon, tz)
+        return _month_range(year, mon, self.tz)
 
-    def dated(m: re.Match[str]) -> Range | None:
+    def dated(self, m: re.Match[str]) -> Range | None:
         mon = _month(m["mon"])
-        year = int(m["year"]) if m["year"] else today.year
+        year = int(m["year"]) if m["year"] else self.today.year
         d = _valid_date(year, mon, int(m["d"]))
-        if d is not None and not m["year"] and d > today:  # "March 4" means the last one
+        if d is not None and not m["year"] and d > self.today:  # "March 4": the last one
             d = _valid_date(year - 1, mon, int(m["d"]))
-        return day(d) if d else None
+        return self.day(d) if d else None
 
-    def ago(m: re.Match[str]) -> Range:
-        n, unit = _n(m["n"]), m["unit"]
+    def iso(self, m: re.Match[str]) -> Range | None:
+        d = _valid_date(int(m["y"]), int(m["m"]), int(m["d"]))
+        return self.day(d) if d else None
+
+    def ago(self, m: re.Match[str]) -> Range:
+        n, unit, now = _n(m["n"]), m["unit"], self.now
         if unit.startswith("day"):
-            return day(today - timedelta(days=n))
+            return self.day(self.today - timedelta(days=n))
         if unit.startswith("week"):
-            start = monday - timedelta(weeks=n)
-            return _days(start, start + timedelta(weeks=1), tz)
-        return (now - timedelta(hours=n + 1)).astimezone(UTC), (now - timedelta(hours=n - 1)
-                                                                 ).astimezone(UTC)
+            start = self.monday - timedelta(weeks=n)
+            return _days(start, start + timedelta(weeks=1), self.tz)
+        return ((now - timedelta(hours=n + 1)).astimezone(UTC),
+                (now - timedelta(hours=n - 1)).astimezone(UTC))
 
-    def last_n(m: re.Match[str]) -> Range:
+    def last_n(self, m: re.Match[str]) -> Range:
         n, unit = _n(m["n"]), m["unit"]
         span = {"h": timedelta(hours=n), "d": timedelta(days=n), "w": timedelta(weeks=n),
                 "m": timedelta(days=30 * n)}[unit[0]]
         if unit[0] == "h":
-            return (now - span).astimezone(UTC), None
-        return _midnight(today - span + timedelta(days=1), tz).astimezone(UTC), None
+            return (self.now - span).astimezone(UTC), None
+        return _midnight(self.today - span + timedelta(days=1), self.tz).astimezone(UTC), None
 
+    def weeks(self, first: int, last: int) -> Range:
+        """From the Monday `first` weeks back to the Monday `last` weeks back."""
+        return _days(self.monday - timedelta(weeks=first),
+                     self.monday - timedelta(weeks=last), self.tz)
+
+
+def _rules(now: datetime, tz: tzinfo) -> list[tuple[str, object]]:
+    c = _Clock(now, tz)
+    today, yesterday = c.today, c.today - timedelta(days=1)
     prev_month = (today.year - (today.month == 1), (today.month - 2) % 12 + 1)
     return [
-        (r"(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})",
-         lambda m: day(d) if (d := _valid_date(int(m["y"]), int(m["m"]), int(m["d"])))
-         else None),
-        (rf"{_MON}\.?\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(?P<year>\d{{4}}))?", dated),
+        (r"(?P<y>\d{4})-(?P<m>\d{1,2})-(?P<d>\d{1,2})", c.iso),
+        (rf"{_MON}\.?\s+(?P<d>\d{{1,2}})(?:st|nd|rd|th)?(?:,?\s+(?P<year>\d{{4}}))?", c.dated),
         (rf"(?P<d>\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?{_MON}(?:,?\s+(?P<year>\d{{4}}))?",
-         dated),
-        (r"(?:the\s+)?day\s+before\s+yesterday", lambda m: day(today - timedelta(days=2))),
-        (rf"yesterday\s+{_PART}", lambda m: part(today - timedelta(days=1), m["part"])),
-        (r"last\s+night", lambda m: part(today - timedelta(days=1), "night")),
+         c.dated),
+        (r"(?:the\s+)?day\s+before\s+yesterday", lambda m: c.day(today - timedelta(days=2))),
+        (rf"yesterday\s+{_PART}", lambda m: c.part(yesterday, m["part"])),
+        (r"last\s+night", lambda m: c.part(yesterday, "night")),
         (rf"(?:this|today)\s+{_PART}|tonight",
-         lambda m: part(today, m["part"] if m["part"] else "night")),
-        (r"yesterday", lambda m: day(today - timedelta(days=1))),
-        (r"today", lambda m: day(today)),
+         lambda m: c.part(today, m["part"] if m["part"] else "night")),
+        (r"yesterday", lambda m: c.day(yesterday)),
+        (r"today", lambda m: c.day(today)),
         (rf"(?:in\s+|over\s+|during\s+)?(?:the\s+)?(?:last|past)\s+{_NUM}\s+"
-         r"(?P<unit>hours?|days?|weeks?|months?)", last_n),
-        (rf"{_NUM}\s+(?P<unit>hours?|days?|weeks?)\s+ago", ago),
-        (r"(?:the\s+)?week\s+before\s+last",
-         lambda m: _days(monday - timedelta(weeks=2), monday - timedelta(weeks=1), tz)),
+         r"(?P<unit>hours?|days?|weeks?|months?)", c.last_n),
+        (rf"{_NUM}\s+(?P<unit>hours?|days?|weeks?)\s+ago", c.ago),
+        (r"(?:the\s+)?week\s+before\s+last", lambda m: c.weeks(2, 1)),
         (r"(?:this\s+past|the\s+past)\s+week",
          lambda m: (_midnight(today - timedelta(days=6), tz).astimezone(UTC), None)),
-        (r"last\s+week", lambda m: _days(monday - timedelta(weeks=1), monday, tz)),
-        (r"this\s+week", lambda m: _days(monday, monday + timedelta(weeks=1), tz)),
+        (r"last\s+week", lambda m: c.weeks(1, 0)),
+        (r"this\s+week", lambda m: c.weeks(0, -1)),
         (r"last\s+month", lambda m: _month_range(*prev_month, tz)),
         (r"this\s+month", lambda m: _month_range(today.year, today.month, tz)),
-        (rf"last\s+{_WD}", lambda m: past_weekday(m, True)),
-        (rf"this\s+{_WD}", lambda m: past_weekday(m, False)),
-        (rf"(?:on\s+){_WD}", lambda m: past_weekday(m, False)),
+        (rf"last\s+{_WD}", lambda m: c.past_weekday(m, True)),
+        (rf"this\s+{_WD}", lambda m: c.past_weekday(m, False)),
+        (rf"(?:on\s+){_WD}", lambda m: c.past_weekday(m, False)),
         (r"(?P<wd>monday|tuesday|wednesday|thursday|friday|saturday|sunday)(?=\s*[?.!,]|\s*$)",
-         lambda m: past_weekday(m, False)),
-        (rf"(?:in|during|throughout|since)\s+{_MON}(?:\s+(?P<year>\d{{4}}))?", month),
-        (rf"{_MON}\s+(?P<year>\d{{4}})", month),
+         lambda m: c.past_weekday(m, False)),
+        (rf"(?:in|during|throughout|since)\s+{_MON}(?:\s+(?P<year>\d{{4}}))?", c.month),
+        (rf"{_MON}\s+(?P<year>\d{{4}})", c.month),
     ]
 
 

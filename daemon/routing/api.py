@@ -1,10 +1,12 @@
 """The OpenAI-compatible API: /v1/models, /v1/chat/completions, /v1/embeddings.
 
-Handlers stay thin and cheap: the body is parsed once with `json`, routing decisions come
-from tables built at start-up, upstream bytes go back unchanged but for memoryd's
-explanation spliced in (daemon/explain.py: a `memoryd` object in the JSON, or a leading
-chunk without choices when streamed), and telemetry is queued for a background writer.
-memoryd's own request fields (all optional, removed before the upstream sees the body):
+Handlers stay thin and cheap: they parse (the body once, with `json`) and map errors;
+the work is daemon/routing/completions.py's, which HTTP-free front ends share. Routing
+decisions come from tables built at start-up, upstream bytes go back unchanged but for
+memoryd's explanation spliced in (daemon/routing/explain.py: a `memoryd` object in the
+JSON, or a leading chunk without choices when streamed), and telemetry is queued for a
+background writer. memoryd's own request fields (all optional, removed before the
+upstream sees the body):
 
 - `task` (or header `X-Memoryd-Task`): compaction, classify, extract, reasoning, code...
 - `local_only` (or header `X-Memoryd-Local-Only: 1`): never leave this machine
@@ -22,14 +24,12 @@ memoryd's own request fields (all optional, removed before the upstream sees the
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import logging
 import struct
 import time
-import uuid
-from collections.abc import AsyncIterator
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -40,26 +40,24 @@ from starlette.routing import Route
 from daemon.api.auth import bearer, may_read_raw
 from daemon.api.envelope import error_json
 from daemon.api.scoped_tokens import TokenStore
-from daemon.approvals.queue import Approvals, KeyConflict
-from daemon.approvals.queue import shared as approvals_of
-from daemon.approvals.rules import fingerprint, preview, reasons_for
+from daemon.approvals.queue import for_service as approvals_of
+from daemon.approvals.rules import fingerprint
+from daemon.errors import InvalidRequest
 from daemon.intake.redact import redact
 from daemon.owners import request_owners
 from daemon.routing import telemetry
-from daemon.routing.explain import attach, explain, failed_attempts, leading_chunk
+from daemon.routing.completions import Answer, ChatRequest, Completions, Refused
+from daemon.routing.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from daemon.routing.metrics import exposition as metrics_text
 from daemon.routing.registry import build_registry
-from daemon.routing.router import AllFailed, Ask, NoRoute, Plan, Router
-from daemon.routing.telemetry import Decision, Telemetry
+from daemon.routing.router import AllFailed, NoRoute, Router
+from daemon.routing.telemetry import Telemetry
 from daemon.service import MemoryService
-from models.errors import UpstreamError
 from models.openai_http import shared_client
-from models.replicas import ReplicaPool
 
 log = logging.getLogger(__name__)
 TRUE = ("1", "true", "yes", "on")
 MAX_EMBED_INPUTS = 2048
-MEMORY_PREAMBLE = ("Context from the user's own activity on this computer (captured by "
-                   "memoryd; use it only where it helps answer):\n\n")
 
 
 def _err(status: int, kind: str, message: str,
@@ -69,24 +67,9 @@ def _err(status: int, kind: str, message: str,
                       extra={"memoryd": why} if why is not None else None)
 
 
-def _decided(rt: Router, why: dict[str, Any]) -> dict[str, Any]:
-    """Record a request's explained decision in telemetry (off the request path)."""
-    rt.telemetry.record(Decision(time.time(), why["request_id"], why["task"],
-                                 why["model"] or "", "api", why))
-    return why
-
-
-def _irreversible_header(request: Request) -> str | bool:
-    """`X-Memoryd-Irreversible: 1` (or a description of the step) marks a request."""
-    value = request.headers.get("x-memoryd-irreversible", "").strip()
-    if value.lower() in TRUE:
-        return True
-    return value if value and value.lower() not in ("0", "false", "no", "off") else False
-
-
 def build_router(service: MemoryService) -> Router:
     """The daemon's router: HTTP models called from here, embedded ones via the worker."""
-    engine: Any = service.engine
+    engine = service.engine
     holder: dict[str, aiohttp.ClientSession] = {}
 
     def client() -> aiohttp.ClientSession:
@@ -104,67 +87,166 @@ def build_router(service: MemoryService) -> Router:
     return Router(registry, service.cfg.router, tel)
 
 
-def _last_user_text(messages: list[Any]) -> str:
-    for m in reversed(messages):
-        if isinstance(m, dict) and m.get("role") == "user" and isinstance(m.get("content"), str):
-            return str(m["content"])
-    return ""
+def _irreversible_header(headers: Mapping[str, str]) -> str | bool:
+    """`X-Memoryd-Irreversible: 1` (or a description of the step) marks a request."""
+    value = headers.get("x-memoryd-irreversible", "").strip()
+    if value.lower() in TRUE:
+        return True
+    return value if value and value.lower() not in ("0", "false", "no", "off") else False
 
 
-async def _memory_context(service: MemoryService, messages: list[Any],
-                          spec: Any, owners: Any = None,
-                          raw: bool = True) -> tuple[list[str], int, list[Any]]:
-    """Given the messages and the request's `memory` field, return the ids of memories
-    used, their token estimate, and the messages with the context pack in front. Only
-    memories of `owners` (the token's, daemon/owners.py) can enter the pack."""
-    if spec is True:
-        spec = {}
-    if not isinstance(spec, dict):
-        raise ValueError('memory must be true or an object like {"query": "...", '
-                         '"budget_tokens": 800}')
-    query = spec.get("query") or _last_user_text(messages)
-    budget = spec.get("budget_tokens", 800)
-    if not isinstance(query, str) or not query.strip():
-        raise ValueError("memory needs a query (or a user message to take it from)")
-    if isinstance(budget, bool) or not isinstance(budget, int) or not 64 <= budget <= 32_000:
-        raise ValueError("memory.budget_tokens must be a whole number from 64 to 32000")
-    context = getattr(service, "context", None)
-    if context is not None:
-        pack = await asyncio.to_thread(
-            lambda: context(query, budget, device=spec.get("device"), user=spec.get("user"),
-                            owners=owners, **({} if raw else {"raw": False})))
-        markdown = str(pack.get("markdown") or "")
-        ids = [str(i["id"]) for i in pack.get("items") or [] if isinstance(i, dict) and "id" in i]
-        tokens = int(pack.get("tokens") or len(markdown) // 3)
-    else:  # a service without context packs: the best hits, cut to the budget
-        hits = await asyncio.to_thread(
-            lambda: service.search(query, 20, device=spec.get("device"),
-                                   user=spec.get("user"), owners=owners, raw=raw))
-        lines, ids, used = [], [], 0
-        for h in hits:
-            line = f"- {h.ts:%Y-%m-%d %H:%M} {h.title}: {' '.join(h.text.split())[:600]}"
-            if used + len(line) // 3 > budget:
-                break
-            lines.append(line)
-            ids.append(h.id)
-            used += len(line) // 3
-        markdown, tokens = "\n".join(lines), used
-    if not markdown.strip():
-        return [], 0, messages
-    system = {"role": "system", "content": MEMORY_PREAMBLE + markdown}
-    return ids, tokens, [system, *messages]
+def parse_chat(body: Any, headers: Mapping[str, str]) -> ChatRequest:
+    """A ChatRequest from an OpenAI chat body and the request's headers, memoryd's own
+    fields taken out of the body; raise InvalidRequest saying what to send instead."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages or not all(
+            isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
+        raise InvalidRequest("messages must be a non-empty list of "
+                             "{\"role\": ..., \"content\": ...} objects")
+    model = body.pop("model", None) or "auto"
+    task = headers.get("x-memoryd-task") or body.pop("task", None) or "default"
+    body.pop("task", None)
+    local_only = headers.get("x-memoryd-local-only", "").lower() in TRUE
+    local_only = body.pop("local_only", False) is True or local_only
+    max_cost = body.pop("max_cost_usd", None)
+    irreversible = body.pop("irreversible", None) or _irreversible_header(headers)
+    wait_at_most = body.pop("approval_timeout_seconds", None)
+    if not isinstance(model, str) or not isinstance(task, str) or len(task) > 64:
+        raise InvalidRequest("model and task must be short strings")
+    if max_cost is not None and (isinstance(max_cost, bool)
+                                 or not isinstance(max_cost, (int, float))):
+        raise InvalidRequest("max_cost_usd must be a number")
+    if not isinstance(irreversible, (bool, str)) or (isinstance(irreversible, str)
+                                                     and len(irreversible) > 300):
+        raise InvalidRequest("irreversible must be true or a short description of the "
+                             "step (at most 300 characters)")
+    if isinstance(irreversible, str):  # stored with the approval and logged: no secrets
+        irreversible = redact(irreversible)
+    if wait_at_most is not None and (isinstance(wait_at_most, bool) or not isinstance(
+            wait_at_most, (int, float)) or wait_at_most <= 0):
+        raise InvalidRequest("approval_timeout_seconds must be a positive number (it can "
+                             "only shorten [approvals] timeout_seconds)")
+    key = body.pop("idempotency_key", None) or headers.get("idempotency-key", "")
+    if not isinstance(key, str) or len(key) > 200:
+        raise InvalidRequest("the Idempotency-Key must be a string of at most 200 characters")
+    memory, stream = body.pop("memory", None), body.pop("stream", False) is True
+    # before memory is added to the messages: the same request sent again matches
+    request_fp = fingerprint({"caller": headers.get("authorization", ""), "task": task,
+                              "model": model, "memory": memory, "irreversible": irreversible,
+                              "stream": stream, "local_only": local_only,
+                              "max_cost": max_cost, **body})
+    return ChatRequest(body=body, model=model, task=task, local_only=local_only,
+                       max_cost_usd=float(max_cost) if max_cost is not None else None,
+                       memory=memory, stream=stream, irreversible=irreversible,
+                       approval_timeout_seconds=wait_at_most, idempotency_key=key,
+                       fingerprint=request_fp)
 
 
-def router(service: MemoryService, require: Any) -> APIRouter:
-    r = APIRouter()
-    rt = build_router(service)
-    need_memory = require("memory:read").dependency
-    tokens = TokenStore(service.cfg.data_path / "tokens.json")
-    limit = service.cfg.api.max_request_bytes
+def _answer(answer: Answer) -> Response:
+    headers = {"x-memoryd-model": answer.model,
+               "x-memoryd-fallback-depth": str(answer.depth),
+               "x-memoryd-request-id": answer.request_id}
+    if answer.events is not None:
+        return StreamingResponse(answer.events, media_type="text/event-stream",
+                                 headers={**headers, "cache-control": "no-cache"})
+    return Response(answer.raw, media_type="application/json", headers=headers)
 
-    @r.get("/v1/models", dependencies=[require("complete")])
-    async def models() -> dict[str, Any]:
+
+def _embedding_rows(vectors: list[list[float]], fmt: str) -> list[dict[str, Any]]:
+    rows = []
+    for i, v in enumerate(vectors):
+        emb: Any = v if fmt == "float" else base64.b64encode(
+            struct.pack(f"<{len(v)}f", *v)).decode()
+        rows.append({"object": "embedding", "index": i, "embedding": emb})
+    return rows
+
+
+def _embed_request(body: Any) -> tuple[list[str], str, str]:
+    """The texts, model and encoding of an embeddings body; raise InvalidRequest."""
+    texts = body.get("input") if isinstance(body, dict) else None
+    if isinstance(texts, str):
+        texts = [texts]
+    if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
+        raise InvalidRequest("input must be a string or a list of strings")
+    if len(texts) > MAX_EMBED_INPUTS:
+        raise InvalidRequest(f"at most {MAX_EMBED_INPUTS} inputs per call")
+    fmt = body.get("encoding_format", "float")
+    if not isinstance(body.get("model", ""), str):
+        raise InvalidRequest("model must be a string (a name, or auto)")
+    if fmt not in ("float", "base64"):
+        raise InvalidRequest("encoding_format must be float or base64")
+    return texts, str(body.get("model") or "auto"), fmt
+
+
+class OpenAIRoutes:
+    """The handlers: parse, call the router or the completion service, map errors."""
+
+    def __init__(self, service: MemoryService, require: Any) -> None:
+        self.rt = build_router(service)
+        self.completions = Completions(service, self.rt, approvals_of(service))
+        self.need_memory = require("memory:read").dependency
+        self.need_complete = require("complete").dependency
+        self.tokens = TokenStore(service.cfg.data_path / "tokens.json")
+        self.limit = service.cfg.api.max_request_bytes
+
+    async def _json(self, request: Request, what: str) -> Any:
+        try:
+            return json.loads(await _read(request, self.limit))
+        except _TooLarge:
+            raise _Reply(_err(413, "too_large", "request bodies are limited to "
+                              f"{self.limit} bytes")) from None
+        except ValueError:
+            raise _Reply(_err(400, "invalid_request", f"the body is not JSON{what}")) from None
+
+    async def chat(self, request: Request) -> Response:
+        await self.need_complete(request)
+        try:
+            body = await self._json(request, "; send an OpenAI chat completion request")
+            req = parse_chat(body, request.headers)
+        except _Reply as reply:
+            return reply.response
+        except InvalidRequest as exc:
+            return _err(400, "invalid_request", str(exc))
+        if req.memory is not None and req.memory is not False:
+            await self.need_memory(request)
+        req.owners = request_owners(request)
+        req.raw = may_read_raw(request)
+        req.requested_by = self._who(request)
+        req.disconnected = request.is_disconnected
+        try:
+            return _answer(await self.completions.chat(req))
+        except Refused as exc:
+            return _err(exc.status, exc.kind, str(exc), exc.why)
+
+    def _who(self, request: Request) -> str:
+        """Who asked, for the approval record: the scoped token's name, else the admin
+        token, and the caller's User-Agent."""
+        given = bearer(request.headers.get("authorization"))
+        name = self.tokens.name(given) if given else None
+        who = f"token {name}" if name else "admin token" if given else "status page session"
+        agent = request.headers.get("user-agent", "")
+        return f"{who} ({agent[:80]})" if agent else who
+
+    async def embeddings(self, request: Request) -> Response:
+        try:
+            texts, model, fmt = _embed_request(await self._json(request, ""))
+            name, vectors = await self.rt.embed(texts, model)
+        except _Reply as reply:
+            return reply.response
+        except InvalidRequest as exc:
+            return _err(400, "invalid_request", str(exc))
+        except NoRoute as exc:
+            return _err(exc.status, exc.kind, str(exc))
+        except AllFailed as exc:
+            return _err(502, "upstream_failed", str(exc))
+        tokens = sum(len(t) for t in texts) // 4
+        return JSONResponse({"object": "list", "model": name,
+                             "data": _embedding_rows(vectors, fmt),
+                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+
+    async def models(self) -> dict[str, Any]:
         now = int(time.time())
+        rt = self.rt
         routes = {k: list(v) for k, v in rt.reg.routes.items()}
         data: list[dict[str, Any]] = [{"id": "auto", "object": "model", "created": now,
                                        "owned_by": "memoryd", "memoryd": {"routes": routes}}]
@@ -178,230 +260,52 @@ def router(service: MemoryService, require: Any) -> APIRouter:
                                  "usd_per_mtok_in": p.usd_per_mtok_in,
                                  "usd_per_mtok_out": p.usd_per_mtok_out,
                                  "concurrency": p.concurrency,
-                                 "circuit": rt.breakers[name].state}})
-                if isinstance(backend, ReplicaPool):  # per replica: up/down, load, served
-                    data[-1]["memoryd"]["replicas"] = backend.status()
+                                 "circuit": rt.breakers[name].state,
+                                 **backend.describe()}})  # a replica pool: its replicas
         return {"object": "list", "data": data}
 
-    need_complete = require("complete").dependency
-
-    async def chat(request: Request) -> Response:
-        await need_complete(request)
-        try:
-            body = json.loads(await _read(request, limit))
-        except _TooLarge:
-            return _err(413, "too_large", f"request bodies are limited to {limit} bytes")
-        except ValueError:
-            return _err(400, "invalid_request", "the body is not JSON; send an OpenAI chat "
-                        "completion request")
-        messages = body.get("messages") if isinstance(body, dict) else None
-        if not isinstance(messages, list) or not messages or not all(
-                isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
-            return _err(400, "invalid_request", "messages must be a non-empty list of "
-                        "{\"role\": ..., \"content\": ...} objects")
-        model = body.pop("model", None) or "auto"
-        task = request.headers.get("x-memoryd-task") or body.pop("task", None) or "default"
-        body.pop("task", None)
-        local_only = request.headers.get("x-memoryd-local-only", "").lower() in TRUE
-        local_only = body.pop("local_only", False) is True or local_only
-        max_cost = body.pop("max_cost_usd", None)
-        memory = body.pop("memory", None)
-        stream = body.pop("stream", False) is True
-        irreversible = body.pop("irreversible", None) or _irreversible_header(request)
-        wait_at_most = body.pop("approval_timeout_seconds", None)
-        key = body.pop("idempotency_key", None) or request.headers.get("idempotency-key", "")
-        if not isinstance(key, str) or len(key) > 200:
-            return _err(400, "invalid_request", "the Idempotency-Key must be a string of at "
-                        "most 200 characters")
-        # before memory is added to the messages: the same request sent again matches
-        request_fp = fingerprint({"caller": request.headers.get("authorization", ""),
-                                  "task": task, "model": model, "memory": memory,
-                                  "irreversible": irreversible, "stream": stream,
-                                  "local_only": local_only, "max_cost": max_cost, **body})
-        if not isinstance(model, str) or not isinstance(task, str) or len(task) > 64:
-            return _err(400, "invalid_request", "model and task must be short strings")
-        if max_cost is not None and (isinstance(max_cost, bool)
-                                     or not isinstance(max_cost, (int, float))):
-            return _err(400, "invalid_request", "max_cost_usd must be a number")
-        if not isinstance(irreversible, (bool, str)) or (isinstance(irreversible, str)
-                                                         and len(irreversible) > 300):
-            return _err(400, "invalid_request", "irreversible must be true or a short "
-                        "description of the step (at most 300 characters)")
-        if isinstance(irreversible, str):  # stored with the approval and logged: no secrets
-            irreversible = redact(irreversible)
-        if wait_at_most is not None and (isinstance(wait_at_most, bool) or not isinstance(
-                wait_at_most, (int, float)) or wait_at_most <= 0):
-            return _err(400, "invalid_request", "approval_timeout_seconds must be a positive "
-                        "number (it can only shorten [approvals] timeout_seconds)")
-        used: list[str] = []
-        memory_tokens = 0
-        if memory is not None and memory is not False:
-            await need_memory(request)
-            used, memory_tokens, body["messages"] = await _memory_context(
-                service, messages, memory, request_owners(request), may_read_raw(request))
-        ask = Ask(task=task, model=model, local_only=local_only, memory_used=len(used),
-                  max_cost_usd=float(max_cost) if max_cost is not None else None,
-                  route="api-stream" if stream else "api")
-        rt.start_probes()  # once, on the serving loop (uvicorn runs without lifespan)
-        memory_info = {"used": used, "tokens": memory_tokens} if memory is not None else None
-        extra = {"memory": memory_info} if memory_info is not None else {}
-        gates = service.cfg.approvals
-        plan: Plan | None = None
-        approval: dict[str, Any] | None = None
-        try:
-            plan = rt.decide(body, ask, "hold" if gates.memory_remote else "refuse")
-            if irreversible or gates.tasks or gates.memory_remote or gates.max_cost_usd:
-                reasons = reasons_for(gates, task, irreversible, plan, len(used))
-                if reasons:
-                    plan, approval, refusal = await _approve(
-                        rt, approvals_of(service.cfg), request, body, ask, plan, reasons,
-                        irreversible, used, stream, wait_at_most, (key, request_fp))
-                    if refusal is not None:
-                        why = _decided(rt, explain(plan, ask, request_id=uuid.uuid4().hex,
-                                                   memory=memory_info, approval=approval,
-                                                   refused=refusal[1]))
-                        return _err(503 if refusal[0] == "approval_interrupted" else 403,
-                                    refusal[0], refusal[1], why)
-            if stream:
-                started = await rt.stream(body, ask, plan.chain)
-                why = _decided(rt, explain(
-                    plan, ask, request_id=started.request_id, model=started.model,
-                    attempts=started.attempts, depth=started.depth, memory=memory_info,
-                    approval=approval))
-                return StreamingResponse(
-                    _after(leading_chunk({**extra, "memoryd": why}), started.events),
-                    media_type="text/event-stream",
-                    headers={"x-memoryd-model": started.model, "cache-control": "no-cache",
-                             "x-memoryd-fallback-depth": str(started.depth),
-                             "x-memoryd-request-id": started.request_id})
-            routed = await rt.complete(body, ask, plan.chain)
-        except NoRoute as exc:
-            _decided(rt, explain(plan, ask, request_id=uuid.uuid4().hex, memory=memory_info,
-                                 approval=approval, refused=str(exc)))
-            return _err(exc.status, exc.kind, str(exc))
-        except KeyConflict as exc:
-            return _err(409, "idempotency_key_conflict", str(exc))
-        except AllFailed as exc:
-            why = _decided(rt, explain(plan, ask, request_id=uuid.uuid4().hex,
-                                       attempts=failed_attempts(exc), memory=memory_info,
-                                       approval=approval, refused="every model failed"))
-            return _err(502, "upstream_failed", f"{exc}; see GET /v1/models for circuit "
-                        "states, or retry later", why)
-        except UpstreamError as exc:  # the request itself was refused: the caller's to fix
-            _decided(rt, explain(plan, ask, request_id=uuid.uuid4().hex, memory=memory_info,
-                                 approval=approval, refused=f"upstream rejected it: {exc}"))
-            return _err(exc.status or 400, "upstream_rejected", str(exc))
-        why = _decided(rt, explain(plan, ask, request_id=routed.request_id, model=routed.model,
-                                   attempts=routed.attempts, depth=routed.depth,
-                                   memory=memory_info, approval=approval))
-        return Response(attach(routed.raw, {**extra, "memoryd": why}),
-                        media_type="application/json",
-                        headers={"x-memoryd-model": routed.model,
-                                 "x-memoryd-fallback-depth": str(routed.depth),
-                                 "x-memoryd-request-id": routed.request_id})
-
-    async def _approve(rt: Router, approvals: Approvals, request: Request,
-                       body: dict[str, Any], ask: Ask, plan: Plan,
-                       reasons: list[dict[str, str]], irreversible: str | bool,
-                       used: list[str], stream: bool, wait_at_most: float | None,
-                       idem: tuple[str, str] = ("", "")
-                       ) -> tuple[Plan, dict[str, Any], tuple[str, str] | None]:
-        """File the request for approval and wait for the user. Return the plan to follow
-        (memory may go remote once approved), the approval's record for the explanation,
-        and (error type, message) when the answer is no. `idem` (key, fingerprint) lets a
-        caller re-attach to its approval after a restart (daemon/approvals/queue.py)."""
-        if any(r["reason"] == "memory_remote" for r in reasons):
-            plan = rt.decide(body, ask, "allow")  # where it goes if the user says yes
-        what = {"preview": preview(body["messages"]), "model": ask.model,
-                "irreversible": irreversible or False, "memory_ids": used,
-                "est_cost_usd": round(plan.est_cost_usd, 6), "stream": stream}
-        aid = approvals.file(task=ask.task, models=plan.chain, reasons=reasons, what=what,
-                             requested_by=_who(request), timeout_seconds=wait_at_most,
-                             key=idem[0], fingerprint=idem[1])
-        verdict = await approvals.wait(aid, request.is_disconnected)
-        record = {"id": aid, "decision": verdict.status, "by": verdict.by,
-                  "reason": verdict.reason, "waited_seconds": verdict.waited_seconds,
-                  "needed_because": reasons}
-        if verdict.approved:
-            approvals.answered(aid)
-            return plan, record, None
-        kind = {"denied": "approval_denied", "timed_out": "approval_timed_out",
-                "pending": "approval_interrupted"}.get(verdict.status, "approval_abandoned")
-        return plan, record, (kind, verdict.refusal(aid))
-
-    def _who(request: Request) -> str:
-        """Who asked, for the approval record: the scoped token's name, else the admin
-        token, and the caller's User-Agent."""
-        given = bearer(request.headers.get("authorization"))
-        name = tokens.name(given) if given else None
-        who = f"token {name}" if name else "admin token" if given else "status page session"
-        agent = request.headers.get("user-agent", "")
-        return f"{who} ({agent[:80]})" if agent else who
-
-    @r.post("/v1/embeddings", dependencies=[require("complete")],
-            openapi_extra=EMBEDDINGS_OPENAPI)
-    async def embeddings(request: Request) -> Response:
-        try:
-            body = json.loads(await _read(request, limit))
-        except _TooLarge:
-            return _err(413, "too_large", f"request bodies are limited to {limit} bytes")
-        except ValueError:
-            return _err(400, "invalid_request", "the body is not JSON")
-        texts = body.get("input") if isinstance(body, dict) else None
-        if isinstance(texts, str):
-            texts = [texts]
-        if not isinstance(texts, list) or not texts or not all(isinstance(t, str) for t in texts):
-            return _err(400, "invalid_request", "input must be a string or a list of strings")
-        if len(texts) > MAX_EMBED_INPUTS:
-            return _err(400, "invalid_request", f"at most {MAX_EMBED_INPUTS} inputs per call")
-        fmt = body.get("encoding_format", "float")
-        if not isinstance(body.get("model", ""), str):
-            return _err(400, "invalid_request", "model must be a string (a name, or auto)")
-        if fmt not in ("float", "base64"):
-            return _err(400, "invalid_request", "encoding_format must be float or base64")
-        try:
-            name, vectors = await rt.embed(texts, str(body.get("model") or "auto"))
-        except NoRoute as exc:
-            return _err(exc.status, exc.kind, str(exc))
-        except AllFailed as exc:
-            return _err(502, "upstream_failed", str(exc))
-        rows = []
-        for i, v in enumerate(vectors):
-            emb: Any = v if fmt == "float" else base64.b64encode(
-                struct.pack(f"<{len(v)}f", *v)).decode()
-            rows.append({"object": "embedding", "index": i, "embedding": emb})
-        tokens = sum(len(t) for t in texts) // 4
-        return JSONResponse({"object": "list", "model": name, "data": rows,
-                             "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
-
-    @r.get("/v1/router/decisions", dependencies=[require("admin")])
-    def router_decisions(limit: int = Query(50, ge=1, le=1000),
+    def router_decisions(self, limit: int = Query(50, ge=1, le=1000),
                          request_id: str = Query("", max_length=64)) -> dict[str, Any]:
         """The newest explained routing decisions (or the one for `request_id`)."""
-        rt.telemetry.flush(2.0)
-        return {"decisions": telemetry.recent_decisions(rt.telemetry.path, limit, request_id)}
+        self.rt.telemetry.flush(2.0)
+        return {"decisions": telemetry.recent_decisions(self.rt.telemetry.path, limit,
+                                                        request_id)}
 
-    @r.get("/v1/router/status", dependencies=[require("admin")])
-    def router_status() -> dict[str, Any]:
-        return {"circuits": rt.states(), "routes": {k: list(v) for k, v in rt.reg.routes.items()}}
+    def router_status(self) -> dict[str, Any]:
+        return {"circuits": self.rt.states(),
+                "routes": {k: list(v) for k, v in self.rt.reg.routes.items()}}
 
-    @r.get("/v1/telemetry/summary", dependencies=[require("admin")])
-    def telemetry_summary(since_hours: float = Query(0, ge=0, le=24 * 366)) -> dict[str, Any]:
-        rt.telemetry.flush(2.0)
+    def telemetry_summary(self, since_hours: float = Query(0, ge=0, le=24 * 366)
+                          ) -> dict[str, Any]:
+        self.rt.telemetry.flush(2.0)
         since = time.time() - since_hours * 3600 if since_hours else 0.0
-        return telemetry.summary(rt.telemetry.path, since)
+        return telemetry.summary(self.rt.telemetry.path, since)
 
-    @r.get("/metrics", dependencies=[require("admin")], response_class=PlainTextResponse)
-    def metrics() -> PlainTextResponse:
-        rt.telemetry.flush(2.0)
-        return PlainTextResponse(telemetry.prometheus(rt.telemetry.path, rt.states()),
-                                 media_type="text/plain; version=0.0.4")
+    def metrics(self) -> Response:
+        self.rt.telemetry.flush(2.0)
+        return Response(metrics_text(self.rt.telemetry.path, self.rt.states),
+                        media_type=METRICS_CONTENT_TYPE)
 
+
+def router(service: MemoryService, require: Any) -> APIRouter:
+    r = APIRouter()
+    h = OpenAIRoutes(service, require)
+    r.add_api_route("/v1/models", h.models, methods=["GET"], dependencies=[require("complete")])
+    r.add_api_route("/v1/embeddings", h.embeddings, methods=["POST"],
+                    dependencies=[require("complete")], openapi_extra=EMBEDDINGS_OPENAPI)
+    admin = [require("admin")]
+    r.add_api_route("/v1/router/decisions", h.router_decisions, methods=["GET"],
+                    dependencies=admin)
+    r.add_api_route("/v1/router/status", h.router_status, methods=["GET"], dependencies=admin)
+    r.add_api_route("/v1/telemetry/summary", h.telemetry_summary, methods=["GET"],
+                    dependencies=admin)
+    r.add_api_route("/metrics", h.metrics, methods=["GET"], dependencies=admin,
+                    response_class=PlainTextResponse)
     # The hot path is a plain Starlette route (FastAPI's dependency solving and response
     # validation cost more than the routing itself); the APIRoute after it, which the
     # plain one shadows, only documents it in /openapi.json.
-    r.routes.insert(0, Route("/v1/chat/completions", chat, methods=["POST"]))
-    r.add_api_route("/v1/chat/completions", chat, methods=["POST"],
+    r.routes.insert(0, Route("/v1/chat/completions", h.chat, methods=["POST"]))
+    r.add_api_route("/v1/chat/completions", h.chat, methods=["POST"],
                     summary="OpenAI-compatible chat completions, routed (see module doc)")
     return r
 
@@ -423,6 +327,12 @@ class _TooLarge(Exception):
     pass
 
 
+class _Reply(Exception):
+    def __init__(self, response: Response) -> None:
+        super().__init__()
+        self.response = response
+
+
 async def _read(request: Request, limit: int) -> bytes:
     """The body, refusing one over `limit` bytes even when it comes without a length
     (chunked): the Host-and-size guard only sees Content-Length."""
@@ -435,9 +345,3 @@ async def _read(request: Request, limit: int) -> bytes:
             raise _TooLarge()
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-async def _after(first: bytes, events: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    yield first  # memoryd's own chunk (no choices, as usage chunks), then the answer
-    async for event in events:
-        yield event

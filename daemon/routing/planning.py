@@ -76,19 +76,11 @@ def prompt_chars(body: dict[str, Any]) -> int:
     return n
 
 
-def decide(reg: Registry, cfg: RouterConfig, body: dict[str, Any], ask: Ask,
-           memory_remote: str = "refuse") -> Plan:
-    """Given a chat request, return its Plan: the models to try and, for every
-    candidate left out, why (privacy, captured memory, context window, budget).
-
-    `memory_remote` says what to do with a remote model the prompt's captured memory
-    may not reach: "refuse" leaves it out, "hold" leaves it out but lists it in
-    `Plan.held` (the request may go there once a human approves), "allow" keeps it
-    (approved). Raise NoRoute as `plan` does; with "hold", not while a held model
-    could still take the request."""
+def _candidates(reg: Registry, cfg: RouterConfig, ask: Ask) -> tuple[list[str], str]:
+    """The models a request may go to, in order, and why that order; raise NoRoute
+    when the request names a model that is not configured."""
     chain = reg.routes.get(ask.task) or reg.routes["default"]
-    named = bool(ask.model) and ask.model != "auto"
-    if named:
+    if ask.model and ask.model != "auto":
         if ask.model not in reg.chat:
             raise NoRoute(f"model {ask.model!r} is not configured; known models: "
                           f"{', '.join(sorted(reg.chat))} (or \"auto\")", 404,
@@ -106,6 +98,21 @@ def decide(reg: Registry, cfg: RouterConfig, body: dict[str, Any], ask: Ask,
                "first), then the default route" if skilled else
                f"task {ask.task!r} has no route and no model has that skill: the default "
                "route")
+    return names, why
+
+
+def decide(reg: Registry, cfg: RouterConfig, body: dict[str, Any], ask: Ask,
+           memory_remote: str = "refuse") -> Plan:
+    """Given a chat request, return its Plan: the models to try and, for every
+    candidate left out, why (privacy, captured memory, context window, budget).
+
+    `memory_remote` says what to do with a remote model the prompt's captured memory
+    may not reach: "refuse" leaves it out, "hold" leaves it out but lists it in
+    `Plan.held` (the request may go there once a human approves), "allow" keeps it
+    (approved). Raise NoRoute as `plan` does; with "hold", not while a held model
+    could still take the request."""
+    names, why = _candidates(reg, cfg, ask)
+    named = bool(ask.model) and ask.model != "auto"
     prompt_tokens = prompt_chars(body) // 3 + 8 * len(body.get("messages") or ())
     out_tokens = int(body.get("max_tokens") or body.get("max_completion_tokens")
                      or DEFAULT_MAX_TOKENS)

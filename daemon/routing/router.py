@@ -41,26 +41,13 @@ from daemon.routing.breaker import CLOSED, HALF_OPEN, Breaker
 from daemon.routing.planning import Ask, NoRoute, Plan, decide, prompt_chars
 from daemon.routing.registry import Registry
 from daemon.routing.telemetry import Attempt, Telemetry
-from daemon.routing.toolcalls import Fault, answer_message, message_from_events, offers_tools
+from daemon.routing.toolcalls import answer_message, message_from_events, offers_tools
 from daemon.routing.toolcalls import check as check_tool_calls
-from daemon.routing.toolcalls import request_error as tool_request_error
+from daemon.routing.trail import AllFailed, Trail, check_tools_request
 from models.errors import UpstreamError
-from models.openai_http import OpenAIBackend
-from models.replicas import ReplicaPool
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
-
-
-class AllFailed(Exception):
-    """Every model in the chain failed; `errors` says how, model by model."""
-
-    def __init__(self, errors: list[tuple[str, UpstreamError]]) -> None:
-        detail = "; ".join(f"{m}: {e.kind} ({e})" for m, e in errors) or (
-            "every model's circuit is open after recent failures; memoryd tries them again "
-            "once router.breaker_reset_seconds have passed")
-        super().__init__(f"every model for this request failed: {detail}")
-        self.errors = errors
 
 
 @dataclass
@@ -84,102 +71,6 @@ class StreamStart:
     attempts: list[dict[str, str]]
     depth: int
     request_id: str
-
-
-class _Trail:
-    """One request's walk along its chain, shared by `complete` and `stream`: passes with
-    backoff, circuit skips, failure bookkeeping (telemetry, breaker, error list) and the
-    attempt trail the caller gets back."""
-
-    def __init__(self, router: Router, names: list[str], ask: Ask, tools: bool) -> None:
-        self.router = router
-        self.names = names
-        self.ask = ask
-        self.tools = int(tools)  # the request offers tools: its calls are checked
-        self.rid = uuid.uuid4().hex
-        self.errors: list[tuple[str, UpstreamError]] = []
-        self.attempts: list[dict[str, str]] = []
-        self.depth = 0
-        self._pass, self._i = 0, 0
-
-    async def next(self) -> tuple[str, Any, Any, Breaker] | None:
-        """The next model to try (name, backend, profile, breaker), or None at the end."""
-        rt = self.router
-        while True:
-            if self._i >= len(self.names):
-                self._pass += 1
-                self._i = 0
-                if self._pass > rt.cfg.retries or not self.names:
-                    return None
-                await rt._backoff(self._pass)
-            name = self.names[self._i]
-            self._i += 1
-            backend = rt.reg.chat[name]
-            breaker = rt.breakers[name]
-            if breaker.allow():
-                return name, backend, backend.profile, breaker
-            rt._record(self.rid, self.ask, name, backend.profile, 0.0, "skipped",
-                       "circuit_open", self.depth, tools=self.tools)
-            self.attempts.append({"model": name, "outcome": "skipped", "error": "circuit_open"})
-
-    def failed(self, name: str, started: float, exc: BaseException) -> None:
-        """Book a failed call; re-raise it when no other model would do better (a 4xx)."""
-        rt = self.router
-        profile = rt.reg.chat[name].profile
-        if isinstance(exc, UpstreamError):
-            err = exc
-        elif isinstance(exc, TimeoutError):
-            err = UpstreamError("timeout", f"{name} took longer than "
-                                f"{profile.timeout_seconds:g} s")
-        else:  # StopAsyncIteration: a stream that ended before its first event
-            err = UpstreamError("truncated", f"{name} sent no first chunk")
-        rt._record(self.rid, self.ask, name, profile, started, "error", err.kind, self.depth,
-                   tools=self.tools)
-        self.attempts.append({"model": name, "outcome": "error", "error": err.kind})
-        breaker = rt.breakers[name]
-        if not err.retryable and self.tools and err.kind == "bad_request":
-            # A backend that refuses tools (not every server takes them) is no reason to
-            # fail the request: the next model may take them. Its circuit stays as it was.
-            breaker.release()
-            self.errors.append((name, err))
-            self.depth += 1
-            return
-        if not err.retryable:
-            breaker.release()
-            raise err from None
-        breaker.failure(err.retry_after if err.kind == "rate_limited" else None)
-        self.errors.append((name, err))
-        self.depth += 1
-
-    def bad_tools(self, name: str, started: float, fault: Fault, tokens_in: int,
-                  tokens_out: int) -> None:
-        """Book an answer whose tool calls the caller could not use. The backend itself
-        works (its circuit stays closed); the fault is the model's, per model in
-        telemetry, and the next model in the chain gets the request."""
-        rt = self.router
-        profile = rt.reg.chat[name].profile
-        rt._record(self.rid, self.ask, name, profile, started, "error", fault.error_class,
-                   self.depth, tokens_in, tokens_out, tools=self.tools)
-        self.attempts.append({"model": name, "outcome": "error", "error": fault.error_class})
-        self.errors.append((name, UpstreamError(fault.error_class, fault.detail)))
-        log.info("model %s answered with a broken tool call (%s); trying the next model",
-                 name, fault.detail)
-        self.depth += 1
-
-    def answered(self, name: str, started: float, tokens_in: int, tokens_out: int) -> None:
-        rt = self.router
-        rt._record(self.rid, self.ask, name, rt.reg.chat[name].profile, started, "ok", "",
-                   self.depth, tokens_in, tokens_out, tools=self.tools)
-        self.attempts.append({"model": name, "outcome": "ok", "error": ""})
-
-    def all_failed(self) -> AllFailed:
-        return AllFailed(self.errors)
-
-
-def _check_tools_request(body: dict[str, Any]) -> None:
-    problem = tool_request_error(body)
-    if problem is not None:
-        raise NoRoute(problem, 400, "invalid_request")
 
 
 async def _drain(events: AsyncIterator[bytes], got: list[bytes],
@@ -261,19 +152,19 @@ class Router:
         A request offering tools is answered only with usable tool calls (daemon/toolcalls):
         a model whose calls are broken counts as failed and the next one is asked.
         Raise NoRoute, AllFailed, or a non-retryable UpstreamError (the request is bad)."""
-        _check_tools_request(body)
+        check_tools_request(body)
         tools = offers_tools(body)
-        trail = _Trail(self, names if names is not None else self.plan(body, ask), ask, tools)
+        trail = Trail(self, names if names is not None else self.plan(body, ask), ask, tools)
         while (slot := await trail.next()) is not None:
             name, backend, profile, breaker = slot
             started = time.perf_counter()
             try:
                 async with self._sem(name, profile.concurrency):
-                    if profile.backend == "openai":  # aiohttp enforces its own timeout
-                        raw, data = await backend.chat(body)
-                    else:
+                    if backend.capabilities.local:  # a remote one times out on its own
                         raw, data = await asyncio.wait_for(backend.chat(body),
                                                            profile.timeout_seconds)
+                    else:
+                        raw, data = await backend.chat(body)
             except (UpstreamError, TimeoutError) as exc:
                 trail.failed(name, started, exc)
                 continue
@@ -301,9 +192,9 @@ class Router:
         each model's whole stream is buffered and its tool calls checked before the
         client sees a byte, so a broken call (or a stream cut short) falls back too, and
         the good answer is replayed event by event."""
-        _check_tools_request(body)
+        check_tools_request(body)
         buffer = offers_tools(body)
-        trail = _Trail(self, names if names is not None else self.plan(body, ask), ask, buffer)
+        trail = Trail(self, names if names is not None else self.plan(body, ask), ask, buffer)
         while (slot := await trail.next()) is not None:
             name, backend, profile, breaker = slot
             started = time.perf_counter()
@@ -432,7 +323,7 @@ class Router:
 
     async def probe_once(self) -> None:
         backends = {n: b for n, b in {**self.reg.chat, **self.reg.embed}.items()
-                    if isinstance(b, (OpenAIBackend, ReplicaPool))}
+                    if not b.capabilities.local}
         for name, backend in backends.items():  # a pool re-admits its replicas that answer
             breaker = self.breakers[name]
             ok = await backend.probe()

@@ -4,7 +4,8 @@
 <data_dir>/telemetry.sqlite3 (WAL, so the daemon and the worker both write to it).
 `summary()` answers the questions a user asks of it: which tasks eat the tokens; cost,
 latency and failure rate per model; which fallback recovered from which failure; which
-model is overqualified; which tasks could move local. `prometheus()` is /metrics.
+model is overqualified; which tasks could move local. daemon/routing/metrics.py serves
+it as /metrics.
 The `decisions` table keeps each request's explained routing decision (daemon/explain.py);
 `recent_decisions()` reads the newest.
 """
@@ -343,45 +344,3 @@ def _could_move_local(per_task: list[dict[str, Any]]) -> list[dict[str, Any]]:
                         "local_model": best["model"],
                         "local_success_rate": round(best["success_rate"], 4)})
     return sorted(out, key=lambda r: -r["remote_cost_usd"])
-
-
-def prometheus(path: Path, breakers: dict[str, str]) -> str:
-    """The Prometheus text exposition of the attempts so far and the breaker states."""
-    lines = ["# HELP memoryd_model_attempts_total Model attempts by model and outcome.",
-             "# TYPE memoryd_model_attempts_total counter"]
-    rows: list[tuple[Any, ...]] = []
-    if path.exists():
-        db = connect(path)
-        try:
-            rows = db.execute("SELECT model, task, outcome, count(*), sum(tokens_in), "
-                              "sum(tokens_out), sum(cost_usd), sum(latency_ms) FROM attempts "
-                              "GROUP BY model, task, outcome").fetchall()
-        finally:
-            db.close()
-
-    def lab(model: str, task: str, outcome: str | None = None) -> str:
-        esc = [(k, str(v).replace("\\", "\\\\").replace('"', '\\"'))
-               for k, v in (("model", model), ("task", task), ("outcome", outcome))
-               if v is not None]
-        return "{" + ",".join(f'{k}="{v}"' for k, v in esc) + "}"
-
-    for m, t, o, n, *_ in rows:
-        lines.append(f"memoryd_model_attempts_total{lab(m, t, o)} {n}")
-    for name, idx, help_ in (("tokens_in", 4, "Prompt tokens"),
-                             ("tokens_out", 5, "Completion tokens"),
-                             ("cost_usd", 6, "Cost in US dollars"),
-                             ("latency_seconds", 7, "Time spent in model calls")):
-        lines += [f"# HELP memoryd_model_{name}_total {help_} by model and task.",
-                  f"# TYPE memoryd_model_{name}_total counter"]
-        agg: dict[tuple[str, str], float] = {}
-        for r in rows:
-            agg[(r[0], r[1])] = agg.get((r[0], r[1]), 0.0) + float(r[idx] or 0)
-        for (m, t), v in sorted(agg.items()):
-            value = v / 1000.0 if name == "latency_seconds" else v
-            lines.append(f"memoryd_model_{name}_total{lab(m, t)} {value:g}")
-    lines += ["# HELP memoryd_backend_circuit_open 1 when the backend's circuit is open "
-              "(or half-open), 0 when closed.", "# TYPE memoryd_backend_circuit_open gauge"]
-    for name, state in sorted(breakers.items()):
-        lines.append(f'memoryd_backend_circuit_open{{model="{name}"}} '
-                     f"{0 if state == 'closed' else 1}")
-    return "\n".join(lines) + "\n"

@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 
 class Engine:
+    """The `MemoryEngine` (daemon/store/interface.py) over the local store and models."""
+
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.models = ModelCalls(cfg)

@@ -27,6 +27,12 @@ from daemon.recall.hits import Hit
 from daemon.store.migrate import MIGRATABLE, migrate_once
 from daemon.store.objectstore import settings_from_options
 from daemon.store.retry import count, is_conflict, retrying
+from daemon.store.schema import (
+    SCHEMA_VERSION,
+    events_schema,
+    memories_schema,
+    with_primary_key,
+)
 from daemon.store.tables import (
     MigrationLock,
     create_or_open,
@@ -37,45 +43,7 @@ from daemon.store.tables import (
 )
 
 log = logging.getLogger(__name__)
-# 2: memories gained project, sources and the structured fields (identifiers, entities,
-# decisions, open_tasks, dates). An older store is migrated in place when opened.
-# 3: events and memories gained device and user (who wrote them; daemon/owners.py).
-SCHEMA_VERSION = "3"
-TS = pa.timestamp("us", tz="UTC")
 REMOTE_CLEANUP_GRACE = 300.0  # seconds of table versions kept on a shared store
-
-
-LIST_FIELDS = ("identifiers", "entities", "decisions", "open_tasks", "dates")
-
-
-def events_schema(dims: int, embedder: str) -> pa.Schema:
-    return pa.schema(
-        [
-            ("id", pa.string()), ("ts", TS), ("source", pa.string()), ("kind", pa.string()),
-            ("subject", pa.string()), ("title", pa.string()), ("text", pa.string()),
-            ("attrs", pa.string()), ("doc", pa.string()),
-            ("vector", pa.list_(pa.float32(), dims)),
-            ("device", pa.string()), ("user", pa.string()),  # schema 3
-        ],
-        metadata={"memoryd.schema_version": SCHEMA_VERSION, "memoryd.embedder": embedder},
-    )
-
-
-def memories_schema(dims: int, embedder: str) -> pa.Schema:
-    return pa.schema(
-        [
-            ("id", pa.string()), ("ts", TS), ("ts_end", TS), ("level", pa.string()),
-            ("source", pa.string()), ("title", pa.string()), ("text", pa.string()),
-            ("event_ids", pa.list_(pa.string())), ("model", pa.string()),
-            ("created", TS), ("doc", pa.string()),
-            ("vector", pa.list_(pa.float32(), dims)),
-            # schema 2: digests link to the memories they came from; structured fields
-            ("project", pa.string()), ("sources", pa.list_(pa.string())),
-            *((name, pa.list_(pa.string())) for name in LIST_FIELDS),
-            ("device", pa.string()), ("user", pa.string()),  # schema 3
-        ],
-        metadata={"memoryd.schema_version": SCHEMA_VERSION, "memoryd.embedder": embedder},
-    )
 
 
 class StoreUnwritable(RetryableError):
@@ -376,16 +344,6 @@ class Store:
         # deleting them breaks the version it is about to commit.
         t.optimize(cleanup_older_than=timedelta(seconds=self.cleanup_grace),
                    delete_unverified=False)
-
-
-def with_primary_key(schema: pa.Schema) -> pa.Schema:
-    """`schema` with `id` marked as Lance's (unenforced) primary key, which must be
-    non-nullable; merge_insert then detects concurrent inserts of one id."""
-    i = schema.get_field_index("id")
-    f = schema.field(i)
-    meta = dict(f.metadata or {})
-    meta[b"lance-schema:unenforced-primary-key"] = b"true"
-    return schema.set(i, pa.field("id", f.type, nullable=False, metadata=meta))
 
 
 def open_store(cfg: Any, dims: int, embedder: str,

@@ -9,6 +9,7 @@ fail with a retryable error and the next call starts a new one.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import multiprocessing as mp
@@ -17,6 +18,7 @@ import pickle
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
@@ -24,8 +26,11 @@ from typing import Any
 from daemon.config import Config
 from daemon.errors import RetryableError
 from daemon.health import Problem
+from daemon.store.interface import ENGINE_METHODS
 
 log = logging.getLogger(__name__)
+# The engine's reads: answered by the resident reader when it can (daemon/store/reader.py)
+READS = frozenset({"counts", "search", "recent", "timeline", "digest", "context"})
 _EXIT = "__exit__"
 CRASH_LOOP = (3, 600.0)  # this many unexpected worker exits within this many seconds
 
@@ -44,8 +49,11 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
     from daemon.store.engine import Engine
 
     make: Any = Engine
+    allowed = ENGINE_METHODS
     if target == "reader":
         from daemon.store.reader import Reader as make
+
+        allowed = ENGINE_METHODS | {"warm"}  # the reader loads its models on request
     engine: Engine | None = None
     engine_lock = threading.Lock()
     send_lock = threading.Lock()
@@ -53,6 +61,8 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
     def answer(req_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         nonlocal engine
         try:
+            if method not in allowed:  # only the protocol's methods cross the pipe
+                raise AttributeError(f"the engine has no method {method!r}")
             with engine_lock:
                 if engine is None:
                     engine = make(cfg)
@@ -97,7 +107,8 @@ def _portable(exc: Exception) -> Exception:
 
 
 class WorkerEngine:
-    """The Engine's methods, run in the worker process; same calls as `Engine`.
+    """The Engine's methods, run in the worker process: a `MemoryEngine` whose every
+    method is `call(name, ...)`.
 
     With a `reader` (a WorkerEngine whose target is "reader", daemon/store/reader.py),
     searches and reads go to that resident process instead, so they never wait for this
@@ -242,18 +253,14 @@ class WorkerEngine:
         if self.reader is not None:
             self.reader.close()
 
-    # The Engine's interface, forwarded.
-    def index(self, events: list[Any]) -> int:
-        return int(self.call("index", events))
-
-    def summarize(self, events: list[Any]) -> dict[str, Any]:
-        return dict(self.call("summarize", events))
-
-    def compact(self, max_digests: int = 0) -> dict[str, Any]:
-        return dict(self.call("compact", max_digests))
-
-    def prune_events(self, older_than_days: int) -> int:
-        return int(self.call("prune_events", older_than_days))
+    # The Engine's interface (daemon/store/interface.py), forwarded by name: the one
+    # place that lists the methods is the protocol, so a new one needs no forwarder here.
+    # Reads go to the resident reader when there is one (`read`), the rest to the worker.
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        if name not in ENGINE_METHODS:
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r} "
+                                 "(not a method of daemon.store.interface.MemoryEngine)")
+        return functools.partial(self.read if name in READS else self.call, name)
 
     def read(self, method: str, *args: Any, **kwargs: Any) -> Any:
         """A read: by the resident reader when there is one and it can answer (the store
@@ -279,38 +286,6 @@ class WorkerEngine:
                 log.warning("the resident reader could not start: %s; searches go to "
                             "the worker until it can", exc)
 
-    def counts(self, **owners: Any) -> dict[str, int]:
-        return dict(self.read("counts", **owners))
-
-    def search(self, query: str, k: int = 10, **filters: Any) -> list[Any]:
-        return list(self.read("search", query, k, **filters))
-
-    # The read path (daemon/recall.py).
-    def recent(self, limit: int = 20, source: str | None = None, **owners: Any) -> list[Any]:
-        return list(self.read("recent", limit, source, **owners))
-
-    def timeline(self, since: Any, until: Any, source: str | None = None,
-                 **owners: Any) -> list[Any]:
-        return list(self.read("timeline", since, until, source, **owners))
-
-    def digest(self, period: str = "day", day: Any = None, **owners: Any) -> dict[str, Any]:
-        return dict(self.read("digest", period, day, **owners))
-
-    def context(self, query: str, budget_tokens: int, **kwargs: Any) -> dict[str, Any]:
-        return dict(self.read("context", query, budget_tokens, **kwargs))
-
-    def forget(self, **scope: Any) -> dict[str, Any]:
-        return dict(self.call("forget", **scope))
-
-    def optimize(self) -> None:
-        self.call("optimize")
-
-    def export_memories(self, context_rows: int = 30) -> dict[str, Any]:
-        return dict(self.call("export_memories", context_rows))
-
-    def import_memories(self, segments: list[bytes], adm: Any = None) -> dict[str, Any]:
-        return dict(self.call("import_memories", segments, adm))
-
     def status(self) -> dict[str, Any]:
         out: dict[str, Any] = {"worker": "stopped (idle)", "models_loaded": {}}
         if self.alive:
@@ -321,10 +296,3 @@ class WorkerEngine:
                              else "stopped")
             out["reads_served"] = dict(self.served)
         return out
-
-    # The router's way to the embedded models: the daemon never loads its own copy.
-    def complete_local(self, name: str, messages: list[Any], params: dict[str, Any]) -> Any:
-        return self.call("complete_local", name, messages, params)
-
-    def embed_local(self, name: str, texts: list[str]) -> list[list[float]]:
-        return list(self.call("embed_local", name, texts))

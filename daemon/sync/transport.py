@@ -21,7 +21,7 @@ from typing import Protocol
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 from daemon.config import SyncTarget
-from daemon.errors import PermanentError, RetryableError
+from daemon.errors import InvalidRequest, PermanentError, RetryableError
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,200}$")
 TMP_SUFFIX = ".part-tmp"
@@ -83,7 +83,7 @@ class Transport(Protocol):
 def check_name(name: str) -> str:
     """Return `name` if it is a plain file name; raise ValueError otherwise (no paths)."""
     if not NAME.match(name) or name.endswith(TMP_SUFFIX) or ".." in name:
-        raise ValueError(f"{name!r} is not a valid sync file name")
+        raise InvalidRequest(f"{name!r} is not a valid sync file name")
     return name
 
 

@@ -60,7 +60,12 @@ def test_openai_client_streams_falls_back_and_is_recorded(make_config: Any, star
     assert models["flaky"]["errors"] >= 2 and models["good"]["ok"] >= 3
     assert any(r["failed_model"] == "flaky" and r["failure"] == "server_error"
                and r["recovered_by"] == "good" for r in summary["fallback_recoveries"])
-    assert 'memoryd_model_attempts_total{model="good",task="default",outcome="ok"}' in metrics
+    from prometheus_client.parser import text_string_to_metric_families
+
+    attempts = {f.name: f for f in text_string_to_metric_families(metrics)}[
+        "memoryd_model_attempts"]
+    assert any(s.labels == {"model": "good", "task": "default", "outcome": "ok"}
+               for s in attempts.samples)
     report = run_cli(config, "report").stdout
     assert "Fallbacks that recovered" in report and "flaky" in report and "good" in report
 
