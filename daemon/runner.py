@@ -88,12 +88,7 @@ def run_daemon(cfg: Config) -> int:
     from daemon.api.server import bind_tcp, bind_unix, serve
 
     started = time.time()
-    # Everything the daemon (and its worker, which inherits this) writes is the user's
-    # alone, whatever umask it was started with: data dir, journal and WAL, store,
-    # snapshots, spool, logs, tokens.
-    os.umask(0o077)
-    cfg.data_path.mkdir(parents=True, exist_ok=True)
-    os.chmod(cfg.data_path, 0o700)
+    _private_data_dir(cfg)
     token = ensure_token(cfg.token_path)
     unix_sock = bind_unix(cfg.socket_path)
     tcp_sock = bind_tcp(cfg.api.port)
@@ -145,6 +140,15 @@ def run_daemon(cfg: Config) -> int:
         journal.close()
         cfg.socket_path.unlink(missing_ok=True)
     return 0
+
+
+def _private_data_dir(cfg: Config) -> None:
+    """Everything the daemon (and its worker, which inherits this) writes is the user's
+    alone, whatever umask it was started with: data dir, journal and WAL, store,
+    snapshots, spool, logs, tokens."""
+    os.umask(0o077)
+    cfg.data_path.mkdir(parents=True, exist_ok=True)
+    os.chmod(cfg.data_path, 0o700)
 
 
 def _schedule_pipeline(cfg: Config, scheduler: Any, pipeline: Pipeline,

@@ -31,6 +31,7 @@ from daemon.store.schema import (
     SCHEMA_VERSION,
     events_schema,
     memories_schema,
+    memory_text,
     with_primary_key,
 )
 from daemon.store.tables import (
@@ -393,16 +394,3 @@ def sql_str(value: str) -> str:
     """Quote `value` as an SQL string literal for a LanceDB filter."""
     return "'" + value.replace("'", "''") + "'"
 
-
-def memory_text(r: dict[str, Any]) -> str:
-    """A memory's text: its summary, then the structured facts the summary does not
-    already spell out (an identifier lost in the prose is still found and shown)."""
-    text = r.get("text") or ""
-    lines = [text]
-    low = text.lower()
-    for name, label in (("identifiers", "Identifiers"), ("decisions", "Decisions"),
-                        ("open_tasks", "Open tasks"), ("dates", "Dates")):
-        values = [v for v in (r.get(name) or ()) if v and v.lower() not in low]
-        if values:
-            lines.append(f"{label}: " + "; ".join(values))
-    return "\n".join(lines)

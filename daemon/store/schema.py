@@ -8,6 +8,7 @@ process imports this module (pyarrow).
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pyarrow as pa
 
@@ -60,3 +61,17 @@ def with_primary_key(schema: pa.Schema) -> pa.Schema:
     meta = dict(f.metadata or {})
     meta[b"lance-schema:unenforced-primary-key"] = b"true"
     return schema.set(i, pa.field("id", f.type, nullable=False, metadata=meta))
+
+
+def memory_text(r: dict[str, Any]) -> str:
+    """A memory's text: its summary, then the structured facts the summary does not
+    already spell out (an identifier lost in the prose is still found and shown)."""
+    text = r.get("text") or ""
+    lines = [text]
+    low = text.lower()
+    for name, label in (("identifiers", "Identifiers"), ("decisions", "Decisions"),
+                        ("open_tasks", "Open tasks"), ("dates", "Dates")):
+        values = [v for v in (r.get(name) or ()) if v and v.lower() not in low]
+        if values:
+            lines.append(f"{label}: " + "; ".join(values))
+    return "\n".join(lines)
