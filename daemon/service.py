@@ -41,6 +41,7 @@ class MemoryService:
     pipeline: Any = None  # daemon.pipeline.steps.Pipeline: each stage's backlog, rate, ETA
     conditions: Conditions | None = None  # problems the daemon's parts saw (health.py)
     approvals: Any = None  # daemon.approvals.queue.Approvals (see its for_service)
+    sessions: Any = None  # daemon.api.sessions.SessionStore: the status page's logins
 
     def search(self, query: str, k: int = 10, source: str | None = None,
                since: datetime | None = None, until: datetime | None = None,

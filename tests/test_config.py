@@ -91,7 +91,7 @@ class _Section:
 
 
 def test_arrays_of_tables_and_tables_of_lists_are_typed_and_checked() -> None:
-    from daemon.config import _build
+    from daemon.config_tables import build_dataclass as _build
 
     built = _build(_Section, {"targets": [{"name": "a", "url": "dir:///x"}],
                               "routes": {"compaction": ["big", "local"]}}, "sync.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from daemon.api.auth import Authenticator, SessionOriginRefused, may_read_raw
 from daemon.api.envelope import error_json
 from daemon.api.guard import ROUTE_LIMITS, BodyLimits, Guard
 from daemon.api.scoped_tokens import TokenStore
+from daemon.api.sessions import SessionStore
 from daemon.errors import InvalidRequest, MemorydError, RetryableError
 from daemon.owners import OwnerForbidden, identity, request_owners
 from daemon.recall.api import OWNER_PATTERN
@@ -132,17 +134,29 @@ def _error_handlers(app: FastAPI, service: MemoryService) -> None:
 
 
 def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_000_000) -> Any:
+    """The API: memoryd's own routes and each feature's, behind the guard (Host, token,
+    body limits; daemon/api/guard.py)."""
     app = FastAPI(title="memoryd", version=VERSION, docs_url=None, redoc_url=None,
                   responses=ERROR_RESPONSES)
-
     tokens = TokenStore(service.cfg.data_path / "tokens.json")
-    auth = Authenticator(token, tokens, identity(service.cfg)[1])
+    if service.sessions is None:  # the status page's logins live as long as the service
+        service.sessions = SessionStore()
+    auth = Authenticator(token, tokens, identity(service.cfg)[1], service.sessions)
+    require = _requirer(auth)
+    _error_handlers(app, service)
+    _core_routes(app, service, require)
+    for module in FEATURE_ROUTERS:
+        app.include_router(importlib.import_module(module).router(service, require))
+    return Guard(app, auth, BodyLimits(max_request_bytes, ROUTE_LIMITS),
+                 str(service.cfg.token_path))
 
+
+def _requirer(auth: Authenticator) -> Callable[[str], Any]:
+    """`require(scope)`: the dependency guarding a route that needs `scope` (one of
+    SCOPES). The guard identified the caller before the body was read; the admin token
+    and the status page's session pass every scope, a scoped token (`memoryd token
+    create`) the scopes it was made with."""
     def require(scope: str) -> Any:
-        """The dependency guarding a route that needs `scope` (one of SCOPES). The guard
-        (daemon/api/guard.py) identified the caller before the body was read; the admin
-        token and the status page's session pass every scope, a scoped token (`memoryd
-        token create`) the scopes it was made with."""
         if scope not in SCOPES:
             raise ValueError(f"unknown scope {scope!r}")
 
@@ -163,8 +177,11 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
 
         return Depends(check)
 
-    _error_handlers(app, service)
+    return require
 
+
+def _core_routes(app: Any, service: MemoryService, require: Callable[[str], Any]) -> None:
+    """Health, search, status, pause and resume (the features add their own routers)."""
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "version": VERSION}
@@ -202,11 +219,6 @@ def create_app(service: MemoryService, token: str, max_request_bytes: int = 1_00
         if service.pause is not None:
             service.pause.resume()
         return {"paused": None}
-
-    for module in FEATURE_ROUTERS:
-        app.include_router(importlib.import_module(module).router(service, require))
-    return Guard(app, auth, BodyLimits(max_request_bytes, ROUTE_LIMITS),
-                 str(service.cfg.token_path))
 
 
 def crash_message(exc: BaseException, data_dir: Path) -> str:

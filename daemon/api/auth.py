@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from daemon.api.scoped_tokens import TokenStore
-from daemon.api.sessions import COOKIE, STORE
+from daemon.api.sessions import COOKIE, SessionStore
 from daemon.owners import EVERYONE, Owners
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -85,10 +85,12 @@ def same_origin(method: str, headers: Mapping[str, str]) -> bool:
 class Authenticator:
     """Identify callers from their request headers (lower-case names)."""
 
-    def __init__(self, admin_token: str, tokens: TokenStore, own_user: str) -> None:
+    def __init__(self, admin_token: str, tokens: TokenStore, own_user: str,
+                 sessions: SessionStore | None = None) -> None:
         self._admin = admin_token
         self.tokens = tokens
         self._own_user = own_user
+        self.sessions = sessions if sessions is not None else SessionStore()
 
     def identify(self, method: str, headers: Mapping[str, str]) -> Caller | None:
         """The caller, or None when no credential is valid. Raise SessionOriginRefused
@@ -96,7 +98,7 @@ class Authenticator:
         given = bearer(headers.get("authorization"))
         if given is not None:
             return self._token(given)
-        if STORE.valid(cookie(headers.get("cookie"), COOKIE)):
+        if self.sessions.valid(cookie(headers.get("cookie"), COOKIE)):
             if not same_origin(method, headers):
                 raise SessionOriginRefused()
             return Caller("session", ALL_SCOPES, EVERYONE)

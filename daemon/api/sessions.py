@@ -75,4 +75,3 @@ class SessionStore:
 
 
 # One store per daemon process; the API's auth dependency and the status page share it.
-STORE = SessionStore()

@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from daemon.api.sessions import COOKIE, SESSION_TTL, STORE
+from daemon.api.sessions import COOKIE, SESSION_TTL
 from daemon.service import MemoryService
 from daemon.sync.transport import masked_url
 
@@ -66,12 +66,12 @@ def router(service: MemoryService, require: Any) -> APIRouter:
 
     @api.post("/v1/ui/login-code", dependencies=[require("admin")])
     def login_code() -> dict[str, Any]:
-        code = STORE.new_login_code()
+        code = service.sessions.new_login_code()
         return {"path": f"/ui/login?code={code}", "expires_in": 60}
 
     @api.get("/ui/login", include_in_schema=False)
     def login(code: str = Query("", max_length=200)) -> Response:
-        session = STORE.redeem(code)
+        session = service.sessions.redeem(code)
         if session is None:
             return HTMLResponse(
                 "<!doctype html><title>memoryd</title><p>This login link is used or expired. "
@@ -83,7 +83,7 @@ def router(service: MemoryService, require: Any) -> APIRouter:
 
     @api.post("/ui/logout", include_in_schema=False)
     def logout(request: Request) -> Response:
-        STORE.end(request.cookies.get(COOKIE))
+        service.sessions.end(request.cookies.get(COOKIE))
         resp = Response(status_code=204, headers=NO_STORE)
         resp.delete_cookie(COOKIE, path="/")
         return resp

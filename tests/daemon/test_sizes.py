@@ -8,12 +8,8 @@ from pathlib import Path
 
 DAEMON = Path(__file__).resolve().parents[2] / "daemon"
 MAX_MODULE, MAX_FUNCTION = 400, 60
-# create_app holds the auth dependencies another change is rewriting (issue 15's
-# "one bearer parser"); its error handlers and routes' work already live elsewhere.
-EXCEPTIONS = {("api/app.py", "create_app")}
-# config.py grew past 400 lines in the merges of issues 16 and sync (their sections); it
-# is to be split by section, as the features' own settings.
-MODULE_EXCEPTIONS = {"config.py"}
+EXCEPTIONS: set[tuple[str, str]] = set()
+MODULE_EXCEPTIONS: set[str] = set()
 
 
 def _sizes() -> tuple[list[str], list[str]]:
