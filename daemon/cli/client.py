@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import httpx
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from daemon.config import Config
 from daemon.errors import DaemonUnavailable, PermanentError
+
+if TYPE_CHECKING:
+    import httpx
 
 
 class DaemonRefused(PermanentError, ValueError):
@@ -25,14 +27,8 @@ def daemon_call(cfg: Config, method: str, path: str, params: dict[str, Any] | No
         raise DaemonUnavailable(f"no daemon socket at {cfg.socket_path}"
                                 + (f": {missing}" if missing else ""))
     token = cfg.token_path.read_text().strip()
-    transport = httpx.HTTPTransport(uds=str(cfg.socket_path))
-    try:
-        with httpx.Client(transport=transport, base_url="http://localhost",
-                          timeout=timeout) as client:
-            resp = client.request(method, path, params=params, json=json,
-                                  headers={"Authorization": f"Bearer {token}"})
-    except httpx.TransportError as exc:
-        raise DaemonUnavailable(f"the daemon at {cfg.socket_path} did not answer: {exc}") from exc
+    resp = socket_request(cfg.socket_path, method, path, token=token, params=params, json=json,
+                          timeout=timeout)
     if resp.status_code >= 400:
         try:
             message = str(resp.json()["error"]["message"])
@@ -48,3 +44,20 @@ def daemon_get(cfg: Config, path: str, params: dict[str, Any] | None = None,
                timeout: float = 120.0) -> Any:
     """GET `path` from the daemon; raise DaemonUnavailable if none is running."""
     return daemon_call(cfg, "GET", path, params, timeout=timeout)
+
+
+def socket_request(socket_path: Path, method: str, path: str, *, token: str | None = None,
+                   params: dict[str, Any] | None = None, json: Any = None,
+                   timeout: float = 120.0) -> httpx.Response:
+    """One HTTP request to the daemon over its Unix socket (with the token when given);
+    raise DaemonUnavailable when nothing answers there. The one socket client: the CLI,
+    `memoryd open`/`tray` and the service supervision all call through it."""
+    import httpx  # here: `memoryd run` imports this module's callers for their parsers
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)),
+                          base_url="http://localhost", timeout=timeout) as client:
+            return client.request(method, path, params=params, json=json, headers=headers)
+    except (httpx.TransportError, OSError) as exc:
+        raise DaemonUnavailable(f"the daemon at {socket_path} did not answer: {exc}") from exc

@@ -21,15 +21,10 @@ def request(cfg: Config, method: str, path: str, timeout: float = 10.0) -> httpx
     if not cfg.socket_path.exists() or not cfg.token_path.exists():
         raise DaemonUnavailable(f"no daemon socket at {cfg.socket_path}; start it with "
                                 "`memoryd service start`")
-    import httpx  # here, not at the top: `memoryd run` imports this module for its parser
+    from daemon.cli.client import socket_request
 
-    token = cfg.token_path.read_text().strip()
-    try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(cfg.socket_path)),
-                          base_url="http://localhost", timeout=timeout) as c:
-            return c.request(method, path, headers={"Authorization": f"Bearer {token}"})
-    except httpx.TransportError as exc:
-        raise DaemonUnavailable(f"the daemon at {cfg.socket_path} did not answer: {exc}") from exc
+    return socket_request(cfg.socket_path, method, path,
+                          token=cfg.token_path.read_text().strip(), timeout=timeout)
 
 
 def base_url(cfg: Config) -> str:

@@ -16,6 +16,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from daemon.errors import DaemonUnavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -91,13 +93,11 @@ class Watchdog:
 
 def api_answers(socket_path: Path, timeout: float = 5.0) -> bool:
     """Whether the API answers /health on its Unix socket right now."""
-    import httpx
+    from daemon.cli.client import socket_request
 
     try:
-        with httpx.Client(transport=httpx.HTTPTransport(uds=str(socket_path)),
-                          base_url="http://localhost", timeout=timeout) as c:
-            return c.get("/health").status_code == 200
-    except (httpx.HTTPError, OSError):
+        return socket_request(socket_path, "GET", "/health", timeout=timeout).status_code == 200
+    except DaemonUnavailable:
         return False
 
 
