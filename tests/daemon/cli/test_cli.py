@@ -74,7 +74,7 @@ def _tree(root: Path, n: int) -> dict[Path, str]:
     for i in range(n):
         folder = root / f"project{i % 7}" / ("docs" if i % 3 else "src")
         folder.mkdir(parents=True, exist_ok=True)
-        phrase = f"{rng.choice(WORDS)} token zx{i:04d}q"
+        phrase = f"{rng.choice(WORDS)} marker zx{i:04d}q"  # not "token": that reads as a credential
         body = "\n".join(f"line {k}: " + " ".join(rng.choices(WORDS, k=8)) for k in range(20))
         path = folder / f"file{i}.{'md' if i % 2 else 'txt'}"
         path.write_text(f"{body}\nThe distinctive phrase is {phrase}.\n{body}\n")
