@@ -142,18 +142,21 @@ def hybrid_search(store: Store, query: str, vector: list[float], k: int, *,
     now = now or datetime.now(UTC)
     depth = max(k * 4, DEPTH)
     lists: list[list[Hit]] = []
+    texts: list[list[Hit]] = []
     text = fts_query(query)
     for table in f.tables():
         where = f.where(table, store_columns(store, table))
         lists.append(store.vector_search(table, vector, depth, where))
         if text:
             try:
-                hits = store.text_search(table, text, depth, where)
-                if hits:
-                    floor = hits[0].score * FTS_RELATIVE_FLOOR
-                    lists.append([h for h in hits if h.score >= floor])
+                texts.append(store.text_search(table, text, depth, where))
             except (ValueError, RuntimeError, OSError) as exc:
                 log.warning("full-text search failed for %r (%s); using vectors only", text, exc)
+    # One floor over both tables: a rare identifier matched in one event is not drowned
+    # by memories that share only the query's common words.
+    top = max((h.score for hits in texts for h in hits), default=0.0)
+    lists += [kept for hits in texts
+              if (kept := [h for h in hits if h.score >= top * FTS_RELATIVE_FLOOR])]
     best = fuse(lists, query, now)[:k]
     return with_sources(store, best, Owners(f.devices, f.users)) if f.raw else best
 
