@@ -119,7 +119,8 @@ class Member:
 def team(tmp: Path, s3: Weed, models_dir: Path, prefix: str) -> list[Member]:
     out = []
     for device, user in TEAM:
-        base = tmp / prefix / user
+        # a short local folder: the daemon's socket path must stay under AF_UNIX's 108
+        base = tmp / f"r{prefix.rsplit('-', 1)[-1]}" / user
         root, data = base / "src", base / "data"
         root.mkdir(parents=True)
         config = base / "memoryd.toml"

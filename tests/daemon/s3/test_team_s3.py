@@ -36,7 +36,7 @@ def _daemon_config(tmp: Path, s3: Weed, models_dir: Path, device: str, user: str
     for i in range(2):
         (root / f"{word}-{i}.md").write_text(f"The {word} plan of {user}, step {i}.\n")
     if user == "alice":  # a secret pasted into a note: it must be redacted before upload
-        (root / "deploy.env").write_text(
+        (root / "deploy-notes.txt").write_text(
             f"deploy notes {CONTROL}\nAWS_ACCESS_KEY_ID {AWS_KEY}\npassword = {PASSWORD}\n")
     data = tmp / f"{user}-data"
     table: dict[str, Any] = {
@@ -140,7 +140,7 @@ def test_three_daemons_share_one_bucket_with_owners_filters_tokens_and_no_secret
         control += body.count(CONTROL.encode())
     # the scan sees uploaded text as it is: the word beside the secrets is there
     assert control, "the scan found no uploaded text; it would miss a secret too"
-    [note] = [r for r in store.events.to_arrow().to_pylist() if r["subject"].endswith("deploy.env")]
+    [note] = [r for r in store.events.to_arrow().to_pylist() if r["subject"].endswith("deploy-notes.txt")]
     assert "[REDACTED" in note["text"] and CONTROL in note["text"]
 
 
