@@ -130,20 +130,22 @@ def render(status: dict[str, Any]) -> str:
                          f"({good['pull']['memories']} memories)")
         if t.get("last_refusal"):
             r = t["last_refusal"]
-            rows = (f", {t['refused_rows']} rows of owners not allowed"
-                    if t.get("refused_rows") else "")
-            lines.append(f"    refused {t['refusals']}x{rows}, last {r['at']} ({r['op']}): "
-                         f"{r['reason']}")
+            lines.append(f"    refused {t['refusals']}x{_refused_rows(t)}, last {r['at']} "
+                         f"({r['op']}): {r['reason']}")
         for p in t.get("pending", []):
             lines.append(f"    pending {p['op']} since {p['created']}, {p['attempts']} attempts"
                          + (f": {p['last_error']}" if p["last_error"] else ""))
     inbound = status.get("inbound") or {}
     if inbound.get("last_refusal"):
         r = inbound["last_refusal"]
-        rows = (f", {inbound['refused_rows']} rows of owners not allowed"
-                if inbound.get("refused_rows") else "")
         lines.append(f"sync inbound (what peers push here): refused {inbound['refusals']}x"
-                     f"{rows}, last {r['at']}: {r['reason']}")
+                     f"{_refused_rows(inbound)}, last {r['at']}: {r['reason']}")
     if not lines:
         lines.append("sync: no targets configured ([[sync.targets]] in the config)")
     return "\n".join(lines)
+
+
+def _refused_rows(entry: dict[str, Any]) -> str:
+    """", N rows of owners not allowed" when a refusal counted such rows, else ""."""
+    n = entry.get("refused_rows")
+    return f", {n} rows of owners not allowed" if n else ""
