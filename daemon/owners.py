@@ -12,6 +12,7 @@ becomes part of every LanceDB filter on the read path.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import re
 import socket
@@ -23,6 +24,21 @@ from daemon.errors import ConfigError, InvalidRequest
 ANY = "*"
 # A name safe in a filter, a path and a log line: letters, digits and . _ @ + -
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,63}$")
+
+
+def owner_key(device: str, user: str) -> str:
+    """The owner as it enters event ids and digest ids: `user@device` ("" if unknown)."""
+    return f"{user}@{device}" if device and user else ""
+
+
+def owned_id(owner: str, event_id: str) -> str:
+    """An event's id in the journal and the store: the collector's stable id (source,
+    subject, time) hashed with its owner (`owner_key`), so two devices that touch one path
+    in one second keep two rows. No owner: the collector's id as it is."""
+    if not owner:
+        return event_id
+    key = f"{owner}\x1f{event_id}".encode("utf-8", "surrogatepass")
+    return hashlib.sha256(key).hexdigest()[:32]
 
 
 class OwnerForbidden(InvalidRequest):
@@ -153,3 +169,8 @@ def request_owners(request: object) -> Owners:
     token and the status page's session read everyone's)."""
     state = getattr(request, "state", None)
     return getattr(state, "owners", None) or EVERYONE
+
+
+def journal_owner(cfg: object) -> str:
+    """The owner whose ids a Config's journal writes (`owner_key` of its identity)."""
+    return owner_key(*identity(cfg))

@@ -17,6 +17,7 @@ from daemon.intake.collect import CollectorRuns, build_collectors
 from daemon.intake.journal import Journal
 from daemon.intake.privacy import gate_for
 from daemon.intake.redact import redact
+from daemon.owners import journal_owner
 from daemon.pipeline.citizen import Polite, busy_reason
 from daemon.pipeline.steps import Pipeline
 from daemon.service import MemoryService
@@ -95,7 +96,7 @@ def run_daemon(cfg: Config) -> int:
     port = tcp_sock.getsockname()[1]
     (cfg.data_path / "api.port").write_text(f"{port}\n")
 
-    journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact)
+    journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact, owner=journal_owner(cfg))
     # Searches go to a resident reader (no torch; daemon/store/reader.py), the rest to the
     # worker that leaves when idle.
     reader = WorkerEngine(cfg, idle_seconds=0, target="reader") \

@@ -74,6 +74,15 @@ def make_config(tmp_path: Path, models_dir: Path):
     return make
 
 
+def stored_memories(data_dir: Path) -> list[dict[str, Any]]:
+    """The memories of a data dir's local store, read as any reader reads them (LanceDB
+    opened read-only beside a running daemon, or with none)."""
+    import lancedb
+
+    table = lancedb.connect(str(data_dir / "store")).open_table("memories")
+    return table.to_arrow().select(["id", "level", "model", "title", "text"]).to_pylist()
+
+
 def run_cli(config: Path | None, *args: str, timeout: float = 600,
             check: bool = True) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "daemon.cli"]

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from collectors.base import Batch, Event
 from daemon.errors import InvalidRequest
+from daemon.owners import journal_owner, owned_id
 from daemon.service import MemoryService
 
 RESERVED_SOURCES = frozenset({"files", "browser", "shell", "memory"})
@@ -83,7 +84,7 @@ def router(service: MemoryService, require: Any) -> APIRouter:
         events = [e.to_event(now) for e in body.events]
         stored = service.intake.append(Batch("api", events))
         return {"received": len(events), "stored": stored,
-                "ids": [e.id for e in events],
+                "ids": [owned_id(journal_owner(service.cfg), e.id) for e in events],
                 "paused": bool(service.pause and service.pause.paused())}
 
     return api

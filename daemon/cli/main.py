@@ -38,6 +38,7 @@ def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
     from daemon.intake.collect import build_collectors
     from daemon.intake.journal import Journal
     from daemon.intake.redact import redact
+    from daemon.owners import journal_owner
     from daemon.pipeline.budget import CpuBudget
     from daemon.pipeline.steps import Pipeline
     from daemon.store.engine import Engine
@@ -49,7 +50,7 @@ def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
     from daemon.intake.privacy import gate_for
 
     started = time.monotonic()
-    journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact)
+    journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact, owner=journal_owner(cfg))
     gate = gate_for(cfg, journal)
     if gate.pause.paused():
         print("collection is paused (memoryd resume); processing what is already journaled",
@@ -154,8 +155,9 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         status["daemon"] = "running"
     except DaemonUnavailable as exc:
         from daemon.intake.journal import Journal
+        from daemon.owners import journal_owner
 
-        journal = Journal(cfg.data_path / "journal.sqlite3")
+        journal = Journal(cfg.data_path / "journal.sqlite3", owner=journal_owner(cfg))
         from daemon.intake.privacy import PauseState
 
         status = {"daemon": f"not running ({exc})", "data_dir": str(cfg.data_path),

@@ -16,6 +16,7 @@ back.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -28,9 +29,11 @@ from pathlib import Path
 from collectors.base import Batch, Event
 from daemon.errors import RetryableError
 from daemon.intake.redact import redact_attrs
+from daemon.owners import owned_id
 from daemon.sqlite_migrations import Migration, migrate, run_script
 
 NEW, INDEXED, SUMMARIZED = 0, 1, 2
+log = logging.getLogger(__name__)
 
 
 def _m1_events_and_cursors(db: sqlite3.Connection) -> None:
@@ -66,8 +69,15 @@ def _m2_forgotten(db: sqlite3.Connection) -> None:
                "at REAL NOT NULL) WITHOUT ROWID")
 
 
+def _m3_owner(db: sqlite3.Connection) -> None:
+    # Whose ids the events carry ("": the collectors' ids, as before owner ids); the
+    # journal rewrites them once when it is first opened with its owner (`_adopt`).
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    db.execute("INSERT INTO meta(key, value) VALUES ('owner', '')")
+
+
 # Ordered migrations; PRAGMA user_version says how many have run. Append, never edit.
-MIGRATIONS: list[Migration] = [_m1_events_and_cursors, _m2_forgotten]
+MIGRATIONS: list[Migration] = [_m1_events_and_cursors, _m2_forgotten, _m3_owner]
 EVENT, MEMORY = "event", "memory"  # what a tombstone stands for
 
 
@@ -125,10 +135,15 @@ def _row_event(row: sqlite3.Row) -> Event:
 class Journal:
     """The durable queue between collectors and the memory pipeline. Thread-safe."""
 
-    def __init__(self, path: Path, redact: Callable[[str], str] | None = None) -> None:
+    def __init__(self, path: Path, redact: Callable[[str], str] | None = None,
+                 owner: str = "") -> None:
+        """`owner` (daemon.owners.owner_key, "user@device") enters every event id the
+        journal stores, so one device's rows never replace another's in a shared store;
+        "" keeps the collectors' ids (a journal only read, or a test of one collector)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._redact = redact
+        self.owner = owner
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False,
                                    isolation_level=None)
@@ -142,12 +157,42 @@ class Journal:
     def _migrate(self) -> None:
         with self._lock:
             migrate(self._db, MIGRATIONS, "the journal")
+            if self.owner:
+                self._adopt(self.owner)
+
+    def _adopt(self, owner: str) -> None:
+        """Give the events of a journal written before owner ids (or under another
+        owner name) ids carrying `owner`, in one transaction: the store migrates its rows
+        with the same function (daemon/store/owner_ids.py), so both keep agreeing. Every
+        tombstone stays and gains its owned twin: nothing forgotten comes back."""
+        with self._writing("give events their owner's ids"):
+            had = self._db.execute("SELECT value FROM meta WHERE key='owner'").fetchone()[0]
+            if had == owner:
+                return
+            if had:  # a renamed device or user: its old rows keep the old name's ids
+                log.warning("the journal was written as %s, the config now says %s: new "
+                            "events get %s's ids", had, owner, owner)
+            else:
+                ids = [r[0] for r in self._db.execute("SELECT id FROM events")]
+                self._db.executemany("UPDATE events SET id=? WHERE id=?",
+                                     [(owned_id(owner, i), i) for i in ids])
+                dead = self._db.execute("SELECT id, at FROM forgotten WHERE kind=?",
+                                        (EVENT,)).fetchall()
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO forgotten(id, kind, at) VALUES (?,?,?)",
+                    [(owned_id(owner, i), EVENT, at) for i, at in dead])
+                if ids or dead:
+                    log.warning("gave the journal's %d events and %d tombstones ids that "
+                                "carry their owner %s", len(ids), len(dead), owner)
+            self._db.execute("UPDATE meta SET value=? WHERE key='owner'", (owner,))
 
     def close(self) -> None:
         with self._lock:
             self._db.close()
 
     def _clean(self, ev: Event) -> Event:
+        if self.owner:
+            ev = replace(ev, id=owned_id(self.owner, ev.id))
         r = self._redact
         if r is None:
             return ev
@@ -203,13 +248,20 @@ class Journal:
                                    (collector,)).fetchone()
         return row[0] if row else None
 
+    def stored_id(self, event_id: str) -> str:
+        """The id the journal (and the store) keep for a collector's event id."""
+        return owned_id(self.owner, event_id)
+
     def known(self, ids: list[str]) -> set[str]:
+        """Which of the collectors' `ids` the journal holds."""
+        mine = {self.stored_id(i): i for i in ids}
+        stored = list(mine)
         found: set[str] = set()
         with self._lock:
-            for i in range(0, len(ids), 500):
-                part = ids[i:i + 500]
+            for i in range(0, len(stored), 500):
+                part = stored[i:i + 500]
                 marks = ",".join("?" * len(part))
-                found.update(r[0] for r in self._db.execute(
+                found.update(mine[r[0]] for r in self._db.execute(
                     f"SELECT id FROM events WHERE id IN ({marks})", part))
         return found
 

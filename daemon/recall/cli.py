@@ -19,10 +19,11 @@ from daemon.errors import DaemonUnavailable
 def _local_service(cfg: Config) -> Iterator[Any]:
     from daemon.intake.journal import Journal
     from daemon.intake.redact import redact
+    from daemon.owners import journal_owner
     from daemon.service import MemoryService
     from daemon.store.engine import Engine
 
-    journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact)
+    journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact, owner=journal_owner(cfg))
     engine = Engine(cfg)
     try:
         yield MemoryService(cfg, journal, cast(Any, engine))

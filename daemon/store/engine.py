@@ -14,7 +14,7 @@ from typing import Any
 
 from collectors.base import Event
 from daemon.config import Config
-from daemon.owners import EVERYONE, Owners
+from daemon.owners import EVERYONE, Owners, owner_key
 from daemon.pipeline import summarize
 from daemon.pipeline.chunking import Chunk
 from daemon.pipeline.summarize import Fields
@@ -152,10 +152,12 @@ class Engine:
         written: list[str] = []
         tz = recall.user_tz(self.cfg)  # the user's days and weeks, as the read path's
         # A daemon digests only its own memories (its device and user): a day digest mixing
-        # another person's would leak them to whoever may read this user's. On a shared
-        # store each owner's digest is its own row (`day-…~user@device`).
+        # another person's would leak them to whoever may read this user's. Each owner's
+        # digest is its own row (`day-…~user@device`), on a shared store or a local one
+        # that pulls a peer's digests.
         own = self._own().where()
-        suffix = f"~{self.store.user}@{self.store.device}" if self.store.remote else ""
+        mine = owner_key(self.store.device, self.store.user)
+        suffix = f"~{mine}" if mine else ""
         for level, below in (("day", "chunk"), ("week", "day")):
             members = self.store.memory_rows(f"level = '{below}' AND {own}",
                                              compaction.ROW_COLUMNS)

@@ -15,11 +15,13 @@ from typing import Any
 import pyarrow as pa
 from lancedb.index import FTS
 
+from daemon.store import owner_ids
 from daemon.store.retry import retrying
 from daemon.store.tables import schema_version
 
 log = logging.getLogger(__name__)
-MIGRATABLE = ("1", "2")  # older schema versions this memoryd rewrites to the current one
+MIGRATABLE = ("1", "2", "3")  # older schema versions this memoryd rewrites to the current one
+BEFORE_OWNER_IDS = ("1", "2", "3")  # ids without their owner (daemon/store/owner_ids.py)
 OWNER_FIELDS = ("device", "user")
 
 
@@ -62,6 +64,8 @@ def _migrate(store: Any, name: str, schema: pa.Schema, old: str | None) -> Any:
         else:
             columns.append(pa.array([""] * data.num_rows, type=f.type))
     migrated = pa.Table.from_arrays(columns, schema=schema)
+    if old in BEFORE_OWNER_IDS:
+        migrated = owner_ids.remap(name, migrated)
     table = store._db.create_table(name, data=migrated, schema=schema, mode="overwrite")
     table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
                                          remove_stop_words=False), replace=True)

@@ -16,7 +16,8 @@ log = logging.getLogger(__name__)
 # 2: memories gained project, sources and the structured fields (identifiers, entities,
 # decisions, open_tasks, dates). An older store is migrated in place when opened.
 # 3: events and memories gained device and user (who wrote them; daemon/owners.py).
-SCHEMA_VERSION = "3"
+# 4: event ids carry their owner, and so do day and week digest ids (store/owner_ids.py).
+SCHEMA_VERSION = "4"
 TS = pa.timestamp("us", tz="UTC")
 
 

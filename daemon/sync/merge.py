@@ -83,8 +83,9 @@ def keep_tombstones(cfg: Config, own: Any, kept: dict[str, list[str]]) -> None:
     journal = own
     if journal is None:
         from daemon.intake.journal import Journal
+        from daemon.owners import journal_owner
 
-        journal = Journal(cfg.data_path / "journal.sqlite3")
+        journal = Journal(cfg.data_path / "journal.sqlite3", owner=journal_owner(cfg))
     try:
         journal.forget(events, memory_ids=memories)
     finally:

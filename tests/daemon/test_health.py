@@ -198,3 +198,39 @@ def test_a_worker_that_keeps_crashing_is_reported(make_config) -> None:
         assert f"crashed {CRASH_LOOP[0]} times" in problem.message
     finally:
         engine.close()
+
+
+def _immutable(folder: Path, on: bool) -> None:
+    """chattr ±i on every folder of the store: nothing can be created in them, by root
+    either (EPERM), which is how this root-run box makes files unwritable for real."""
+    dirs = [str(p) for p in [folder, *folder.rglob("*")] if p.is_dir()]
+    subprocess.run(["chattr", "+i" if on else "-i", *dirs], check=True)
+
+
+def test_a_store_whose_files_cannot_be_written_is_unavailable_then_recovers(
+        make_config, start_daemon, tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "first.md").write_text("the first note, about the granite cache\n")
+    d = start_daemon(make_config([root], pipeline={"summarize": False}))
+    _wait_for(d, lambda s: s["journal"]["indexed"] + s["journal"]["summarized"] >= 1, 120,
+              "the first note was not indexed")
+    store = tmp_path / "data" / "store"
+    _immutable(store, True)
+    try:
+        (root / "second.md").write_text("the second note, about the walnut ledger\n")
+        st = _wait_for(d, lambda s: "store_unwritable" in _codes(s), 120,
+                       "an unwritable store was not reported")
+        assert st["memory"]["available"] is False
+        [problem] = [p for p in st["memory"]["degraded"] if p["code"] == "store_unwritable"]
+        assert "cannot be written" in problem["message"] or "not writable" in problem["message"]
+        assert "unavailable" == judge(st, None).state
+        assert st["journal"]["new"] >= 1  # the second note waits in the journal
+    finally:
+        _immutable(store, False)
+    _wait_for(d, lambda s: s["memory"]["available"] and s["journal"]["new"] == 0, 120,
+              "writable again, still down")
+    with d.unix() as c:
+        hits = c.get("/v1/memory/search", params={"q": "walnut ledger", "k": 3},
+                     headers=d.auth()).json()["results"]
+    assert any("walnut ledger" in h["text"] for h in hits), hits

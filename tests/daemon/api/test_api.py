@@ -7,6 +7,10 @@ import stat
 import time
 from pathlib import Path
 
+from tests.conftest import stored_memories
+
+SUMMARIZER = "qwen2.5-coder-0.5b-instruct"  # the default [models] summarizer
+
 
 def test_daemon_serves_health_and_guards_everything_else(make_config, start_daemon,
                                                          tmp_path: Path) -> None:
@@ -74,8 +78,13 @@ def test_a_saved_file_is_found_with_a_summary_from_the_local_model(make_config, 
             time.sleep(2.0)
     assert found_event is not None, d.log.read_text()
     assert found_summary is not None, d.log.read_text()
-    assert len(summary.split()) >= 5  # sentences from the model, not the file echoed back
+    assert len(summary.split()) >= 5
     assert summary.strip() != note.read_text().strip()
+    # written with the bundled GGUF's answer, not the deterministic fallback (seed 0: the
+    # model answers this note the same way on every run)
+    [mem] = [m for m in stored_memories(tmp_path / "data")
+             if m["level"] == "chunk" and "standup.md" in m["title"]]
+    assert mem["model"] == SUMMARIZER, mem
     print(f"searchable after {found_event:.1f} s, summarized after {found_summary:.1f} s")
     with d.unix() as u:
         status = u.get("/v1/status", headers=d.auth()).json()

@@ -11,14 +11,18 @@ from pathlib import Path
 import pytest
 
 from collectors.base import Event
+from daemon.config import Config, load_config
+from daemon.pipeline import compaction
 from daemon.pipeline import identifiers as idf
 from daemon.pipeline.chunking import Chunk
-from daemon.config import Config, load_config
-from daemon.store.engine import Engine
 from daemon.pipeline.summarize import FALLBACK_MODEL, chunk_fields, memory_row
+from daemon.store.engine import Engine
 from daemon.store.worker import WorkerEngine
 
 MONDAY = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+OWNER = "~ada@desk"  # the config's identity: every digest id carries its owner
+DAY, TUE, WEEK = (f"day-2026-11-16{OWNER}", f"day-2026-11-17{OWNER}",
+                  f"week-2026-W47{OWNER}")
 
 
 def tokens(cfg: Config, chunk: int = 48, digest: int = 48) -> Config:
@@ -49,7 +53,8 @@ def add_chunk(engine: Engine, events: list[Event]) -> str:
 @pytest.fixture
 def engine(make_config) -> Engine:
     # days are the user's: pin the zone so the digests' days do not depend on the machine
-    e = Engine(tokens(load_config(make_config(search={"timezone": "UTC"}))))
+    e = Engine(tokens(load_config(make_config(search={"timezone": "UTC"},
+                                              identity={"device": "desk", "user": "ada"}))))
     yield e
     e.close()
 
@@ -67,13 +72,23 @@ def test_summary_keeps_every_identifier_and_a_failed_answer_never_replaces_it(
     assert row["project"] == "billing-api" and row["dates"] == ["2026-11-16"]
     assert row["text"].strip()
 
-    # the same chunk again, and the model's answer is cut to one token: unusable
+    # The model wrote this chunk's memory (its answer, through the real harness, under
+    # the real model's name), then the same chunk comes again and the model's answer is
+    # cut to one token: unusable. The written memory stays, word for word.
+    chunk = Chunk(tuple(events))
+    answer = ('{"summary": "Checked out hotfix/vat-rounding-BILL-81 and ran TestVatRounding.",'
+              ' "decisions": [], "open_tasks": []}')
+    fields = chunk_fields(chunk, answer)
+    assert not fields.fallback
+    written = memory_row(chunk, fields, engine.cfg.models.summarizer,
+                         engine.models.embed([fields.summary])[0])
+    engine.store.upsert_memories([written])
     engine.cfg = tokens(engine.cfg, chunk=1)
     again = engine.summarize(events)
-    assert again["fallback"]
+    assert again["fallback"] and again.get("kept")
     [after] = engine.store.memory_rows(f"id = '{first['id']}'")
-    if not first["fallback"]:  # a summary the model wrote stays
-        assert (after["text"], after["model"]) == (row["text"], row["model"])
+    assert (after["text"], after["model"]) == (written["text"], engine.cfg.models.summarizer)
+    assert after["text"].startswith("Checked out hotfix/vat-rounding-BILL-81 and ran")
     # a new chunk with an unusable answer still gets a full memory, from its events
     fresh = session(0, 14, "terraform plan -out=tfplan", "terraform apply tfplan")
     out = engine.summarize(fresh)
@@ -87,41 +102,47 @@ def test_digests_link_their_sources_and_late_events_redigest_their_day_and_week(
     mon = add_chunk(engine, session(0, 9, "git switch feature/eu-vat", "make test"))
     tue = add_chunk(engine, session(1, 10, "gh pr view 512", "git merge feature/eu-vat"))
     written = engine.compact()["written"]
-    assert written == ["day-2026-11-16", "day-2026-11-17", "week-2026-W47"]
+    assert written == [DAY, TUE, WEEK]
     rows = {r["id"]: r for r in engine.store.memory_rows("level IN ('day', 'week')")}
-    assert rows["day-2026-11-16"]["sources"] == [mon]
-    assert rows["day-2026-11-17"]["sources"] == [tue]
-    assert rows["week-2026-W47"]["sources"] == ["day-2026-11-16", "day-2026-11-17"]
-    assert rows["day-2026-11-16"]["level"] == "day" and rows["week-2026-W47"]["level"] == "week"
-    assert "feature/eu-vat" in rows["week-2026-W47"]["text"]
+    assert rows[DAY]["sources"] == [mon]
+    assert rows[TUE]["sources"] == [tue]
+    assert rows[WEEK]["sources"] == [DAY, TUE]
+    assert rows[DAY]["level"] == "day" and rows[WEEK]["level"] == "week"
+    assert "feature/eu-vat" in rows[WEEK]["text"]
     assert engine.compact()["written"] == []  # nothing new: nothing to do
 
     # a late event: Monday evening's commands arrive on Wednesday
     late = add_chunk(engine, session(0, 18, "psql -c 'select * from tax_rates'",
                                      "git push origin feature/eu-vat"))
-    assert engine.compact()["written"] == ["day-2026-11-16", "week-2026-W47"]
+    assert engine.compact()["written"] == [DAY, WEEK]
     after = {r["id"]: r for r in engine.store.memory_rows("level IN ('day', 'week')")}
-    assert after["day-2026-11-16"]["sources"] == [mon, late]
-    assert "psql -c 'select * from tax_rates'" in after["day-2026-11-16"]["text"]
-    assert "psql -c 'select * from tax_rates'" in after["week-2026-W47"]["text"]
-    assert after["day-2026-11-17"]["created"] == rows["day-2026-11-17"]["created"]
+    assert after[DAY]["sources"] == [mon, late]
+    assert "psql -c 'select * from tax_rates'" in after[DAY]["text"]
+    assert "psql -c 'select * from tax_rates'" in after[WEEK]["text"]
+    assert after[TUE]["created"] == rows[TUE]["created"]
 
 
 def test_an_unusable_digest_answer_keeps_the_written_prose_and_gains_the_new_facts(
         engine: Engine) -> None:
     mon = add_chunk(engine, session(0, 9, "git switch feature/eu-vat", "make test"))
-    engine.compact()
-    [before] = engine.store.memory_rows("id = 'day-2026-11-16'")
+    # the model wrote Monday's digest (its answer, through the real harness)
+    rows = engine.store.memory_rows(f"id = '{mon}'", compaction.ROW_COLUMNS)
+    fields = compaction.digest_fields(
+        "day", "2026-11-16", rows, '{"summary": "Switched to feature/eu-vat and ran make test."}')
+    assert not fields.fallback
+    model = engine.cfg.models.summarizer
+    digest = compaction.digest_row("day", "2026-11-16", rows, fields, model,
+                                   engine.models.embed([fields.summary])[0], UTC, OWNER)
+    engine.store.upsert_memories([digest])
     late = add_chunk(engine, session(0, 17, "kubectl rollout restart deploy/billing"))
     engine.cfg = tokens(engine.cfg, digest=1)  # the model's answer is now "{": nothing
-    assert "day-2026-11-16" in engine.compact()["written"]
-    [after] = engine.store.memory_rows("id = 'day-2026-11-16'")
+    assert DAY in engine.compact()["written"]
+    [after] = engine.store.memory_rows(f"id = '{DAY}'")
     assert after["sources"] == [mon, late]
     assert "kubectl rollout restart deploy/billing" in after["text"]
-    assert after["text"].strip()
-    if before["model"] != FALLBACK_MODEL:  # the model wrote it: its prose and name stay
-        prose = before["text"].split("\n")[0]
-        assert after["text"].startswith(prose) and after["model"] == before["model"]
+    # the prose the model wrote and its name stay; the late facts are added to it
+    assert after["text"].startswith("Switched to feature/eu-vat and ran make test.")
+    assert after["model"] == model
 
 
 def test_the_worker_proxies_compaction(make_config, tmp_path: Path) -> None:
