@@ -124,9 +124,11 @@ VARIANTS = ("redact_on", "redact_old", "redact_off", "daemon_sink")
 class OldJournal(Journal):
     """The journal as commit bed4f5b used it: subject, title and text redacted, attrs not."""
 
-    def _clean(self, ev: Event) -> Event:
+    def _row(self, ev: Event, now: float) -> tuple[object, ...]:
         r = redact_bed4f5b.redact
-        return replace(ev, subject=r(ev.subject), title=r(ev.title), text=r(ev.text))
+        e = replace(ev, subject=r(ev.subject), title=r(ev.title), text=r(ev.text))
+        return (e.id, e.ts.timestamp(), e.source, e.kind, e.subject, e.title, e.text,
+                e.attrs_json(), now, e.id)
 
 
 def open_sink(tmp: str, name: str, variant: str) -> tuple[Journal, Any]:

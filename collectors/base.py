@@ -44,7 +44,11 @@ class Event:
                    kind=kind, subject=subject, title=title, text=text, attrs=dict(attrs or {}))
 
     def attrs_json(self) -> str:
-        return json.dumps(self.attrs, sort_keys=True, default=str)
+        return attrs_json(self.attrs)
+
+
+# one encoder, not one per json.dumps(**options) call: the journal encodes every event's attrs
+attrs_json = json.JSONEncoder(sort_keys=True, default=str).encode
 
 
 @dataclass(frozen=True)

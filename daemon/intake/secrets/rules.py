@@ -56,14 +56,18 @@ class RuleSet:
         self._lower.make_automaton()
 
     def spans(self, text: str) -> list[Span]:
-        found = [ix for _, ix in self._lower.iter(text.lower())]
-        found += [ix for t, ix in self._plain if t in text]
+        hit: set[int] = set()
+        for _, ix in self._lower.iter(text.lower()):
+            hit.update(ix)
+        for t, ix in self._plain:
+            if t in text:
+                hit.update(ix)
         out: list[Span] = []
         for rule in self._always:
             out += rule.spans(text)
-        if found:
-            for i in sorted(set().union(*found)):
-                out += self.rules[i].spans(text)
+        rules = self.rules
+        for i in sorted(hit):
+            out += rules[i].spans(text)
         return out
 
 
