@@ -25,9 +25,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collectors.base import Batch, Event, attrs_json
+from collectors.base import Batch, Event
 from daemon.errors import RetryableError
-from daemon.intake.redact import redact_attrs
+from daemon.intake.redact_pool import RedactPool, default_workers, event_row, fields
 from daemon.owners import owned_id
 from daemon.sqlite_migrations import Migration, migrate, run_script
 
@@ -134,15 +134,22 @@ def _row_event(row: sqlite3.Row) -> Event:
 class Journal:
     """The durable queue between collectors and the memory pipeline. Thread-safe."""
 
+    owner = ""
+    _pool: RedactPool | None = None  # processes redacting large batches, started on need
+
     def __init__(self, path: Path, redact: Callable[[str], str] | None = None,
-                 owner: str = "") -> None:
+                 owner: str = "", workers: int | None = None) -> None:
         """`owner` (daemon.owners.owner_key, "user@device") enters every event id the
         journal stores, so one device's rows never replace another's in a shared store;
-        "" keeps the collectors' ids (a journal only read, or a test of one collector)."""
+        "" keeps the collectors' ids (a journal only read, or a test of one collector).
+        `workers`: processes that redact large batches (daemon/intake/redact_pool.py;
+        None: 2 where there are 2 cores or more, 0: always in this process)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._redact = redact
         self.owner = owner
+        self._pool = None if redact is None else RedactPool(
+            redact, default_workers() if workers is None else workers)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False,
                                    isolation_level=None)
@@ -187,31 +194,28 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
+            if self._pool is not None:
+                self._pool.close()
             self._db.close()
 
     def _row(self, ev: Event, now: float) -> tuple[object, ...]:
-        """The row `ev` is stored as: its id carrying the owner, its text fields and
-        attrs redacted (built here rather than through a redacted copy of the event:
-        this runs for every event of a backfill)."""
-        eid = owned_id(self.owner, ev.id) if self.owner else ev.id
-        r = self._redact
-        if r is None:
-            return (eid, ev.ts.timestamp(), ev.source, ev.kind, ev.subject, ev.title,
-                    ev.text, attrs_json(ev.attrs), now, eid)
-        return (eid, ev.ts.timestamp(), ev.source, ev.kind, r(ev.subject), r(ev.title),
-                r(ev.text), attrs_json(redact_attrs(ev.attrs, r)) if ev.attrs else "{}",
-                now, eid)
+        return event_row(self._redact, self.owner, now, fields(ev))
 
     def append(self, batch: Batch) -> int:
         """Store the batch's events and cursor atomically; return how many events were new."""
         now = time.time()
-        rows = [self._row(e, now) for e in batch.events]
+        events = batch.events
+        if self._pool is not None and self._pool.usable(len(events)):
+            chunks = self._pool.rows(events, self.owner, now)  # inserted as they come back
+        else:
+            chunks = iter([[self._row(e, now) for e in events]])
         with self._lock, self._writing("store new events"):
             before = self._db.total_changes
-            self._db.executemany(
-                "INSERT OR IGNORE INTO events(id, ts, source, kind, subject, title, text,"
-                " attrs, added) SELECT ?,?,?,?,?,?,?,?,? WHERE NOT EXISTS"
-                " (SELECT 1 FROM forgotten WHERE id = ?)", rows)
+            for rows in chunks:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO events(id, ts, source, kind, subject, title, text,"
+                    " attrs, added) SELECT ?,?,?,?,?,?,?,?,? WHERE NOT EXISTS"
+                    " (SELECT 1 FROM forgotten WHERE id = ?)", rows)
             new = self._db.total_changes - before
             if batch.cursor is not None:
                 self._db.execute(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import math
 import re
-import string
 from collections.abc import Iterable
 from functools import cache
 
@@ -157,15 +156,26 @@ def _entropy_rule() -> Rule:
     # ones cannot pass 4.5 bits/char, and a quoted run never spans a line
     quoted = re.compile(r"(['\"])([" + re.escape(b64.charset) + r"]{20,}+)\1")  # no backtracking
 
+    # Entropy is at most log2(distinct characters): a value with fewer distinct
+    # characters than this cannot pass the limit, and is not measured (most quoted
+    # strings in code and prose: names, paths, messages)
+    hex_min = math.floor(2 ** hexp.entropy_limit) + 1
+    b64_min = math.floor(2 ** b64.entropy_limit) + 1
+    hexdigits = re.compile(r"[0-9a-fA-F]+")
+
     def find(text: str) -> Iterable[tuple[int, int]]:
         for m in quoted.finditer(text):
             value = m.group(2)
-            if all(c in string.hexdigits for c in value):
+            distinct = len(set(value))
+            if distinct < hex_min:
+                continue
+            if hexdigits.fullmatch(value):
                 line = text[text.rfind("\n", 0, m.start()) + 1:m.start()].lower()
                 if (any(k in line for k in _KEYED)
                         and hexp.calculate_shannon_entropy(value) > hexp.entropy_limit):
                     yield m.span(2)
-            elif b64.calculate_shannon_entropy(value) > b64.entropy_limit:
+            elif (distinct >= b64_min
+                  and b64.calculate_shannon_entropy(value) > b64.entropy_limit):
                 yield m.span(2)
 
     return Rule("high-entropy", ('"', "'"), find)

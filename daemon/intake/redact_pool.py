@@ -1,0 +1,150 @@
+"""Redaction of large batches in worker processes, alongside the journal's inserts.
+
+Redaction is pure Python and takes most of a backfill's time (about twice the insert's);
+one process runs it on one core. For a batch of `LARGE` events or more, the journal
+hands its events in chunks to a small pool of processes (spawned on the first large
+batch, then reused) and inserts each chunk's rows as they come back, while the pool
+redacts the next chunks. Smaller batches (a live file save, a command) are redacted in
+the journal's own process: a round trip to a worker would cost more than it saves.
+
+The rows are the same either way: both paths call `event_row`. Any failure of the pool
+(a worker killed, a function that cannot be sent) falls back to redacting in process and
+retires the pool, so a batch is never lost to it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any
+
+from collectors.base import Event, attrs_json
+from daemon.intake.redact import redact_attrs
+from daemon.owners import owned_id
+
+log = logging.getLogger(__name__)
+
+LARGE = 256  # events in a batch before it goes to the pool
+CHUNK = 128  # events per task: small enough for the first rows to come back soon
+
+Row = tuple[object, ...]
+Redact = Callable[[str], str]
+# what a worker receives per event: id, ts, source, kind, subject, title, text, attrs
+Fields = tuple[str, float, str, str, str, str, str, dict[str, Any]]
+
+
+def event_row(redact: Redact | None, owner: str, now: float, f: Fields) -> Row:
+    """The journal row of one event: its id carrying the owner, subject, title, text and
+    attrs redacted."""
+    eid, ts, source, kind, subject, title, text, attrs = f
+    if owner:
+        eid = owned_id(owner, eid)
+    if redact is None:
+        return (eid, ts, source, kind, subject, title, text, attrs_json(attrs), now, eid)
+    return (eid, ts, source, kind, redact(subject), redact(title), redact(text),
+            attrs_json(redact_attrs(attrs, redact)) if attrs else "{}", now, eid)
+
+
+def fields(ev: Event) -> Fields:
+    return (ev.id, ev.ts.timestamp(), ev.source, ev.kind, ev.subject, ev.title, ev.text,
+            ev.attrs)
+
+
+def _rows(redact: Redact, owner: str, now: float, chunk: list[Fields]) -> list[Row]:
+    return [event_row(redact, owner, now, f) for f in chunk]
+
+
+def _warm(redact: Redact) -> bool:
+    redact("warm up: key=abc")  # builds the rules (imports detect-secrets) once per worker
+    return True
+
+
+class RedactPool:
+    """A lazily started process pool for one journal's redaction."""
+
+    def __init__(self, redact: Redact, workers: int) -> None:
+        self.redact = redact
+        self.workers = workers
+        self._pool: Any = None
+        self._ready: Future[bool] | None = None
+        self._retired = workers < 1 or not _sendable(redact)
+
+    def usable(self, n: int) -> bool:
+        """True if a batch of `n` events should go to the pool; starts it the first time
+        (that batch is still redacted in process while the workers import)."""
+        if self._retired or n < LARGE:
+            return False
+        if self._pool is None:
+            self._start()
+            return False
+        if self._ready is None or not self._ready.done():
+            return False
+        if (exc := self._ready.exception()) is not None:
+            self._retire(exc)
+            return False
+        return True
+
+    def _start(self) -> None:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        try:
+            # spawn: the daemon has threads (a fork would copy their locks mid-use)
+            self._pool = ProcessPoolExecutor(self.workers,
+                                             mp_context=multiprocessing.get_context("spawn"))
+            self._ready = self._pool.submit(_warm, self.redact)
+        except (OSError, RuntimeError) as exc:
+            self._retire(exc)
+
+    def rows(self, events: Sequence[Event], owner: str, now: float) -> Iterator[list[Row]]:
+        """The rows of `events` in their order, chunk by chunk, as the pool finishes them
+        (every chunk is sent now); a chunk the pool fails on is redacted here."""
+        chunks = [[fields(e) for e in events[i:i + CHUNK]] for i in range(0, len(events), CHUNK)]
+        futures: list[Future[list[Row]] | None] = []
+        for chunk in chunks:
+            try:
+                futures.append(None if self._retired else
+                               self._pool.submit(_rows, self.redact, owner, now, chunk))
+            except Exception as exc:  # a broken pool: redact here instead
+                self._retire(exc)
+                futures.append(None)
+        return self._collect(chunks, futures, owner, now)
+
+    def _collect(self, chunks: list[list[Fields]], futures: list[Future[list[Row]] | None],
+                 owner: str, now: float) -> Iterator[list[Row]]:
+        for chunk, fut in zip(chunks, futures, strict=True):
+            if fut is not None and not self._retired:
+                try:
+                    yield fut.result()
+                    continue
+                except Exception as exc:  # the pool failed, not the data
+                    self._retire(exc)
+            yield _rows(self.redact, owner, now, chunk)
+
+    def _retire(self, exc: BaseException) -> None:
+        if not self._retired:
+            log.warning("redacting in the journal's process from now on: the redaction "
+                        "pool failed (%s: %s)", type(exc).__name__, exc)
+        self._retired = True
+        self.close()
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _sendable(redact: Redact) -> bool:
+    """A function a worker can import by name (a lambda or closure cannot be sent)."""
+    try:
+        pickle.dumps(redact)
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return False
+    return True
+
+
+def default_workers() -> int:
+    return min(2, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
