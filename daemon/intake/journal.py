@@ -27,7 +27,7 @@ from pathlib import Path
 
 from collectors.base import Batch, Event
 from daemon.errors import RetryableError
-from daemon.intake.redact_pool import RedactPool, default_workers, event_row, fields
+from daemon.intake.redact_pool import RedactPool, event_row, fields, pool_for
 from daemon.owners import owned_id
 from daemon.sqlite_migrations import Migration, migrate, run_script
 
@@ -148,8 +148,7 @@ class Journal:
         self.path = path
         self._redact = redact
         self.owner = owner
-        self._pool = None if redact is None else RedactPool(
-            redact, default_workers() if workers is None else workers)
+        self._pool = None if redact is None else pool_for(redact, workers)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False,
                                    isolation_level=None)
@@ -194,8 +193,6 @@ class Journal:
 
     def close(self) -> None:
         with self._lock:
-            if self._pool is not None:
-                self._pool.close()
             self._db.close()
 
     def _row(self, ev: Event, now: float) -> tuple[object, ...]:

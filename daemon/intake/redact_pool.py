@@ -7,9 +7,11 @@ batch, then reused) and inserts each chunk's rows as they come back, while the p
 redacts the next chunks. Smaller batches (a live file save, a command) are redacted in
 the journal's own process: a round trip to a worker would cost more than it saves.
 
-The rows are the same either way: both paths call `event_row`. Any failure of the pool
-(a worker killed, a function that cannot be sent) falls back to redacting in process and
-retires the pool, so a batch is never lost to it.
+The rows are the same either way: both paths call `event_row`. A function a worker
+cannot import (a lambda) is never sent; any failure of the pool (a worker killed) falls
+back to redacting in process and retires the pool, so a batch is never lost to it. The
+pool is one per process, shared by the journals opened in it; its workers stop when the
+process exits.
 """
 
 from __future__ import annotations
@@ -63,14 +65,18 @@ def _warm(redact: Redact) -> bool:
 
 
 class RedactPool:
-    """A lazily started process pool for one journal's redaction."""
+    """A lazily started process pool for one redaction function."""
 
     def __init__(self, redact: Redact, workers: int) -> None:
         self.redact = redact
         self.workers = workers
         self._pool: Any = None
         self._ready: Future[bool] | None = None
-        self._retired = workers < 1 or not _sendable(redact)
+        self._retired = False
+
+    @property
+    def retired(self) -> bool:
+        return self._retired
 
     def usable(self, n: int) -> bool:
         """True if a batch of `n` events should go to the pool; starts it the first time
@@ -147,4 +153,22 @@ def _sendable(redact: Redact) -> bool:
 
 
 def default_workers() -> int:
-    return min(2, os.cpu_count() or 1) if (os.cpu_count() or 1) > 1 else 0
+    """2 processes where there are 2 cores or more; none on one core."""
+    cores = os.cpu_count() or 1
+    return 2 if cores > 1 else 0
+
+
+_POOLS: dict[tuple[Redact, int], RedactPool] = {}
+
+
+def pool_for(redact: Redact, workers: int | None = None) -> RedactPool | None:
+    """The process's pool for `redact` (one per process, started on the first large batch
+    and kept: a journal opened again reuses it); None when redaction stays in process
+    (`workers` 0, one core, or a function a worker cannot import)."""
+    n = default_workers() if workers is None else workers
+    if n < 1 or not _sendable(redact):
+        return None
+    pool = _POOLS.get((redact, n))
+    if pool is None or pool.retired:
+        pool = _POOLS[(redact, n)] = RedactPool(redact, n)
+    return pool

@@ -1,0 +1,112 @@
+"""Large batches are redacted in worker processes (daemon/intake/redact_pool.py): the
+journal must store exactly what it stores when it redacts in its own process, keep every
+secret out, and carry on in process when the pool cannot be used or dies."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import time
+from pathlib import Path
+
+from collectors.base import Batch, Event
+from daemon.intake.journal import Journal
+from daemon.intake.redact import redact
+from daemon.intake.redact_pool import LARGE
+from tests.daemon.intake.secret_corpus import FORMATS
+
+
+def events(n: int, seed: int) -> tuple[list[Event], list[str]]:
+    """`n` events, one in three with a secret of a covered format in its text, subject,
+    title or attrs; and the secrets."""
+    rnd = random.Random(seed)
+    names = sorted(FORMATS)
+    out, secrets = [], []
+    for i in range(n):
+        text, subject, title = f"line {i} of some notes", f"/home/u/notes/{i}.md", f"{i}.md"
+        attrs: dict[str, object] = {"size": i, "root": "/home/u/notes"}
+        if i % 3 == 0:
+            written, secret = FORMATS[names[i // 3 % len(names)]](rnd)
+            secrets.append(secret)
+            where = i // 3 % 4
+            if where == 0:
+                text = f"{text}\n{written}\nmore"
+            elif where == 1:
+                subject = f"{subject} {written}"
+            elif where == 2:
+                title = written
+            else:
+                attrs["note"] = {"body": written}
+        out.append(Event.new(ts=1_700_000_000 + seed * 100_000 + i, source="files",
+                             kind="file.modified", subject=subject, title=title, text=text,
+                             attrs=attrs))
+    return out, secrets
+
+
+def stored(j: Journal) -> list[tuple[object, ...]]:
+    return [(e.id, e.subject, e.title, e.text, e.attrs) for e in j.at_stage(0, 100_000)]
+
+
+def wait_ready(j: Journal) -> None:
+    assert j._pool is not None
+    deadline = time.monotonic() + 120
+    while not j._pool.usable(LARGE):
+        assert time.monotonic() < deadline, "the redaction pool never started"
+        time.sleep(0.2)
+
+
+def test_a_large_batch_redacted_by_the_pool_is_stored_as_in_process(tmp_path: Path) -> None:
+    first, _ = events(LARGE, seed=1)
+    second, secrets = events(3 * LARGE + 17, seed=2)
+    pooled = Journal(tmp_path / "pooled.sqlite3", redact=redact, owner="ann@lap", workers=2)
+    alone = Journal(tmp_path / "alone.sqlite3", redact=redact, owner="ann@lap", workers=0)
+    try:
+        pooled.append(Batch("files", first, "1"))  # starts the pool, redacted in process
+        wait_ready(pooled)
+        assert pooled.append(Batch("files", second, "2")) == len(second)
+        workers = list(pooled._pool._pool._processes)  # type: ignore[union-attr]
+        assert len(workers) == 2, "the batch was not sent to two worker processes"
+        for batch in (first, second):
+            alone.append(Batch("files", batch, "x"))
+        rows = stored(pooled)
+        assert rows == stored(alone)
+        assert len(rows) == len(first) + len(second)
+        assert pooled.cursor("files") == "2"
+        dump = repr(rows)
+        leaked = [s for s in secrets if s in dump]
+        assert not leaked, f"{len(leaked)} secrets stored in clear: {leaked[:3]}"
+    finally:
+        pooled.close()
+        alone.close()
+
+
+def test_a_pool_that_dies_leaves_the_batch_to_the_journal(tmp_path: Path) -> None:
+    first, _ = events(LARGE, seed=3)
+    second, secrets = events(2 * LARGE, seed=4)
+    j = Journal(tmp_path / "j.sqlite3", redact=redact, workers=2)
+    try:
+        j.append(Batch("files", first, "1"))
+        wait_ready(j)
+        for pid in list(j._pool._pool._processes):  # type: ignore[union-attr]
+            os.kill(pid, signal.SIGKILL)
+        time.sleep(0.5)
+        assert j.append(Batch("files", second, "2")) == len(second)
+        assert j.counts()["total"] == len(first) + len(second)
+        assert not [s for s in secrets if s in repr(stored(j))]
+        assert not j._pool.usable(LARGE)  # retired: in process from now on
+        assert j.append(Batch("files", events(LARGE, seed=5)[0], "3")) == LARGE
+    finally:
+        j.close()
+
+
+def test_a_redaction_that_cannot_be_sent_runs_in_process(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite3", redact=lambda s: redact(s), workers=2)
+    batch, secrets = events(2 * LARGE, seed=6)
+    try:
+        for _ in range(2):
+            assert not j._pool or not j._pool.usable(len(batch))
+        assert j.append(Batch("files", batch, "1")) == len(batch)
+        assert not [s for s in secrets if s in repr(stored(j))]
+    finally:
+        j.close()
