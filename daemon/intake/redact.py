@@ -79,6 +79,9 @@ def _secret_key(key: str) -> bool:
     return any(w in lower for w in _KEY_WORDS) and _SECRET_KEY.search(key) is not None
 
 
+_SCALAR, _NESTED = (str, int, float), (dict, list, tuple)
+
+
 def redact_attrs(value: Any, text: Any = redact) -> Any:
     """`value` (an event's attrs) with every string passed through `text` (redact), and
     the whole value of a key that names a credential ("password", "Authorization",
@@ -88,13 +91,17 @@ def redact_attrs(value: Any, text: Any = redact) -> Any:
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for k, v in value.items():
-            key = text(k) if isinstance(k, str) and len(k) > 16 else k
-            if isinstance(v, str | int | float) and v != "" and not isinstance(v, bool) \
-                    and isinstance(k, str) and _secret_key(k):
-                out[key] = "[REDACTED:secret]"
-            elif isinstance(v, str):
+            key = k
+            if isinstance(k, str):
+                if len(k) > 16:
+                    key = text(k)
+                if _secret_key(k) and isinstance(v, _SCALAR) and v != "" \
+                        and not isinstance(v, bool):
+                    out[key] = "[REDACTED:secret]"
+                    continue
+            if isinstance(v, str):
                 out[key] = text(v)
-            elif isinstance(v, dict | list | tuple):
+            elif isinstance(v, _NESTED):
                 out[key] = redact_attrs(v, text)
             else:
                 out[key] = v

@@ -16,6 +16,8 @@ _STRONG = ("password", "passwd", "passphrase", "pwd", "secret", "token", "creden
            "apikey", "api_key", "api-key", "access_key", "accesskey", "access-key",
            "private_key", "privatekey", "auth_key", "authkey", "client_secret")
 _WEAK = ("key", "auth", "sig", "cred", "pass")
+_STRONG_IN = re.compile("|".join(map(re.escape, _STRONG)))
+_WEAK_IN = re.compile("|".join(map(re.escape, _WEAK)))
 _PASS = re.compile(r"(?:.*[_.-])?pass(?:[_.-].*)?")  # PASS, DB_PASS, pass_word; not "bypass"
 _IDENT = frozenset("abcdefghijklmnopqrstuvwxyz0123456789_.-")
 _ASSIGN = re.compile(
@@ -53,8 +55,8 @@ def key_values(text: str) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
         if m is None:
             continue
         key = lower[start:m.start("sep")]
-        strong = any(w in key for w in _STRONG) or _PASS.fullmatch(key) is not None
-        if not strong and not any(w in key for w in _WEAK):
+        strong = _STRONG_IN.search(key) is not None or _PASS.fullmatch(key) is not None
+        if not strong and _WEAK_IN.search(key) is None:
             continue
         group = "quoted" if m.group("quoted") is not None else "bare"
         value = m.group(group)
