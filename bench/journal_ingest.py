@@ -13,10 +13,11 @@ Each mode runs four sinks side by side in the same run (order rotated per trial)
   redact_off  Journal() without redaction                      what redaction costs
   daemon_sink PrivacyGate (2 path exclusions, the default secret_files) ->
               Journal(redact=redact), as `memoryd run` wires it (gate_for)
-Batches of 256 events or more are redacted by the journal's process pool (2 workers,
-daemon/intake/redact_pool.py) while it inserts; the pool lives as long as the daemon, so
-it is started by an untimed batch before the trials (a daemon's first large batch is
-redacted in process while the pool starts).
+Batches of 256 events or more may be redacted by the journal's process pool (2 workers,
+daemon/intake/redact_pool.py) while it inserts: the journal times both ways and takes the
+faster (on a busy box, in process), trying the other every 8th batch. The pool lives as
+long as the daemon, so it is started by an untimed batch before the trials (a daemon's
+first large batch is redacted in process while the pool starts).
 Events are built before timing starts (collectors.base.Event.new, ~300 chars of
 memoryd's own source as text, 1 in 20 carrying a secret that redaction must catch).
 A per-pattern profile of redact() closes the run, with a check that none of the

@@ -200,10 +200,12 @@ class Journal:
 
     def append(self, batch: Batch) -> int:
         """Store the batch's events and cursor atomically; return how many events were new."""
-        now = time.time()
+        now, started = time.time(), time.perf_counter()
         events = batch.events
-        if self._pool is not None and self._pool.usable(len(events)):
-            chunks = self._pool.rows(events, self.owner, now)  # inserted as they come back
+        pool = self._pool
+        pooled = pool is not None and pool.usable(len(events))
+        if pool is not None and pooled:
+            chunks = pool.rows(events, self.owner, now)  # inserted as they come back
         else:
             chunks = iter([[self._row(e, now) for e in events]])
         with self._lock, self._writing("store new events"):
@@ -219,6 +221,8 @@ class Journal:
                     "INSERT INTO cursors(collector, value, updated) VALUES (?,?,?) "
                     "ON CONFLICT(collector) DO UPDATE SET value=excluded.value,"
                     " updated=excluded.updated", (batch.collector, batch.cursor, now))
+        if pool is not None:
+            pool.timed(pooled, len(events), time.perf_counter() - started)
         return new
 
     @contextmanager

@@ -30,6 +30,7 @@ from daemon.owners import owned_id
 log = logging.getLogger(__name__)
 
 LARGE = 256  # events in a batch before it goes to the pool
+RETRY = 8  # batches: the slower way is timed again every RETRY-th large batch
 CHUNK = 100  # events per task: small enough for the first rows to come back soon
 
 Row = tuple[object, ...]
@@ -74,6 +75,8 @@ class RedactPool:
         self._ready: Future[bool] | None = None
         self._retired = False
         self.sent = 0  # chunks redacted by the workers (for the tests and the benchmark)
+        self._cost: dict[bool, float | None] = {True: None, False: None}  # s/event, averaged
+        self._batches = 0
 
     @property
     def retired(self) -> bool:
@@ -81,7 +84,9 @@ class RedactPool:
 
     def usable(self, n: int) -> bool:
         """True if a batch of `n` events should go to the pool; starts it the first time
-        (that batch is still redacted in process while the workers import)."""
+        (that batch is still redacted in process while the workers import). Once both
+        ways have been timed, the faster one is taken, with the other tried again every
+        `RETRY` batches: workers only help while the machine has a core to spare."""
         if self._retired or n < LARGE:
             return False
         if self._pool is None:
@@ -92,7 +97,20 @@ class RedactPool:
         if (exc := self._ready.exception()) is not None:
             self._retire(exc)
             return False
-        return True
+        self._batches += 1
+        pooled, alone = self._cost[True], self._cost[False]
+        if pooled is None or alone is None:
+            return pooled is None
+        faster = pooled <= alone
+        return faster if self._batches % RETRY else not faster
+
+    def timed(self, pooled: bool, n: int, seconds: float) -> None:
+        """Record how long a batch of `n` events took to redact and store, each way."""
+        if n < LARGE:
+            return
+        per = seconds / n
+        was = self._cost[pooled]
+        self._cost[pooled] = per if was is None else was + (per - was) / 3
 
     def _start(self) -> None:
         import multiprocessing

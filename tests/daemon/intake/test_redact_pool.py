@@ -8,12 +8,13 @@ import os
 import random
 import signal
 import time
+from concurrent.futures import Future
 from pathlib import Path
 
 from collectors.base import Batch, Event
 from daemon.intake.journal import Journal
 from daemon.intake.redact import redact
-from daemon.intake.redact_pool import LARGE
+from daemon.intake.redact_pool import LARGE, RETRY, RedactPool
 from tests.daemon.intake.secret_corpus import FORMATS
 
 
@@ -110,3 +111,21 @@ def test_a_redaction_that_cannot_be_sent_runs_in_process(tmp_path: Path) -> None
         assert not [s for s in secrets if s in repr(stored(j))]
     finally:
         j.close()
+
+
+def test_the_faster_way_is_taken_and_the_slower_one_timed_again() -> None:
+    # No processes needed: the choice only reads the timings the journal records.
+    pool = RedactPool(redact, 2)
+    ready: Future[bool] = Future()
+    ready.set_result(True)
+    pool._pool, pool._ready = object(), ready
+    assert pool.usable(LARGE)  # the pool not timed yet: it is tried
+    pool.timed(True, LARGE, 0.2)
+    pool.timed(False, LARGE, 0.1)  # a busy machine: redacting in process was faster
+    picks = [pool.usable(LARGE) for _ in range(4 * RETRY)]
+    assert picks.count(True) == 4  # the pool is timed again every RETRY-th batch only
+    for _ in range(10):
+        pool.timed(True, LARGE, 0.05)  # the machine got quiet: the pool wins now
+    assert [pool.usable(LARGE) for _ in range(4 * RETRY)].count(False) == 4
+    assert not pool.usable(LARGE - 1)  # small batches stay in process
+    pool._pool = None
