@@ -3,7 +3,9 @@
 An event batch and its collector's cursor commit in one transaction, so a crash between
 them is impossible: after a restart the collector resumes from a cursor that matches
 exactly what was stored. Event ids are stable hashes, so a replay inserts nothing twice.
-Secrets are redacted (subject, title, text and attrs) before a row is written.
+Secrets are redacted (subject, title, text and attrs) before a row is written; large
+batches (a backfill) may be redacted by a small process pool while their rows are
+inserted (daemon/intake/redact_pool.py).
 
 Each event moves through stages: NEW (journaled) → INDEXED (in the LanceDB store,
 searchable) → SUMMARIZED (part of a memory).

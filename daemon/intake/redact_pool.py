@@ -19,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import pickle
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
@@ -58,6 +59,19 @@ def fields(ev: Event) -> Fields:
 
 def _rows(redact: Redact, owner: str, now: float, chunk: list[Fields]) -> list[Row]:
     return [event_row(redact, owner, now, f) for f in chunk]
+
+
+def _follow_parent(parent: int) -> None:
+    """In a worker: exit when the journal's process is gone (killed with SIGKILL, its
+    queues never close: the worker holds both ends)."""
+    import threading
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="follow-parent", daemon=True).start()
 
 
 def _warm(redact: Redact) -> bool:
@@ -119,7 +133,8 @@ class RedactPool:
         try:
             # spawn: the daemon has threads (a fork would copy their locks mid-use)
             self._pool = ProcessPoolExecutor(self.workers,
-                                             mp_context=multiprocessing.get_context("spawn"))
+                                             mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=_follow_parent, initargs=(os.getpid(),))
             self._ready = self._pool.submit(_warm, self.redact)
         except (OSError, RuntimeError) as exc:
             self._retire(exc)
@@ -176,7 +191,7 @@ class RedactPool:
     def close(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _cancel(fut: Future[list[Row]] | None) -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 import os
 import random
 import signal
+import subprocess
+import sys
 import time
 from concurrent.futures import Future
 from pathlib import Path
@@ -16,6 +18,8 @@ from daemon.intake.journal import Journal
 from daemon.intake.redact import redact
 from daemon.intake.redact_pool import LARGE, RETRY, RedactPool
 from tests.daemon.intake.secret_corpus import FORMATS
+
+ROOT = str(Path(__file__).resolve().parents[3])
 
 
 def events(n: int, seed: int) -> tuple[list[Event], list[str]]:
@@ -129,3 +133,48 @@ def test_the_faster_way_is_taken_and_the_slower_one_timed_again() -> None:
     assert [pool.usable(LARGE) for _ in range(4 * RETRY)].count(False) == 4
     assert not pool.usable(LARGE - 1)  # small batches stay in process
     pool._pool = None
+
+
+KILLED = '''
+import os, signal, sys, tempfile
+from pathlib import Path
+from collectors.base import Batch
+from daemon.intake.journal import Journal
+from daemon.intake.redact import redact
+from daemon.intake.redact_pool import LARGE
+from tests.daemon.intake.test_redact_pool import events, wait_ready
+
+if __name__ == "__main__":
+    j = Journal(Path(sys.argv[1]) / "j.sqlite3", redact=redact)
+    j.append(Batch("files", events(LARGE, seed=7)[0], None))
+    wait_ready(j)
+    j.append(Batch("files", events(2 * LARGE, seed=8)[0], None))
+    print(" ".join(map(str, j._pool._pool._processes)), flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+'''
+
+
+def test_the_workers_leave_with_a_killed_journal_process(tmp_path: Path) -> None:
+    """`kill -9` of the daemon must not leave its redaction workers behind."""
+    script = tmp_path / "killed.py"
+    script.write_text(KILLED)
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True,
+                          text=True, timeout=180, env={**os.environ, "PYTHONPATH": ROOT})
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    pids = [int(p) for p in proc.stdout.split()]
+    assert len(pids) == 2
+    deadline = time.monotonic() + 15
+    while (alive := [p for p in pids if _alive(p)]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not alive, f"redaction workers {alive} outlived their killed journal process"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie of an exited worker counts as gone
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
