@@ -10,7 +10,8 @@ only: the vector search reads the vector column and then the k rows it returns, 
 other columns of the real `memories` table change little here. 40 queries (embedded
 once), one warm-up pass, then `--repeat` rounds; k = 10; cosine. "filtered" rows search
 with `user = 'u1'` as a prefilter (a quarter of the rows) against the exact top 10 of
-that owner's rows.
+that owner's rows. The last config, "memoryd", is the index daemon/store/ann.py builds
+searched as it searches (`ann.tuned`: nprobes 20, refine_factor 10 at k = 10).
 
 Run:  $PY bench/ann_choice.py [--flat-sizes 5000 10000 20000 50000] [--sizes 20000 100000]
 """
@@ -32,16 +33,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Contention, machine, write_result
 from bench.search_latency import pct
 from bench.search_vs_chroma import DIMS, base_rows
+from daemon.store import ann
 
 K = 10
 # (label, create_index kwargs, search settings [(nprobes, refine_factor), ...])
 CONFIGS: list[tuple[str, dict[str, Any], list[tuple[int, int]]]] = [
     ("IVF_PQ sub=48", {"index_type": "IVF_PQ", "num_sub_vectors": 48},
      [(20, 10), (20, 50), (40, 50)]),
-    ("IVF_SQ", {"index_type": "IVF_SQ"}, [(20, 10), (20, 30), (40, 30)]),
+    ("IVF_SQ", {"index_type": "IVF_SQ"}, [(5, 10), (10, 10), (20, 10), (20, 30), (40, 30)]),
     ("IVF_FLAT", {"index_type": "IVF_FLAT"}, [(10, 0), (20, 0), (40, 0)]),
     ("IVF_HNSW_SQ m=20 efc=300", {"index_type": "IVF_HNSW_SQ"},
      [(10, 10), (20, 30), (40, 30)]),
+    # what memoryd builds (daemon/store/ann.py: index_config) and how it searches (tuned)
+    ("memoryd", {}, [(-1, -1)]),
 ]
 
 
@@ -81,7 +85,9 @@ def timed(t: Any, qvecs: np.ndarray, truth: list[set[str]], repeat: int,
           nprobes: int = 0, refine: int = 0, where: str | None = None) -> dict[str, float]:
     def one(v: np.ndarray) -> list[str]:
         q = t.search(v, vector_column_name="vector").distance_type("cosine").limit(K)
-        if nprobes:
+        if nprobes < 0:
+            q = ann.tuned(q, K)
+        elif nprobes:
             q = q.nprobes(nprobes)
         if refine:
             q = q.refine_factor(refine)
@@ -128,13 +134,17 @@ def main() -> int:
                     continue
                 t = table(db, f"t{n}_{label.split()[0]}", vecs)
                 s = time.perf_counter()
-                t.create_index(metric="cosine", vector_column_name="vector", **kw)
+                if label == "memoryd":
+                    t.create_index("vector", config=ann.index_config(n), name=ann.INDEX_NAME)
+                else:
+                    t.create_index(metric="cosine", vector_column_name="vector", **kw)
                 built = time.perf_counter() - s
                 row: dict[str, Any] = {"build_s": round(built, 1), "searches": {}}
                 for nprobes, refine in settings:
                     r = timed(t, qvecs, truth, a.repeat, nprobes, refine)
                     f = timed(t, qvecs, mine, 1, nprobes, refine, where="user = 'u1'")
-                    row["searches"][f"nprobes={nprobes} refine={refine}"] = {
+                    row["searches"]["as memoryd searches" if nprobes < 0 else
+                                    f"nprobes={nprobes} refine={refine}"] = {
                         **r, "filtered": f}
                     print(f"{n:>7} {label:<26} built {built:6.1f} s  nprobes {nprobes:>3} "
                           f"refine {refine:>3}: p50 {r['p50_ms']:>6} ms p95 {r['p95_ms']:>6} "

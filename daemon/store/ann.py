@@ -1,18 +1,19 @@
 """The vector (ANN) index of `events` and `memories`: built once a table has
-`[search] ann_min_rows` rows, kept current by optimize, rebuilt when the table has grown
-well past the size it was trained on.
+`[search] ann_min_rows` rows, kept current by optimize, retrained when the table has
+grown well past the size it was trained on.
 
 Below the threshold a flat scan is exact and fast enough (bench/ann_choice.py: ~22 ms at
-10k rows on the 2-core box, ~350 ms at 100k). Past it the store builds an IVF_PQ index
-and searches it with `NPROBES` partitions whose candidates are re-ranked on the full
-vectors (`REFINE_FACTOR`): the quantized distances only choose candidates, so recall
-holds on tight clusters of near-copies where they alone cannot tell rows apart. Filters
-are applied before the search (prefilter), so a filtered search returns only matching
-rows; rows added since the last optimize are searched by a flat scan beside the index.
+10k rows on the 2-core box, ~350 ms at 100k). Past it the store builds an IVF_SQ index
+(sqrt(rows) partitions, one byte per dimension: 7 s to build at 100k where IVF_PQ took
+444 s) and searches it probing NPROBES partitions, re-ranking the candidates on the full
+vectors (refine): the quantized distances only choose candidates, so recall holds on
+tight clusters of near-copies they alone cannot tell apart. Filters are applied before
+the search (prefilter), so a filtered search returns only matching rows; rows added
+since the last optimize are searched by a flat scan beside the index.
 
 It runs inside the store's optimize (the worker, under the store's write lock, after the
-rows are folded in); searches read from the resident reader and never wait for it. Two
-daemons on one bucket may both decide to build: the index has one fixed name and is
+new rows are folded in); searches read from the resident reader and never wait for it.
+Two daemons on one bucket may both decide to build: the index has one fixed name and is
 created with replace=False, so the loser's "already exists" is retried, finds the
 winner's index and counts as done (daemon/store/retry.py).
 """
@@ -20,6 +21,7 @@ winner's index and counts as done (daemon/store/retry.py).
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -30,13 +32,13 @@ log = logging.getLogger(__name__)
 INDEX_NAME = "vector_idx"
 ROWS_KEY = "memoryd.ann_rows"  # vector field metadata: rows the index was trained on
 REBUILD_GROWTH = 4.0  # retrain (new partitions) once the table has this many times those
-ROWS_PER_PARTITION = 500  # IVF partitions: ~sqrt-like growth, capped below
-MAX_PARTITIONS = 1024
-SUB_VECTOR_DIMS = 8  # PQ: one 8-bit code per 8 dimensions (48 codes for 384-d)
+MAX_PARTITIONS = 4096  # IVF partitions: sqrt(rows), 316 at 100k, 1,000 at 1M
 # How searches use the index (chosen with bench/ann_choice.py): partitions probed, and
-# candidates re-ranked on full vectors (REFINE_FACTOR x k).
+# candidates re-ranked on full vectors: REFINE_FACTOR x k, at most REFINE_MAX in all (a
+# hybrid search asks for 50 per list, whose tail needs less precision than a top 10).
 NPROBES = 20
-REFINE_FACTOR = 20
+REFINE_FACTOR = 10
+REFINE_MAX = 200
 
 
 def vector_index(table: Any) -> Any | None:
@@ -48,15 +50,14 @@ def vector_index(table: Any) -> Any | None:
 
 
 def partitions(rows: int) -> int:
-    return max(1, min(MAX_PARTITIONS, round(rows / ROWS_PER_PARTITION)))
+    return max(1, min(MAX_PARTITIONS, round(math.sqrt(rows))))
 
 
-def index_config(rows: int, dims: int) -> Any:
-    from lancedb.index import IvfPq
+def index_config(rows: int) -> Any:
+    """IVF_SQ: each vector kept as one byte per dimension in sqrt(rows) partitions."""
+    from lancedb.index import IvfSq
 
-    sub = dims // SUB_VECTOR_DIMS if dims % SUB_VECTOR_DIMS == 0 else 1
-    return IvfPq(distance_type="cosine", num_partitions=partitions(rows),
-                 num_sub_vectors=sub)
+    return IvfSq(distance_type="cosine", num_partitions=partitions(rows))
 
 
 def trained_rows(table: Any) -> int:
@@ -87,14 +88,13 @@ def maintain(table: Any, min_rows: int, location: str) -> str:
 
 def build(table: Any, rows: int, location: str, replace: bool) -> str:
     """Create (or, with `replace`, retrain) the index; idempotent across daemons."""
-    dims = table.schema.field("vector").type.list_size
     began = time.monotonic()
 
     def attempt() -> str:
         idx = vector_index(table)
         if idx is not None and (not replace or trained_rows(table) * REBUILD_GROWTH > rows):
             return "found"  # another daemon's (re)build landed first
-        table.create_index("vector", config=index_config(rows, dims), replace=replace,
+        table.create_index("vector", config=index_config(rows), replace=replace,
                            name=INDEX_NAME)
         return "rebuilt" if replace else "built"
 
@@ -106,13 +106,15 @@ def build(table: Any, rows: int, location: str, replace: bool) -> str:
     retrying("index creation", lambda: table.update_field_metadata(
         {"path": "vector", "metadata": {ROWS_KEY: str(rows)}}), where=location,
         refresh=table.checkout_latest)
-    log.info("%s the vector index of the %s table at %s: IVF_PQ, %d partitions over %d "
+    log.info("%s the vector index of the %s table at %s: IVF_SQ, %d partitions over %d "
              "rows, in %.1f s", done, table.name, location, partitions(rows), rows,
              time.monotonic() - began)
     return done
 
 
-def tuned(query: Any) -> Any:
-    """A vector query set to search the index as chosen (ignored by a flat scan)."""
-    return query.nprobes(NPROBES).refine_factor(REFINE_FACTOR)
+def tuned(query: Any, k: int) -> Any:
+    """A vector query for `k` rows set to search the index as chosen (a flat scan, on a
+    table without one, ignores both settings)."""
+    refine = max(2, min(REFINE_FACTOR, REFINE_MAX // max(k, 1)))
+    return query.nprobes(NPROBES).refine_factor(refine)
 

@@ -242,7 +242,7 @@ class Store:
                       where: str | None = None) -> list[Hit]:
         t = self.events if table == "events" else self.memories
         q = ann.tuned(t.search(vector, vector_column_name="vector")
-                      .distance_type("cosine").limit(k))
+                      .distance_type("cosine").limit(k), k)
         if where:
             q = q.where(where, prefilter=True)
         return [self._hit(table, r, 1.0 - float(r["_distance"])) for r in q.to_list()]
