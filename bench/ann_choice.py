@@ -89,7 +89,7 @@ def timed(t: Any, qvecs: np.ndarray, truth: list[set[str]], repeat: int,
             q = ann.tuned(q, K)
         elif nprobes:
             q = q.nprobes(nprobes)
-        if refine:
+        if refine > 0:
             q = q.refine_factor(refine)
         if where:
             q = q.where(where, prefilter=True)

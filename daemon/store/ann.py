@@ -69,6 +69,20 @@ def trained_rows(table: Any) -> int:
         return 0
 
 
+def refresh(table: Any, min_rows: int, location: str) -> str:
+    """`maintain`, for the store's optimize: the rows are already committed, so a build
+    that fails is logged and tried again at the next optimize (searches meanwhile use
+    the index as it was, or a flat scan), never failing the write that triggered it."""
+    try:
+        return maintain(table, min_rows, location)
+    except Exception as exc:
+        log.warning("building the vector index of the %s table at %s failed (%s); "
+                    "vector search stays as it was (a flat scan is exact, only slower) "
+                    "and the next optimize tries again", table.name, location,
+                    str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__)
+        return "failed"
+
+
 def maintain(table: Any, min_rows: int, location: str) -> str:
     """Build the vector index of `table` when it has `min_rows` rows and none yet, or
     rebuild it when the table has grown REBUILD_GROWTH times past what it was trained

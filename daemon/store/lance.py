@@ -210,7 +210,7 @@ class Store:
             retrying("optimize", table.optimize, where=self.location,
                      refresh=table.checkout_latest)
         self._unindexed[name] = 0
-        ann.maintain(table, self.ann_min_rows, self.location)
+        ann.refresh(table, self.ann_min_rows, self.location)
 
     def optimize(self) -> None:
         with self._lock, self._writing("the optimized indexes"):
