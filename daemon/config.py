@@ -245,6 +245,9 @@ class CompactionConfig:
     # `ingest --once`. Newest chunks go first: today, then the last days, then older.
     retain_events_days: int = 0  # raw events older than this leave the store (digests and
     # chunk memories stay); 0 keeps every event
+    model_every_chunk: bool = False  # false: the model reads only the chunks whose events
+    # state a decision or task (all a chunk memory can take from it besides a topic line);
+    # the others' memories are extracted from their events alone, with no model time
 
 
 @dataclass(frozen=True)

@@ -265,6 +265,14 @@ def _stated(items: Any, cues: faithful.Sources | None, summary: str) -> list[str
     return _new_items(kept, summary)
 
 
+def needs_model(chunk: Chunk) -> bool:
+    """Whether the model has something to add to the chunk's extracted memory: a decision
+    or task the user's own events state (`idf.cue_lines`; a visited page's title that says
+    "plan" or "next" states nothing the user decided). Without one it could add only a
+    topic line, for seconds of CPU per chunk; the memory is then extracted alone."""
+    return bool(idf.cue_lines(ev for ev in chunk.events if ev.source != "browser"))
+
+
 def chunk_fields(chunk: Chunk, answer: str) -> Fields:
     """Given a chunk and the model's raw answer, return the checked and completed fields.
     What the memory says about activity comes from the events (`fallback_summary`, the

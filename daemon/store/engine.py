@@ -84,19 +84,23 @@ class Engine:
         fallback one: when the model fails on a chunk it summarized before, the old
         memory stays."""
         chunk = Chunk(tuple(sorted(events, key=lambda e: (e.ts, e.id))))
-        out = self.models.complete("compaction", summarize.prompt(chunk),
-                                   max_tokens=summarize.answer_tokens(
-                                       len(events), self.cfg.compaction.chunk_max_tokens),
-                                   temperature=0.2, response_format=summarize.RESPONSE_FORMAT)
-        fields = summarize.chunk_fields(chunk, out.text)
-        self._record_faithfulness("chunk", out.model, fields)
-        model = summarize.FALLBACK_MODEL if fields.fallback else out.model
-        result = {"id": chunk.id, "events": len(events), "tokens": out.completion_tokens,
-                  "seconds": out.seconds, "fallback": fields.fallback,
+        asked = self.cfg.compaction.model_every_chunk or summarize.needs_model(chunk)
+        out = self.models.complete(
+            "compaction", summarize.prompt(chunk), max_tokens=summarize.answer_tokens(
+                len(events), self.cfg.compaction.chunk_max_tokens),
+            temperature=0.2, response_format=summarize.RESPONSE_FORMAT) if asked else None
+        fields = summarize.chunk_fields(chunk, out.text if out else "")
+        if out is not None:
+            self._record_faithfulness("chunk", out.model, fields)
+        model = out.model if out is not None and not fields.fallback else summarize.FALLBACK_MODEL
+        result = {"id": chunk.id, "events": len(events), "fallback": fields.fallback,
+                  "tokens": out.completion_tokens if out else 0, "model_asked": asked,
+                  "seconds": out.seconds if out else 0.0,
                   "model_text": fields.model_text, "unsupported": fields.unsupported}
         if fields.fallback:
-            log.warning("the model's summary of %d %s events was empty or unusable; "
-                        "writing one from the events", len(events), chunk.source)
+            if asked:
+                log.warning("the model's summary of %d %s events was empty or unusable; "
+                            "writing one from the events", len(events), chunk.source)
             old = self.store.memory_rows(f"id = '{chunk.id}'", ["id", "model", "text"])
             if old and old[0]["model"] != summarize.FALLBACK_MODEL and old[0]["text"]:
                 self._supersede(chunk)

@@ -219,13 +219,16 @@ def test_a_store_whose_files_cannot_be_written_is_unavailable_then_recovers(
     _immutable(store, True)
     try:
         (root / "second.md").write_text("the second note, about the walnut ledger\n")
-        st = _wait_for(d, lambda s: "store_unwritable" in _codes(s), 120,
+        # reported (by the disk probe at once, by the failed index write once the note
+        # is journaled), and the note waits in the journal
+        st = _wait_for(d, lambda s: "store_unwritable" in _codes(s)
+                       and s["journal"]["total"] >= 2, 120,
                        "an unwritable store was not reported")
         assert st["memory"]["available"] is False
         [problem] = [p for p in st["memory"]["degraded"] if p["code"] == "store_unwritable"]
         assert "cannot be written" in problem["message"] or "not writable" in problem["message"]
         assert "unavailable" == judge(st, None).state
-        assert st["journal"]["new"] >= 1  # the second note waits in the journal
+        assert st["journal"]["new"] >= 1
     finally:
         _immutable(store, False)
     _wait_for(d, lambda s: s["memory"]["available"] and s["journal"]["new"] == 0, 120,

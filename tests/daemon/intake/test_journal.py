@@ -157,6 +157,7 @@ def test_a_read_only_journal_says_so(tmp_path: Path) -> None:
     j.close()
     ro = Journal.__new__(Journal)  # the same file opened read-only, as a read-only mount would
     ro.path, ro._redact, ro._lock = tmp_path / "j.sqlite3", (lambda s: s), threading.RLock()
+    ro.owner = ""
     ro._db = sqlite3.connect(f"file:{tmp_path / 'j.sqlite3'}?mode=ro", uri=True,
                              isolation_level=None, check_same_thread=False)
     with pytest.raises(JournalUnwritable, match="make the data dir writable"):

@@ -25,9 +25,12 @@ DAY, TUE, WEEK = (f"day-2026-11-16{OWNER}", f"day-2026-11-17{OWNER}",
                   f"week-2026-W47{OWNER}")
 
 
-def tokens(cfg: Config, chunk: int = 48, digest: int = 48) -> Config:
+def tokens(cfg: Config, chunk: int = 48, digest: int = 48, every: bool = True) -> Config:
+    """`cfg` with short answers; `every`: the model reads every chunk (these tests pin
+    what happens to its answers), not only the ones that state a decision or task."""
     return dataclasses.replace(cfg, compaction=dataclasses.replace(
-        cfg.compaction, chunk_max_tokens=chunk, digest_max_tokens=digest))
+        cfg.compaction, chunk_max_tokens=chunk, digest_max_tokens=digest,
+        model_every_chunk=every))
 
 
 def shell(when: datetime, cmd: str) -> Event:
@@ -165,3 +168,19 @@ def test_days_and_weeks_are_the_users() -> None:
         ("2026-11-23", "2026-W48")
     start, end = period("week", "2026-W48", tokyo)
     assert start == datetime(2026, 11, 22, 15, 0, tzinfo=UTC) and end - start == timedelta(7)
+
+
+def test_the_model_reads_only_chunks_that_state_a_decision_or_task(engine: Engine) -> None:
+    engine.cfg = tokens(engine.cfg, every=False)  # the default
+    plain = engine.summarize(session(2, 9, "git pull", "make test", "git status"))
+    assert plain["model_asked"] is False and plain["seconds"] == 0.0
+    [mem] = engine.store.memory_rows(f"id = '{plain['id']}'")
+    assert mem["model"] == FALLBACK_MODEL and "make test" in mem["text"]
+    faithfulness = engine.cfg.data_path / "faithfulness.jsonl"
+    assert not faithfulness.exists() or plain["id"] not in faithfulness.read_text()
+
+    stated = engine.summarize(session(2, 11, "git commit -m 'TODO: rotate the staging keys'",
+                                      "git push origin main"))
+    assert stated["model_asked"] is True and stated["seconds"] > 0
+    [mem] = engine.store.memory_rows(f"id = '{stated['id']}'")
+    assert "rotate the staging keys" in mem["text"]
