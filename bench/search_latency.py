@@ -12,10 +12,12 @@ Queries: 40 natural-language questions, embedded for real once, outside the timi
 Timed: `hybrid_search` (4 lists: events and memories × vector and full text, fused,
 de-duplicated), `Store.vector_search` and `Store.text_search` on `memories`; the store
 as memoryd builds it (full-text index, vectors searched by a flat scan: memoryd creates
-no ANN index). Each query runs once as warm-up, then REPEAT times, interleaving the three
+no ANN index here). Each query runs once as warm-up, then REPEAT times, interleaving the three
 kinds so drift on the shared box hits each alike.
 
-With --ann, each size is measured again after building an IVF_HNSW_SQ vector index.
+The tables are built with the vector index off (`ann_min_rows = 0`: flat scan); with --ann,
+each size is measured again after building the vector index memoryd builds past
+`[search] ann_min_rows` (daemon/store/ann.py: IVF_SQ, searched with nprobes and refine).
 
 Run:  /root/.local/share/memoryd/venv/bin/python bench/search_latency.py [--sizes 10000 100000] [--ann]
 """
@@ -39,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import Contention, machine, write_result  # noqa: E402
 from daemon.recall.search import hybrid_search  # noqa: E402
+from daemon.store import ann  # noqa: E402
 from daemon.store.lance import Store  # noqa: E402
 from models.assets import embedder_path  # noqa: E402
 from models.sentence_tf import SentenceTransformerBackend  # noqa: E402
@@ -103,7 +106,7 @@ def build(path: Path, n: int, base: list[tuple[str, str, str]], vecs: list[list[
           dims: int, rng: random.Random) -> Store:
     import numpy as np
 
-    store = Store(path, dims, "all-minilm-l6-v2")
+    store = Store(path, dims, "all-minilm-l6-v2", ann_min_rows=0)  # flat first
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
     names = set(store.memories.schema.names)
     batch: list[dict[str, Any]] = []
@@ -167,7 +170,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--ann", action="store_true",
-                    help="also measure with an IVF_HNSW_SQ vector index on memories")
+                    help="also measure with memoryd's vector index on memories")
     a = ap.parse_args()
     rng = random.Random(7)
     emb = SentenceTransformerBackend(embedder_path("all-minilm-l6-v2"), name="all-minilm-l6-v2",
@@ -192,15 +195,14 @@ def main() -> int:
             results[str(n)] = {"build_s": round(built, 1), **r}
             print(f"{n:>7} memories (built in {built:.0f} s): " + ", ".join(
                 f"{k} p50 {v['p50_ms']} ms / p95 {v['p95_ms']} ms" for k, v in r.items()))
-            if a.ann:  # what an ANN index would buy (memoryd does not create one yet)
+            if a.ann:  # what memoryd's own vector index (daemon/store/ann.py) buys
                 t = time.perf_counter()
-                store.memories.create_index(metric="cosine", vector_column_name="vector",
-                                            index_type="IVF_HNSW_SQ")
+                ann.build(store.memories, n, store.location, replace=False)
                 indexed = time.perf_counter() - t
                 r = measure(store, qvecs)
-                results[str(n)]["with_ivf_hnsw_sq_index"] = {"index_build_s": round(indexed, 1),
+                results[str(n)]["with_memoryd_ann_index"] = {"index_build_s": round(indexed, 1),
                                                              **r}
-                print(f"{n:>7} with an IVF_HNSW_SQ index (built in {indexed:.0f} s): " + ", ".join(
+                print(f"{n:>7} with memoryd's IVF_SQ index (built in {indexed:.0f} s): " + ", ".join(
                     f"{k} p50 {v['p50_ms']} ms / p95 {v['p95_ms']} ms" for k, v in r.items()))
     print(f"query embedding: median {statistics.median(one):.1f} ms (not in the numbers above)")
     print(load.line())

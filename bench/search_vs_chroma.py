@@ -20,8 +20,9 @@ substring filter, unranked), and `query` + that filter. The parent interleaves e
 query across both stores, REPEAT rounds after a warm-up, so drift on the shared box hits
 each alike. Recall@10 of each vector search is scored against the exact top 10 (numpy).
 
-With --ann, memoryd is measured again after building the IVF_HNSW_SQ index that
-`search_latency.py --ann` builds (Chroma again beside it). With --chroma-deadline S,
+memoryd's store is built with its vector index off (flat scan, exact); with --ann it is
+measured again after building the index memoryd builds past `[search] ann_min_rows`
+(daemon/store/ann.py: IVF_SQ, searched with its nprobes and refine; Chroma again beside it). With --chroma-deadline S,
 Chroma's build stops after S seconds (its rate and projected time are reported and it is
 not measured at that size).
 
@@ -58,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import Contention, machine, write_result  # noqa: E402
 from bench.search_latency import DISTINCT, QUERIES, pct, row_text  # noqa: E402
 from daemon.recall.search import hybrid_search  # noqa: E402
+from daemon.store import ann  # noqa: E402
 from daemon.store.lance import Store  # noqa: E402
 from daemon.store.schema import TS  # noqa: E402
 
@@ -138,7 +140,7 @@ def write_rows(dest: Path, n: int, base: list[tuple[str, str, str]],
 
 
 def build_memoryd(path: Path, data: Path) -> Store:
-    store = Store(path, DIMS, "all-minilm-l6-v2")
+    store = Store(path, DIMS, "all-minilm-l6-v2", ann_min_rows=0)  # flat; --ann adds it
     schema = store.memories.schema
     vecs = np.load(data / "vectors.npy", mmap_mode="r")
     batch: list[dict[str, Any]] = []
@@ -304,7 +306,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     ap.add_argument("--ann", action="store_true",
-                    help="also measure memoryd with an IVF_HNSW_SQ vector index")
+                    help="also measure memoryd with its own vector index (IVF_SQ)")
     ap.add_argument("--no-chroma", action="store_true", help="memoryd only")
     ap.add_argument("--chroma-deadline", type=float, default=0,
                     help="stop Chroma's build after this many seconds (0: no limit)")
@@ -363,15 +365,14 @@ def main() -> int:
             save(a, load, how, results)
             if a.ann:
                 t = time.perf_counter()
-                store.memories.create_index(metric="cosine", vector_column_name="vector",
-                                            index_type="IVF_HNSW_SQ")
+                ann.build(store.memories, n, store.location, replace=False)
                 res["ann_index_build_s"] = round(time.perf_counter() - t, 1)
                 store.memories.optimize(cleanup_older_than=timedelta(0))
                 res["memoryd_disk_mb_with_ann"] = du_mb(Path(tmp) / f"memoryd{n}")
-                log(f"{n}: IVF_HNSW_SQ index built in {res['ann_index_build_s']} s")
+                log(f"{n}: memoryd's IVF_SQ index built in {res['ann_index_build_s']} s")
                 res["ann"] = measure(store, chroma, qvecs, truth, a.repeat, a.warmup,
                                      a.refine)
-                show(n, "memoryd with IVF_HNSW_SQ", res["ann"])
+                show(n, "memoryd with its IVF_SQ index", res["ann"])
             if chroma is not None:
                 res["chroma_rss_mb_after"] = chroma.call(op="rss")["rss_mb"]
                 chroma.close()

@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from daemon.errors import PermanentError, RetryableError
 from daemon.recall.hits import Hit
+from daemon.store import ann
 from daemon.store.migrate import MIGRATABLE, migrate_once
 from daemon.store.objectstore import settings_from_options
 from daemon.store.retry import count, is_conflict, retrying
@@ -81,7 +82,7 @@ class Store:
                  storage_options: dict[str, str] | None = None,
                  refresh_seconds: float | None = None,
                  owner: tuple[str, str] = ("", ""), optimize_rows: int = 2000,
-                 cleanup_grace: float = -1.0) -> None:
+                 cleanup_grace: float = -1.0, ann_min_rows: int = 10_000) -> None:
         self.remote = isinstance(path, str) and "://" in path
         self.location = str(path)
         self.device, self.user = owner
@@ -99,7 +100,7 @@ class Store:
                 None if refresh_seconds is None else timedelta(seconds=refresh_seconds)))
         self._migration = MigrationLock(self.location, settings_from_options(
             self.location, storage_options or {}) if self.remote else None)
-        self.optimize_rows = optimize_rows
+        self.optimize_rows, self.ann_min_rows = optimize_rows, ann_min_rows  # store/ann.py
         # Cleanup keeps table versions younger than this: a writer in another process
         # checks its commit against the versions since it read, and if cleanup removed
         # them under it, Lance can let two inserts of one id both land. One daemon alone
@@ -209,6 +210,7 @@ class Store:
             retrying("optimize", table.optimize, where=self.location,
                      refresh=table.checkout_latest)
         self._unindexed[name] = 0
+        ann.refresh(table, self.ann_min_rows, self.location)
 
     def optimize(self) -> None:
         with self._lock, self._writing("the optimized indexes"):
@@ -239,7 +241,8 @@ class Store:
     def vector_search(self, table: str, vector: list[float], k: int,
                       where: str | None = None) -> list[Hit]:
         t = self.events if table == "events" else self.memories
-        q = t.search(vector, vector_column_name="vector").distance_type("cosine").limit(k)
+        q = ann.tuned(t.search(vector, vector_column_name="vector")
+                      .distance_type("cosine").limit(k), k)
         if where:
             q = q.where(where, prefilter=True)
         return [self._hit(table, r, 1.0 - float(r["_distance"])) for r in q.to_list()]
@@ -359,7 +362,7 @@ def open_store(cfg: Any, dims: int, embedder: str,
         return Store(cfg.data_path / "store", dims, embedder, owner=owner,
                      optimize_rows=cfg.store.optimize_rows,
                      cleanup_grace=cfg.store.cleanup_grace_seconds,
-                     refresh_seconds=refresh_seconds)
+                     refresh_seconds=refresh_seconds, ann_min_rows=cfg.search.ann_min_rows)
     from daemon.store.objectstore import check_conditional_writes, store_settings
 
     s = store_settings(cfg.store)
@@ -368,7 +371,8 @@ def open_store(cfg: Any, dims: int, embedder: str,
     return Store(s.uri, dims, embedder, storage_options=s.storage_options(),
                  refresh_seconds=cfg.store.refresh_seconds, owner=owner,
                  optimize_rows=cfg.store.optimize_rows,
-                 cleanup_grace=cfg.store.cleanup_grace_seconds)
+                 cleanup_grace=cfg.store.cleanup_grace_seconds,
+                 ann_min_rows=cfg.search.ann_min_rows)
 
 
 def event_row(ev: Any, vector: list[float]) -> dict[str, Any]:
