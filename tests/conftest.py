@@ -83,6 +83,16 @@ def stored_memories(data_dir: Path) -> list[dict[str, Any]]:
     return table.to_arrow().select(["id", "level", "model", "title", "text"]).to_pylist()
 
 
+def model_answers(data_dir: Path, memory_id: str) -> list[dict[str, Any]]:
+    """The model answers recorded for one memory (<data_dir>/faithfulness.jsonl): which
+    model answered, what the faithfulness check dropped, whether it was unusable."""
+    import json
+
+    path = data_dir / "faithfulness.jsonl"
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [r for r in map(json.loads, lines) if r.get("id") == memory_id]
+
+
 def run_cli(config: Path | None, *args: str, timeout: float = 600,
             check: bool = True) -> subprocess.CompletedProcess[str]:
     cmd = [sys.executable, "-m", "daemon.cli"]

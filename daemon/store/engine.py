@@ -91,7 +91,7 @@ class Engine:
             temperature=0.2, response_format=summarize.RESPONSE_FORMAT) if asked else None
         fields = summarize.chunk_fields(chunk, out.text if out else "")
         if out is not None:
-            self._record_faithfulness("chunk", out.model, fields)
+            self._record_faithfulness("chunk", out.model, fields, chunk.id)
         model = out.model if out is not None and not fields.fallback else summarize.FALLBACK_MODEL
         result = {"id": chunk.id, "events": len(events), "fallback": fields.fallback,
                   "tokens": out.completion_tokens if out else 0, "model_asked": asked,
@@ -113,14 +113,16 @@ class Engine:
         self._supersede(chunk)
         return {**result, "summary": row["text"]}
 
-    def _record_faithfulness(self, level: str, model: str, fields: Fields) -> None:
-        """One line per model-written memory in <data_dir>/faithfulness.jsonl: which model,
-        and what it named that its sources lack (dropped before storing). The hallucination
-        rate per model is read from it (`bench/memory_quality.py`)."""
+    def _record_faithfulness(self, level: str, model: str, fields: Fields,
+                             memory_id: str) -> None:
+        """One line per model answer in <data_dir>/faithfulness.jsonl: which memory, which
+        model, what it named that its sources lack (dropped before storing) and whether
+        the answer was unusable. The hallucination rate per model is read from it
+        (`bench/memory_quality.py`)."""
         if not model or not fields.model_text:
             return
         line = {"ts": datetime.now(UTC).isoformat(timespec="seconds"), "level": level,
-                "model": model, "unsupported": fields.unsupported[:20],
+                "id": memory_id, "model": model, "unsupported": fields.unsupported[:20],
                 "fallback": fields.fallback}
         if fields.unsupported:
             log.info("the %s summary by %s named what its sources lack (dropped): %s",
@@ -207,7 +209,8 @@ class Engine:
             log.warning("the %s digest %s got no model answer (%s)", level, key, exc)
             answer, model = "", ""
         fields = compaction.digest_fields(level, key, rows, answer)
-        self._record_faithfulness(level, model, fields)
+        self._record_faithfulness(level, model, fields,
+                                  compaction.digest_id(level, key, owner))
         if fields.fallback:
             fields = compaction.keep_prose(fields, old)
             kept = fields.summary != compaction.fallback_summary(level, key, rows)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from daemon.store.lance import Store
-from tests.conftest import run_cli, stored_memories
+from tests.conftest import model_answers, run_cli, stored_memories
 
 # device and user: who wrote it (store schema 3, daemon/owners.py)
 RESULT_KEYS = {"id", "source", "kind", "ts", "title", "text", "score", "device", "user"}
@@ -53,8 +53,13 @@ def test_ingest_once_then_search_json_keeps_the_contract(make_config, tmp_path: 
     summaries = [r for r in mems if r["kind"] == "memory.chunk"]
     assert summaries, mems
     assert len(summaries[0]["text"].split()) >= 5
+    # the bundled GGUF read the chunk (its TODO line states a task) and answered; the
+    # memory carries its name exactly when the answer passed the faithfulness check
     written = {m["id"]: m["model"] for m in stored_memories(tmp_path / "data")}
-    assert written[summaries[0]["id"]] == "qwen2.5-coder-0.5b-instruct"  # not the fallback
+    [answer] = model_answers(tmp_path / "data", summaries[0]["id"])
+    assert answer["model"] == "qwen2.5-coder-0.5b-instruct"
+    assert written[summaries[0]["id"]] == (
+        "deterministic" if answer["fallback"] else answer["model"]), answer
     assert summaries[0]["text"] not in {r["text"] for r in mems if r["kind"] != "memory.chunk"}
 
     # a second ingest finds nothing new
