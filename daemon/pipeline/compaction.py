@@ -19,6 +19,7 @@ digest it wrote before keeps its prose and only gains the merged fields.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any
@@ -102,9 +103,7 @@ def prompt(level: str, key: str, rows: list[dict[str, Any]]) -> list[dict[str, s
         used += len(line) + 1
     label = f"the day {key}" if level == "day" else f"the week {key}"
     user = (f"Notes about {label}:\n" + "\n".join(lines) + "\n\n"
-            "Answer with a JSON object. summary: three to five sentences on what the person "
-            "worked on, per project, naming files, pages, tickets and commands exactly as "
-            "the notes do. Use only what the notes say; never guess.")
+            f"Answer with a JSON object. summary: {INSTRUCTION}")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
@@ -145,6 +144,29 @@ def _items(rows: list[dict[str, Any]], name: str, limit: int) -> list[str]:
     return [i for i in merged if not idf.placeholder(i)][:limit]
 
 
+INSTRUCTION = ("three to five sentences on what the person worked on, per project, naming "
+               "files, pages, tickets and commands exactly as the notes do. Use only what "
+               "the notes say; never guess.")
+_INSTRUCTION_WORDS = frozenset(re.findall(r"[a-z]+", INSTRUCTION.lower()))
+
+
+def _grounded_prose(summary: str, src: faithful.Sources) -> tuple[str, list[str]]:
+    """The digest's sentences that say what its sources say: a sentence echoing the
+    prompt's instruction ("Three to five sentences on what the person worked on...",
+    which the 0.5B model sometimes answers with) or made mostly of words the sources
+    lack is dropped; the dropped ones are returned too."""
+    kept: list[str] = []
+    dropped: list[str] = []
+    for sentence in faithful.sentences(summary):
+        words = re.findall(r"[a-z]+", sentence.lower())
+        echo = bool(words) and sum(w in _INSTRUCTION_WORDS for w in words) / len(words) >= 0.6
+        if echo or not faithful.grounded(sentence, src, share=0.5):
+            dropped.append(f"(words) {sentence[:80]}")
+        else:
+            kept.append(sentence)
+    return " ".join(kept), dropped
+
+
 def digest_fields(level: str, key: str, rows: list[dict[str, Any]], answer: str) -> Fields:
     """Given a digest's sources and the model's answer, return its fields: the model's
     prose, checked against the sources (a sentence naming what they lack is dropped), or
@@ -157,6 +179,8 @@ def digest_fields(level: str, key: str, rows: list[dict[str, Any]], answer: str)
         src = faithful.Sources(source_text(rows))
         unsupported = faithful.check(summary, src).unsupported
         summary = faithful.repair(summary, src) if unsupported else summary
+        summary, dropped = _grounded_prose(summary, src)
+        unsupported += dropped
     fallback = not usable(summary)
     if fallback:
         summary = fallback_summary(level, key, rows)

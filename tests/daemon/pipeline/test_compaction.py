@@ -184,3 +184,22 @@ def test_the_model_reads_only_chunks_that_state_a_decision_or_task(engine: Engin
     assert stated["model_asked"] is True and stated["seconds"] > 0
     [mem] = engine.store.memory_rows(f"id = '{stated['id']}'")
     assert "rotate the staging keys" in mem["text"]
+
+
+def test_a_digest_that_echoes_its_instruction_is_replaced_by_the_extracted_one() -> None:
+    # the 0.5B model answered a day of the eval kit's week with the prompt's own words
+    rows = [{"id": "m1", "ts": MONDAY, "ts_end": MONDAY, "level": "chunk", "source": "shell",
+             "project": "billing-api", "title": "shell: make test",
+             "text": "Ran git switch feature/eu-vat, make test in billing-api.",
+             "identifiers": ["feature/eu-vat"], "entities": [], "decisions": [],
+             "open_tasks": [], "dates": ["2026-11-16"], "sources": []}]
+    echo = ('{"summary": "Three to five sentences on what the person worked on, per project, '
+            'naming files, pages, tickets and commands. Use only what the notes say; never '
+            'guess."}')
+    fields = compaction.digest_fields("day", "2026-11-16", rows, echo)
+    assert fields.fallback and "Three to five" not in fields.summary
+    assert "feature/eu-vat" in fields.summary
+    assert any("Three to five" in u for u in fields.unsupported)
+    said = '{"summary": "Switched to feature/eu-vat and ran make test in billing-api."}'
+    kept = compaction.digest_fields("day", "2026-11-16", rows, said)
+    assert not kept.fallback and kept.summary.startswith("Switched to feature/eu-vat")
