@@ -63,8 +63,8 @@ def unwritable(exc: BaseException, location: str, what: str) -> StoreUnwritable 
     text = str(exc).lower()
     if not any(w in text for w in _DISK_WORDS):
         return None
-    why = "its disk is full" if ("space" in text or "28" in text or "quota" in text) \
-        else "its file system is read-only"
+    full = any(w in text for w in ("no space", "os error 28", "errno 28", "quota"))
+    why = "its disk is full" if full else "its file system is read-only"
     return StoreUnwritable(
         f"cannot write {what} to the store at {location}: {why}. Nothing was committed; "
         "memory stays searchable as it was, the events wait in the journal and are "
