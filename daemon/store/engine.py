@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -38,7 +39,7 @@ class Engine:
         self._opening = threading.Lock()
         self.refresh_seconds: float | None = None  # local reads: None never re-check commits
         # How a query becomes a vector; the resident reader swaps in its torch-free one.
-        self.query_embed = self.models.embed
+        self.query_embed: Callable[[list[str]], list[list[float]]] = self.models.embed
 
     @property
     def store(self) -> Store:
