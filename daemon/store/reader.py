@@ -29,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import Config
-from daemon.store.engine import Engine
 from daemon.store import memtrim
+from daemon.store.engine import Engine
 from daemon.store.lance import Store
 from daemon.store.worker import StoreNotReady
 from models.errors import ModelError
