@@ -248,9 +248,15 @@ class CompactionConfig:
     # `ingest --once`. Newest chunks go first: today, then the last days, then older.
     retain_events_days: int = 0  # raw events older than this leave the store (digests and
     # chunk memories stay); 0 keeps every event
-    model_every_chunk: bool = False  # false: the model reads only the chunks whose events
-    # state a decision or task (all a chunk memory can take from it besides a topic line);
-    # the others' memories are extracted from their events alone, with no model time
+    chunk_model: str = "never"  # which chunks the model reads: "never" (chunk memories are
+    # extracted from their events alone; the model writes the digests' prose), "stated"
+    # (chunks whose own events state a decision or task: it may add a topic line and
+    # those) or "always"
+    model_every_chunk: bool = False  # older name: true means chunk_model = "always"
+
+    @property
+    def chunk_model_mode(self) -> str:
+        return "always" if self.model_every_chunk else self.chunk_model
 
 
 @dataclass(frozen=True)
@@ -335,6 +341,9 @@ def load_config(path: str | Path | None = None) -> Config:
         cfg = build_dataclass(Config, table, "")
     except ConfigError as exc:
         raise ConfigError(f"{cfg_path}: {exc}") from None
+    if cfg.compaction.chunk_model not in CHUNK_MODEL_MODES:
+        raise ConfigError(f"{cfg_path}: [compaction] chunk_model = {cfg.compaction.chunk_model!r}"
+                          f" is not one of {', '.join(CHUNK_MODEL_MODES)}")
     data_dir = cfg.data_dir or str(default_data_dir())
     from daemon.owners import resolve_identity
 
@@ -347,6 +356,7 @@ def load_config(path: str | Path | None = None) -> Config:
                    source=str(cfg_path) if cfg_path.exists() else "")
 
 
+CHUNK_MODEL_MODES = ("never", "stated", "always")
 SECRET_KEYS = ("secret_access_key",)  # masked when the config is printed
 
 

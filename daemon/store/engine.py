@@ -84,7 +84,8 @@ class Engine:
         fallback one: when the model fails on a chunk it summarized before, the old
         memory stays."""
         chunk = Chunk(tuple(sorted(events, key=lambda e: (e.ts, e.id))))
-        asked = self.cfg.compaction.model_every_chunk or summarize.needs_model(chunk)
+        mode = self.cfg.compaction.chunk_model_mode
+        asked = mode == "always" or (mode == "stated" and summarize.needs_model(chunk))
         out = self.models.complete(
             "compaction", summarize.prompt(chunk), max_tokens=summarize.answer_tokens(
                 len(events), self.cfg.compaction.chunk_max_tokens),

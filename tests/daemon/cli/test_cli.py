@@ -30,7 +30,8 @@ def test_ingest_once_then_search_json_keeps_the_contract(make_config, tmp_path: 
         "    return lead.budget * 0.37\n")
     (root / "crm" / "NOTES.md").write_text("TODO: ship the lead-scoring v2 threshold (PR #482)\n")
     (root / "crm" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00" + os.urandom(512))
-    cfg = make_config([root])
+    # the model reads chunks that state a task (the TODO); the default reads none
+    cfg = make_config([root], compaction={"chunk_model": "stated"})
     out = run_cli(cfg, "ingest", "--once")
     assert "collected 3 new events" in out.stdout
 
