@@ -126,3 +126,55 @@ def test_the_mapped_weights_give_the_in_memory_vectors(make_config) -> None:
         assert max(abs(x - y) for x, y in zip(a, b, strict=True)) < 1e-6
     assert (out / (onnx_embed.FP32_MAPPED + ".data")).stat().st_size > 80_000_000
     assert (out / onnx_embed.FP32_MAPPED).stat().st_size < 1_000_000  # the graph only
+
+
+def _running(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _reader_pid(engine: dict) -> int:
+    assert engine["reader"].startswith("running (pid "), engine
+    return int(engine["reader"].split("pid ")[1].rstrip(")"))
+
+
+def test_a_killed_reader_is_replaced_and_it_leaves_with_the_daemon(
+        make_config, start_daemon, tmp_path: Path) -> None:  # noqa: F811
+    """The reader killed (OOM, a crash in native code): the next search still finds the
+    note, from a new reader; and a stopped daemon leaves no reader behind."""
+    import os
+    import signal
+
+    root = tmp_path / "files"
+    root.mkdir()
+    (root / "ledger.txt").write_text(f"Note: {PHRASE}.\n")
+    d = start_daemon(make_config([root], pipeline={"summarize": False}))
+    with d.unix(headers=d.auth()) as c:
+        def found() -> bool:
+            r = c.get("/v1/memory/search", params={"q": "marmalade ledger"})
+            return r.status_code == 200 and any(
+                "marmalade" in f"{h['title']} {h['text']}" for h in r.json()["results"])
+
+        deadline = time.monotonic() + 180
+        while not found():
+            assert time.monotonic() < deadline, "the file never became searchable"
+            time.sleep(1)
+        first = _reader_pid(c.get("/v1/status").json()["engine"])
+        os.kill(first, signal.SIGKILL)
+        while _running(first):
+            assert time.monotonic() < deadline, "the killed reader never went"
+            time.sleep(0.1)
+        assert found(), "a search failed after the reader was killed"
+        engine = c.get("/v1/status").json()["engine"]
+        second = _reader_pid(engine)
+    assert second != first
+    d.proc.send_signal(signal.SIGTERM)
+    d.proc.wait(timeout=60)
+    deadline = time.monotonic() + 15
+    while _running(second):
+        assert time.monotonic() < deadline, "the reader outlived the daemon"
+        time.sleep(0.2)
