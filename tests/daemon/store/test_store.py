@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+
 from pathlib import Path
 
 import pytest
 
 from collectors.base import Event
-from daemon.errors import PermanentError
 from daemon.pipeline.chunking import Chunk
-from daemon.pipeline.summarize import memory_row
+from daemon.errors import PermanentError
 from daemon.recall.search import fts_query, hybrid_search
 from daemon.store.lance import Store, event_doc, event_row
+from daemon.pipeline.summarize import memory_row
 from models.assets import embedder_path
 from models.sentence_tf import SentenceTransformerBackend
 
