@@ -159,7 +159,7 @@ def main() -> None:
     here = Path(__file__).resolve().parents[1]
     modes: list[tuple[str, Path, bool, float | None]] = []
     if args.before:
-        modes.append(("before: reader", args.before.resolve(), True, None))
+        modes.append(("before: reader, shed when idle", args.before.resolve(), True, 5.0))
     modes += [("reader, shed when idle", here, True, 5.0),
               ("reader, never shed", here, True, 0.0), ("no reader", here, False, 0.0)]
     rows = []
