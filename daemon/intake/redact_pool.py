@@ -25,7 +25,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import Any
 
 from collectors.base import Event, attrs_json
-from daemon.intake.redact import redact_attrs
+from daemon.intake.redact import redact as redact_one
+from daemon.intake.redact import redact_attrs, redact_each
 from daemon.owners import owned_id
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,11 @@ def event_row(redact: Redact | None, owner: str, now: float, f: Fields) -> Row:
         eid = owned_id(owner, eid)
     if redact is None:
         return (eid, ts, source, kind, subject, title, text, attrs_json(attrs), now, eid)
-    return (eid, ts, source, kind, redact(subject), redact(title), redact(text),
+    if redact is redact_one:
+        subject, title, text = redact_each([subject, title, text])
+    else:
+        subject, title, text = redact(subject), redact(title), redact(text)
+    return (eid, ts, source, kind, subject, title, text,
             attrs_json(redact_attrs(attrs, redact)) if attrs else "{}", now, eid)
 
 
