@@ -52,10 +52,11 @@ def redact(text: str) -> str:
 def redact_each(texts: list[str]) -> list[str]:
     """`[redact(t) for t in texts]`, with one trigger pass over the texts that need one
     (an event's subject, title and text)."""
-    todo = [t for t in texts if len(t) >= SHORTEST and t not in _CLEAN]
+    todo = list(dict.fromkeys(t for t in texts if len(t) >= SHORTEST and t not in _CLEAN))
     if len(todo) < 2:
         return [redact(t) for t in texts]
-    done = {t: _replaced(t, merge(s)) for t, s in zip(todo, rules().spans_each(todo))}
+    found = rules().spans_each(todo)
+    done = {t: _replaced(t, merge(s)) for t, s in zip(todo, found, strict=True)}
     return [done.get(t, t) for t in texts]
 
 

@@ -85,7 +85,7 @@ class RuleSet:
             rules_of = self._rules_of
             for p, start, _ in found:
                 hits[bisect_right(starts, start) - 1].update(rules_of[p])
-        return [self._run(t, hit) for t, hit in zip(texts, hits)]
+        return [self._run(t, hit) for t, hit in zip(texts, hits, strict=True)]
 
     def _run(self, text: str, hit: set[int]) -> list[Span]:
         for t, ix in self._plain:
