@@ -52,12 +52,14 @@ def redact(text: str) -> str:
 def redact_each(texts: list[str]) -> list[str]:
     """`[redact(t) for t in texts]`, with one trigger pass over the texts that need one
     (an event's subject, title and text)."""
-    todo = list(dict.fromkeys(t for t in texts if len(t) >= SHORTEST and t not in _CLEAN))
+    todo = [i for i, t in enumerate(texts) if len(t) >= SHORTEST and t not in _CLEAN]
     if len(todo) < 2:
         return [redact(t) for t in texts]
-    found = rules().spans_each(todo)
-    done = {t: _replaced(t, merge(s)) for t, s in zip(todo, found, strict=True)}
-    return [done.get(t, t) for t in texts]
+    out = list(texts)
+    found = rules().spans_each([texts[i] for i in todo])
+    for i, spans in zip(todo, found, strict=True):
+        out[i] = _replaced(texts[i], merge(spans))
+    return out
 
 
 def _replaced(text: str, spans: list[Span]) -> str:

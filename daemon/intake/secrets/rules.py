@@ -91,6 +91,8 @@ class RuleSet:
         for t, ix in self._plain:
             if t in text:
                 hit.update(ix)
+        if not hit and not self._always:
+            return []
         out: list[Span] = []
         for rule in self._always:
             out += rule.spans(text)
