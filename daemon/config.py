@@ -105,6 +105,9 @@ class SearchConfig:
     # so no search waits for the worker and its models to load (daemon/store/reader.py)
     query_embedder: str = "onnx"  # the reader's: "onnx" (fp32: the stored vectors' own,
     # cosine 1.0), "onnx-int8" (~70 MB smaller, cosine ~0.99) or "router" (torch)
+    reader_shed_seconds: float = 60.0  # the reader idle this long gives its clean file
+    # pages (native code, mapped weights) back to the page cache; 0 = never
+    # (daemon/store/memtrim.py)
     ann_min_rows: int = 10_000  # a table this big gets a vector index (IVF_SQ, built by
     # the worker's optimize; flat search is exact and ~25 ms below it); 0 = never
 
@@ -245,9 +248,15 @@ class CompactionConfig:
     # `ingest --once`. Newest chunks go first: today, then the last days, then older.
     retain_events_days: int = 0  # raw events older than this leave the store (digests and
     # chunk memories stay); 0 keeps every event
-    model_every_chunk: bool = False  # false: the model reads only the chunks whose events
-    # state a decision or task (all a chunk memory can take from it besides a topic line);
-    # the others' memories are extracted from their events alone, with no model time
+    chunk_model: str = "never"  # which chunks the model reads: "never" (chunk memories are
+    # extracted from their events alone; the model writes the digests' prose), "stated"
+    # (chunks whose own events state a decision or task: it may add a topic line and
+    # those) or "always"
+    model_every_chunk: bool = False  # older name: true means chunk_model = "always"
+
+    @property
+    def chunk_model_mode(self) -> str:
+        return "always" if self.model_every_chunk else self.chunk_model
 
 
 @dataclass(frozen=True)
@@ -332,6 +341,9 @@ def load_config(path: str | Path | None = None) -> Config:
         cfg = build_dataclass(Config, table, "")
     except ConfigError as exc:
         raise ConfigError(f"{cfg_path}: {exc}") from None
+    if cfg.compaction.chunk_model not in CHUNK_MODEL_MODES:
+        raise ConfigError(f"{cfg_path}: [compaction] chunk_model = {cfg.compaction.chunk_model!r}"
+                          f" is not one of {', '.join(CHUNK_MODEL_MODES)}")
     data_dir = cfg.data_dir or str(default_data_dir())
     from daemon.owners import resolve_identity
 
@@ -344,6 +356,7 @@ def load_config(path: str | Path | None = None) -> Config:
                    source=str(cfg_path) if cfg_path.exists() else "")
 
 
+CHUNK_MODEL_MODES = ("never", "stated", "always")
 SECRET_KEYS = ("secret_access_key",)  # masked when the config is printed
 
 

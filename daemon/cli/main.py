@@ -41,6 +41,7 @@ def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
     from daemon.owners import journal_owner
     from daemon.pipeline.budget import CpuBudget
     from daemon.pipeline.steps import Pipeline
+    from daemon.store import query_embed
     from daemon.store.engine import Engine
 
     if not args.once:
@@ -79,6 +80,7 @@ def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
         except Exception as exc:
             log.error("compaction failed: %s; the next run retries it", exc)
     engine.optimize()
+    query_embed.prepare(cfg)  # the searches that follow need no torch
     counts = journal.counts()
     engine.close()
     journal.close()
@@ -100,9 +102,11 @@ def _search_local(cfg: Config, query: str, k: int, source: str | None,
     from daemon.owners import whose
     from daemon.service import hit_json
     from daemon.store.engine import Engine
+    from daemon.store.query_embed import onnx_query_embedder
 
     o = whose(None, device, user)
     engine = Engine(cfg)
+    engine.query_embed = onnx_query_embedder(cfg) or engine.query_embed  # no torch load
     try:
         return [hit_json(h) for h in engine.search(query, k, source=source, kind=kind,
                                                    devices=o.devices, users=o.users)]
@@ -225,6 +229,7 @@ def cmd_models(cfg: Config, args: argparse.Namespace) -> int:
         if cfg.models.embedder in manifest()["embedder"]:  # once, for the resident reader
             out = onnx_embed.ensure_export(
                 folder, onnx_embed.export_dir(cfg.models_path, cfg.models.embedder, folder))
+            onnx_embed.ensure_mapped(out)  # its fp32 weights mapped from a file
             print(f"query embedder (ONNX, no torch): {out}")
     log.info("models checked in %.1f s", time.monotonic() - started)
     return 0

@@ -108,14 +108,16 @@ def prompt(level: str, key: str, rows: list[dict[str, Any]]) -> list[dict[str, s
 
 
 def fallback_summary(level: str, key: str, rows: list[dict[str, Any]]) -> str:
-    """A digest written from its sources alone, for when the model gives nothing."""
+    """A digest written from its sources alone, for when the model gives nothing. It
+    names only what its sources name: where the time went, most first, then each source's
+    first line (no counts: a number the sources do not hold is what the faithfulness
+    check flags, whoever wrote it)."""
     by_project: dict[str, int] = {}
     for r in rows:
         name = r.get("project") or r.get("source") or "other"
         by_project[name] = by_project.get(name, 0) + 1
-    what = ", ".join(f"{p} ({n})" for p, n in sorted(by_project.items(), key=lambda x: -x[1]))
-    unit = "sessions" if level == "day" else "days"
-    head = f"{'Day' if level == 'day' else 'Week'} {key}: {len(rows)} {unit}; {what}."
+    what = ", ".join(p for p, _ in sorted(by_project.items(), key=lambda x: -x[1]))
+    head = f"{'Day' if level == 'day' else 'Week'} {key}: {what}."
     firsts = idf.merge(_prose(r).split(". ")[0].rstrip(".") for r in rows)[:6]
     return head + " " + ". ".join(f for f in firsts if f) + "."
 

@@ -152,10 +152,15 @@ def todos_of(events: Iterable[Any], limit: int = 6) -> list[str]:
 
 
 CHECKBOX = re.compile(r"^\s*[-*]\s*\[( |x|X)\]\s+(.{4,200})$", re.MULTILINE)
-# a line that states a choice: "Decision: …", "go with 0.82", "… <- using this one"
-DECISION = re.compile(r"^.*\b(?:decision\s*:|(?:decided|go(?:ing)? with|settled on|agreed|chose|"
-                      r"chosen|using this one|we'll use|will use|switch(?:ed)? to)\b).*$",
-                      re.IGNORECASE | re.MULTILINE)
+# a line that states a choice: "Decision: …", "go with 0.82", "… <- using this one", a
+# remedy chosen ("Fix: …"), a rule set for later ("no new hire before the contract is
+# signed"), a value changed ("€3,900 fixed (was €2,900 …)")
+DECISION = re.compile(
+    r"^.*(?:\b(?:decision|fix|resolution|solution|policy)\s*:|\b(?:decided|go(?:ing)? with|"
+    r"settled on|agreed|chose|chosen|using this one|we'll use|will use|switch(?:ed)? to|"
+    r"from now on|instead of)\b|\bno\s+[\w -]{3,40}?\b(?:before|until|unless)\b|"
+    r"\((?:was|up from|down from|previously)\s).*$",
+    re.IGNORECASE | re.MULTILINE)
 # a line that states what is left: "Open: …", "next: …", "X needs … by …"
 TASK_LINE = re.compile(r"^\W*(?:open|next|to ?do|follow[- ]up|pending)\s*:\s*(.{4,200})$"
                        r"|^\W*(.{0,80}\bneeds?\b.{3,120}\bby\b.{3,60})$",
@@ -210,7 +215,8 @@ def facts_of(events: Iterable[Any]) -> list[str]:
 
 
 def decisions_of(events: Iterable[Any], limit: int = 6) -> list[str]:
-    """Decisions the saved files state: "Decision: …", "Going with …", ticked boxes."""
+    """Decisions the saved files state: "Decision: …", "Going with …", "Fix: …", ticked
+    boxes (a choice made and carried out)."""
     out: list[str] = []
     seen: set[str] = set()
     for ev in events:
@@ -218,7 +224,7 @@ def decisions_of(events: Iterable[Any], limit: int = 6) -> list[str]:
             continue
         for m in DECISION.finditer(ev.text):
             line = " ".join(m.group(0).split()).lstrip("-*#> ").strip()
-            if 6 <= len(line) <= 200 and not line.startswith(("|", "[ ]", "[x]")):
+            if 6 <= len(line) <= 200 and not line.startswith(("|", "[ ]", "[x]", "[X]")):
                 _add(out, seen, line)
         for m in CHECKBOX.finditer(ev.text):
             if m.group(1).lower() == "x":

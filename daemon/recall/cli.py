@@ -22,9 +22,11 @@ def _local_service(cfg: Config) -> Iterator[Any]:
     from daemon.owners import journal_owner
     from daemon.service import MemoryService
     from daemon.store.engine import Engine
+    from daemon.store.query_embed import onnx_query_embedder
 
     journal = Journal(cfg.data_path / "journal.sqlite3", redact=redact, owner=journal_owner(cfg))
     engine = Engine(cfg)
+    engine.query_embed = onnx_query_embedder(cfg) or engine.query_embed  # no torch load
     try:
         yield MemoryService(cfg, journal, cast(Any, engine))
     finally:

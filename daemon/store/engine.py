@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
@@ -38,7 +39,7 @@ class Engine:
         self._opening = threading.Lock()
         self.refresh_seconds: float | None = None  # local reads: None never re-check commits
         # How a query becomes a vector; the resident reader swaps in its torch-free one.
-        self.query_embed = self.models.embed
+        self.query_embed: Callable[[list[str]], list[list[float]]] = self.models.embed
 
     @property
     def store(self) -> Store:
@@ -84,7 +85,8 @@ class Engine:
         fallback one: when the model fails on a chunk it summarized before, the old
         memory stays."""
         chunk = Chunk(tuple(sorted(events, key=lambda e: (e.ts, e.id))))
-        asked = self.cfg.compaction.model_every_chunk or summarize.needs_model(chunk)
+        mode = self.cfg.compaction.chunk_model_mode
+        asked = mode == "always" or (mode == "stated" and summarize.needs_model(chunk))
         out = self.models.complete(
             "compaction", summarize.prompt(chunk), max_tokens=summarize.answer_tokens(
                 len(events), self.cfg.compaction.chunk_max_tokens),

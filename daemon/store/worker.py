@@ -9,6 +9,7 @@ fail with a retryable error and the next call starts a new one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
@@ -66,7 +67,9 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
             with engine_lock:
                 if engine is None:
                     engine = make(cfg)
-            result = (True, getattr(engine, method)(*args, **kwargs))
+            busy = getattr(engine, "busy", None)  # the reader's idle clock
+            with busy(method) if busy else contextlib.nullcontext():
+                result = (True, getattr(engine, method)(*args, **kwargs))
         except Exception as exc:  # sent back to the caller, who decides
             result = (False, _portable(exc))
         with send_lock:
@@ -295,4 +298,7 @@ class WorkerEngine:
             out["reader"] = (f"running (pid {self.reader.pid})" if self.reader.alive
                              else "stopped")
             out["reads_served"] = dict(self.served)
+            if self.reader.alive:
+                with contextlib.suppress(Exception):  # a status never fails on the reader
+                    out["reader_memory"] = self.reader.call("status", touch=False)
         return out

@@ -54,7 +54,9 @@ def test_a_saved_file_is_found_with_a_summary_from_the_local_model(make_config, 
                                                                    tmp_path: Path) -> None:
     root = tmp_path / "src"
     root.mkdir()
-    cfg = make_config([root], pipeline={"chunk_close_after_seconds": 5.0})
+    # the model reads chunks that state a task ("open question"); the default reads none
+    cfg = make_config([root], pipeline={"chunk_close_after_seconds": 5.0},
+                      compaction={"chunk_model": "stated"})
     d = start_daemon(cfg)
     note = root / "standup.md"
     note.write_text("Standup: Priya takes ticket CRM-2231, the kestrel dashboard "

@@ -30,7 +30,8 @@ def test_ingest_once_then_search_json_keeps_the_contract(make_config, tmp_path: 
         "    return lead.budget * 0.37\n")
     (root / "crm" / "NOTES.md").write_text("TODO: ship the lead-scoring v2 threshold (PR #482)\n")
     (root / "crm" / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00" + os.urandom(512))
-    cfg = make_config([root])
+    # the model reads chunks that state a task (the TODO); the default reads none
+    cfg = make_config([root], compaction={"chunk_model": "stated"})
     out = run_cli(cfg, "ingest", "--once")
     assert "collected 3 new events" in out.stdout
 
@@ -152,3 +153,32 @@ def test_backfill_survives_kill_9_and_finds_every_file(make_config, tmp_path: Pa
     engine.close()
     assert not missed, f"not found by their phrase: {missed}"
     print(f"resumed ingest of {files} files took {resumed_seconds:.1f} s")
+
+
+SEARCH_BOTH_WAYS = """
+import json, sys
+from daemon.cli.main import _search_local
+from daemon.config import load_config
+from daemon.store.engine import Engine
+cfg = load_config(sys.argv[1])
+fast = [(r["id"], round(r["score"], 4)) for r in _search_local(cfg, "marmalade coefficient", 3, None)]
+torch_loaded = "torch" in sys.modules
+engine = Engine(cfg)
+slow = [(h.id, round(h.score, 4)) for h in engine.search("marmalade coefficient", 3)]
+print(json.dumps({"torch_loaded": torch_loaded, "fast": fast, "slow": slow}))
+"""
+
+
+def test_a_search_without_the_daemon_loads_no_torch_and_ranks_the_same(
+        make_config, tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "score.py").write_text("# the marmalade coefficient, agreed with Priya\nK = 0.37\n")
+    (root / "notes.md").write_text("lunch with the team on Friday\n")
+    cfg = make_config([root])
+    run_cli(cfg, "ingest", "--once")  # ends by making the ONNX export if there is none
+    out = subprocess.run([sys.executable, "-c", SEARCH_BOTH_WAYS, str(cfg)], check=True,
+                         capture_output=True, text=True, timeout=600)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["torch_loaded"] is False  # the query went through the ONNX export
+    assert got["fast"] and got["fast"] == got["slow"]  # the stored vectors' own numbers

@@ -12,6 +12,7 @@ import pytest
 
 from collectors.base import Event
 from daemon.config import Config, load_config
+from daemon.errors import ConfigError
 from daemon.pipeline import compaction
 from daemon.pipeline import identifiers as idf
 from daemon.pipeline.chunking import Chunk
@@ -25,12 +26,11 @@ DAY, TUE, WEEK = (f"day-2026-11-16{OWNER}", f"day-2026-11-17{OWNER}",
                   f"week-2026-W47{OWNER}")
 
 
-def tokens(cfg: Config, chunk: int = 48, digest: int = 48, every: bool = True) -> Config:
-    """`cfg` with short answers; `every`: the model reads every chunk (these tests pin
-    what happens to its answers), not only the ones that state a decision or task."""
+def tokens(cfg: Config, chunk: int = 48, digest: int = 48, mode: str = "always") -> Config:
+    """`cfg` with short answers; `mode`: which chunks the model reads (these tests pin
+    what happens to its answers: every chunk, unless a test says otherwise)."""
     return dataclasses.replace(cfg, compaction=dataclasses.replace(
-        cfg.compaction, chunk_max_tokens=chunk, digest_max_tokens=digest,
-        model_every_chunk=every))
+        cfg.compaction, chunk_max_tokens=chunk, digest_max_tokens=digest, chunk_model=mode))
 
 
 def shell(when: datetime, cmd: str) -> Event:
@@ -170,20 +170,41 @@ def test_days_and_weeks_are_the_users() -> None:
     assert start == datetime(2026, 11, 22, 15, 0, tzinfo=UTC) and end - start == timedelta(7)
 
 
-def test_the_model_reads_only_chunks_that_state_a_decision_or_task(engine: Engine) -> None:
-    engine.cfg = tokens(engine.cfg, every=False)  # the default
+def test_by_default_no_chunk_waits_for_the_model_and_what_it_states_is_kept(
+        engine: Engine) -> None:
+    engine.cfg = tokens(engine.cfg, mode=Config().compaction.chunk_model)  # the default
+    for cmds in (("git pull", "make test", "git status"),
+                 ("git commit -m 'TODO: rotate the staging keys'", "git push origin main")):
+        done = engine.summarize(session(2, 9 + len(cmds), *cmds))
+        assert done["model_asked"] is False and done["seconds"] == 0.0
+        [mem] = engine.store.memory_rows(f"id = '{done['id']}'")
+        assert mem["model"] == FALLBACK_MODEL and all(c in mem["text"] for c in cmds)
+        faithfulness = engine.cfg.data_path / "faithfulness.jsonl"
+        assert not faithfulness.exists() or done["id"] not in faithfulness.read_text()
+
+
+def test_stated_the_model_reads_only_chunks_that_state_a_decision_or_task(
+        engine: Engine) -> None:
+    engine.cfg = tokens(engine.cfg, mode="stated")
     plain = engine.summarize(session(2, 9, "git pull", "make test", "git status"))
     assert plain["model_asked"] is False and plain["seconds"] == 0.0
     [mem] = engine.store.memory_rows(f"id = '{plain['id']}'")
     assert mem["model"] == FALLBACK_MODEL and "make test" in mem["text"]
-    faithfulness = engine.cfg.data_path / "faithfulness.jsonl"
-    assert not faithfulness.exists() or plain["id"] not in faithfulness.read_text()
 
     stated = engine.summarize(session(2, 11, "git commit -m 'TODO: rotate the staging keys'",
                                       "git push origin main"))
     assert stated["model_asked"] is True and stated["seconds"] > 0
     [mem] = engine.store.memory_rows(f"id = '{stated['id']}'")
     assert "rotate the staging keys" in mem["text"]
+
+
+def test_an_unknown_chunk_model_mode_is_refused_with_the_choices(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[compaction]\nchunk_model = "sometimes"\n')
+    with pytest.raises(ConfigError, match="never, stated, always"):
+        load_config(path)
+    path.write_text('[compaction]\nmodel_every_chunk = true\n')  # the older name
+    assert load_config(path).compaction.chunk_model_mode == "always"
 
 
 def test_a_digest_that_echoes_its_instruction_is_replaced_by_the_extracted_one() -> None:

@@ -15,6 +15,7 @@ from collectors.base import Event
 from daemon.pipeline import faithful
 from daemon.pipeline.chunking import Chunk
 from daemon.pipeline.compaction import digest_fields, digest_row
+from daemon.pipeline.compaction import source_text as compaction_sources
 from daemon.pipeline.summarize import chunk_fields, memory_row, source_text
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)  # a Tuesday
@@ -110,6 +111,8 @@ def test_a_digest_never_repeats_a_sentence_nor_keeps_an_invented_one() -> None:
     text = digest_row("day", "2026-11-24", rows, digest_fields("day", "2026-11-24", rows, ""),
                       "m", [0.0])["text"]
     assert faithful.repeated(text) == []
+    # ... and names nothing its sources lack: no count of them (12 is in no source)
+    assert faithful.check(text, compaction_sources(rows)).ok, text
 
 
 @pytest.mark.slow

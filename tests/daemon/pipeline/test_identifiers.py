@@ -81,3 +81,25 @@ def test_a_busy_days_digest_prompt_stays_within_the_small_models_context() -> No
     body = messages[-1]["content"]
     assert len(body) < MAX_PROMPT_CHARS + 600  # ~2,000 tokens at most, of 4,096
     assert "- … and 256 more" in body
+
+
+def note(text: str) -> Event:
+    return Event.new(ts=T0, source="files", kind="file.modified",
+                     subject="/home/dev/notes/ops.md", title="ops.md", text=text)
+
+
+def test_decisions_are_the_lines_that_state_a_choice() -> None:
+    ops = note("# memsync incident\n"
+               "Cause: the tunnel died on suspend.\n"
+               "Fix: tunnel under autossh as a systemd user service.\n"
+               "- hiring: no full-time hire before the Fjordline contract is signed\n"
+               "- audit: €3,900 fixed (was €2,900 in spring)\n"
+               "- [x] dry run locally first\n"
+               "- [ ] send Priya the CSV\n"
+               "- no idea why the VPN drops\n"
+               "- the old value was 12\n")
+    assert idf.decisions_of([ops]) == [
+        "Fix: tunnel under autossh as a systemd user service.",
+        "hiring: no full-time hire before the Fjordline contract is signed",
+        "audit: €3,900 fixed (was €2,900 in spring)", "dry run locally first"]
+    assert idf.todos_of([ops]) == ["send Priya the CSV"]

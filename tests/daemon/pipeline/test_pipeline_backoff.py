@@ -29,7 +29,7 @@ def test_a_failed_summary_waits_before_the_model_is_asked_again(make_config,
     broken = tmp_path / "broken.gguf"
     broken.write_bytes(b"GGUF" + b"\x00" * 4096)  # a header and nothing llama.cpp can load
     cfg = load_config(make_config(models={"summarizer": str(broken)},
-                                  compaction={"model_every_chunk": True}))
+                                  compaction={"chunk_model": "always"}))
     journal = Journal(cfg.data_path / "journal.sqlite3")
     engine = Engine(cfg)
     pipeline = Pipeline(cfg, journal, engine)
