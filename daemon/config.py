@@ -81,7 +81,7 @@ class ModelsConfig:
     # or "torch" (sentence-transformers)
     dir: str = ""  # where packaged models are assembled; "" means <data_dir>/models
     threads: int = 0  # llama.cpp threads; 0 means every core
-    embed_threads: int = 1  # threads for indexing embeddings (ONNX or torch); 0 means every core. One keeps
+    embed_threads: int = 1  # indexing threads (ONNX or torch); 0 = every core. One keeps
     # queries and indexing from starving a summary running beside them (llama.cpp slows
     # many-fold when its threads compete for cores).
     context_tokens: int = 4096

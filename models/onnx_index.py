@@ -103,7 +103,7 @@ class OnnxIndexEmbedder:
         out: list[list[float]] = [[] for _ in texts]
         with self._holder.lease() as embedder:
             for batch in length_batches(texts, self.batch_size):
-                for i, vec in zip(batch, embedder.embed([texts[i] for i in batch])):
+                for i, vec in zip(batch, embedder.embed([texts[i] for i in batch]), strict=True):
                     out[i] = vec
         return out
 

@@ -58,7 +58,6 @@ def indexing_embedder(cfg: Config) -> OnnxIndexEmbedder | SentenceTransformerBac
 class ModelCalls:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        m = cfg.models
         self._chat: LlamaCppBackend | None = None
         self._local: dict[str, LlamaCppBackend] = {}
         self.embedder = indexing_embedder(cfg)
