@@ -37,7 +37,7 @@ class OnnxIndexEmbedder:
 
     def __init__(self, src: Path, models_dir: Path, *, name: str, dimensions: int | None,
                  threads: int = 0, idle_seconds: float = 300.0, batch_size: int = 32) -> None:
-        self.src = src
+        self.folder = src  # the sentence-transformers folder, as SentenceTransformerBackend
         self.models_dir = models_dir
         self.threads = threads
         self.batch_size = batch_size
@@ -67,14 +67,14 @@ class OnnxIndexEmbedder:
     def _load(self) -> Any:
         from models import onnx_embed
 
-        out = onnx_embed.export_dir(self.models_dir, self.profile.name, self.src)
-        onnx_embed.ensure_export(self.src, out)  # ~90 s and torch, in a child, once
+        out = onnx_embed.export_dir(self.models_dir, self.profile.name, self.folder)
+        onnx_embed.ensure_export(self.folder, out)  # ~90 s and torch, in a child, once
         try:
             file, mapped = onnx_embed.ensure_mapped(out), True
         except ModelError as exc:
             log.warning("the indexing embedder keeps its fp32 weights in memory (%s)", exc)
             file, mapped = out / onnx_embed.FP32, False
-        embedder = onnx_embed.OnnxEmbedder(file, self.src, name=self.profile.name,
+        embedder = onnx_embed.OnnxEmbedder(file, self.folder, name=self.profile.name,
                                            threads=self.threads, mapped=mapped)
         embedder.load()
         return embedder
@@ -83,7 +83,7 @@ class OnnxIndexEmbedder:
         log.warning("the ONNX indexing embedder is unavailable (%s); indexing embeds with "
                     "torch (sentence-transformers) instead", exc)
         self.fallback = SentenceTransformerBackend(
-            self.src, name=self.profile.name, dimensions=self._dims, threads=self.threads,
+            self.folder, name=self.profile.name, dimensions=self._dims, threads=self.threads,
             idle_seconds=self._idle_seconds)
         return self.fallback
 
