@@ -76,9 +76,12 @@ class ApiConfig:
 class ModelsConfig:
     summarizer: str = "qwen2.5-coder-0.5b-instruct"  # a manifest name or a path to any GGUF
     embedder: str = "all-minilm-l6-v2"  # a manifest name or a sentence-transformers folder
+    embedder_runtime: str = "onnx"  # the worker's indexing embedder: "onnx" (the packaged
+    # embedder's fp32 export, no torch; a folder embedder and a failed export use torch)
+    # or "torch" (sentence-transformers)
     dir: str = ""  # where packaged models are assembled; "" means <data_dir>/models
     threads: int = 0  # llama.cpp threads; 0 means every core
-    embed_threads: int = 1  # torch threads for embeddings; 0 means every core. One keeps
+    embed_threads: int = 1  # indexing threads (ONNX or torch); 0 = every core. One keeps
     # queries and indexing from starving a summary running beside them (llama.cpp slows
     # many-fold when its threads compete for cores).
     context_tokens: int = 4096
@@ -344,6 +347,10 @@ def load_config(path: str | Path | None = None) -> Config:
     if cfg.compaction.chunk_model not in CHUNK_MODEL_MODES:
         raise ConfigError(f"{cfg_path}: [compaction] chunk_model = {cfg.compaction.chunk_model!r}"
                           f" is not one of {', '.join(CHUNK_MODEL_MODES)}")
+    if cfg.models.embedder_runtime not in EMBEDDER_RUNTIMES:
+        raise ConfigError(f"{cfg_path}: [models] embedder_runtime = "
+                          f"{cfg.models.embedder_runtime!r} is not one of "
+                          f"{', '.join(EMBEDDER_RUNTIMES)}")
     data_dir = cfg.data_dir or str(default_data_dir())
     from daemon.owners import resolve_identity
 
@@ -357,6 +364,7 @@ def load_config(path: str | Path | None = None) -> Config:
 
 
 CHUNK_MODEL_MODES = ("never", "stated", "always")
+EMBEDDER_RUNTIMES = ("onnx", "torch")
 SECRET_KEYS = ("secret_access_key",)  # masked when the config is printed
 
 

@@ -222,15 +222,16 @@ def cmd_models(cfg: Config, args: argparse.Namespace) -> int:
     print(f"summarizer {cfg.models.summarizer}: {gguf} (verified)")
     folder = embedder_path(cfg.models.embedder)
     print(f"embedder   {cfg.models.embedder}: {folder} (verified)")
-    if cfg.search.resident_reader and cfg.search.query_embedder != "router":
+    if (cfg.search.resident_reader and cfg.search.query_embedder != "router") \
+            or cfg.models.embedder_runtime == "onnx":
         from models import onnx_embed
         from models.assets import manifest
 
-        if cfg.models.embedder in manifest()["embedder"]:  # once, for the resident reader
+        if cfg.models.embedder in manifest()["embedder"]:  # once, for the reader and worker
             out = onnx_embed.ensure_export(
                 folder, onnx_embed.export_dir(cfg.models_path, cfg.models.embedder, folder))
             onnx_embed.ensure_mapped(out)  # its fp32 weights mapped from a file
-            print(f"query embedder (ONNX, no torch): {out}")
+            print(f"ONNX embedder (queries and indexing, no torch): {out}")
     log.info("models checked in %.1f s", time.monotonic() - started)
     return 0
 

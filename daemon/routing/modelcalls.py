@@ -24,11 +24,12 @@ from daemon.config import Config
 from daemon.routing.registry import build_registry
 from daemon.routing.router import AllFailed, Ask, LoopThread, NoRoute, Router
 from daemon.routing.telemetry import Telemetry
-from models.assets import embedder_dimensions, embedder_path, gguf_path
+from models.assets import embedder_dimensions, embedder_path, gguf_path, manifest
 from models.base import Completion, Message
 from models.errors import ModelError
 from models.llama_cpp import LlamaCppBackend
 from models.local_async import completion_from_json
+from models.onnx_index import OnnxIndexEmbedder
 from models.sentence_tf import SentenceTransformerBackend
 
 if TYPE_CHECKING:  # aiohttp (~9 MB) is imported only once an HTTP model is called
@@ -37,15 +38,29 @@ if TYPE_CHECKING:  # aiohttp (~9 MB) is imported only once an HTTP model is call
 log = logging.getLogger(__name__)
 
 
+def indexing_embedder(cfg: Config) -> OnnxIndexEmbedder | SentenceTransformerBackend:
+    """The worker's embedder: the packaged embedder's ONNX export by default (no torch,
+    torch only if the export fails), sentence-transformers when `[models]
+    embedder_runtime = "torch"` or the embedder is a user's folder (not exported)."""
+    m = cfg.models
+    src, dims = embedder_path(m.embedder), embedder_dimensions(m.embedder)
+    if m.embedder_runtime == "onnx" and m.embedder in manifest()["embedder"]:
+        return OnnxIndexEmbedder(src, cfg.models_path,
+                                 name=m.embedder, dimensions=dims, threads=m.embed_threads,
+                                 idle_seconds=m.idle_unload_seconds)
+    if m.embedder_runtime == "onnx":
+        log.info("indexing embeds with torch: %s is a sentence-transformers folder, not a "
+                 "packaged embedder with an ONNX export", m.embedder)
+    return SentenceTransformerBackend(src, name=m.embedder, dimensions=dims,
+                                      threads=m.embed_threads, idle_seconds=m.idle_unload_seconds)
+
+
 class ModelCalls:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        m = cfg.models
         self._chat: LlamaCppBackend | None = None
         self._local: dict[str, LlamaCppBackend] = {}
-        self.embedder = SentenceTransformerBackend(
-            embedder_path(m.embedder), name=m.embedder, dimensions=embedder_dimensions(m.embedder),
-            threads=m.embed_threads, idle_seconds=m.idle_unload_seconds)
+        self.embedder = indexing_embedder(cfg)
         self._router: Router | None = None
         self._loop: LoopThread | None = None
         self._router_lock = threading.Lock()  # the worker's threads meet here on first use

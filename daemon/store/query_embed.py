@@ -47,9 +47,10 @@ def onnx_query_embedder(cfg: Config, export: bool = False) -> Embed | None:
 
 
 def prepare(cfg: Config) -> None:
-    """Make the export now if a reader will want it (`ingest --once` ends with this, so
-    the searches after it start in a second)."""
-    if not cfg.search.resident_reader or cfg.search.query_embedder == "router":
+    """Make the export now if a reader or the worker will want it (`ingest --once` ends
+    with this, so the searches after it start in a second)."""
+    reader = cfg.search.resident_reader and cfg.search.query_embedder != "router"
+    if not reader and cfg.models.embedder_runtime != "onnx":
         return
     from models import onnx_embed
     from models.assets import embedder_path, manifest

@@ -16,7 +16,8 @@ from daemon.store.worker import WorkerEngine
 
 
 def test_worker_exits_when_idle_and_comes_back_after_a_crash(make_config, tmp_path: Path) -> None:
-    cfg = load_config(make_config())
+    # torch's embedder: its load makes the search below last past the kill (ONNX's is quick)
+    cfg = load_config(make_config(models={"embedder_runtime": "torch"}))
     w = WorkerEngine(cfg, idle_seconds=3)
     try:
         assert not w.alive
@@ -38,7 +39,7 @@ def test_worker_exits_when_idle_and_comes_back_after_a_crash(make_config, tmp_pa
         assert victim is not None
         threading.Timer(1.0, os.kill, (victim, signal.SIGKILL)).start()
         with pytest.raises(RetryableError, match="will be retried"):
-            w.search("anything at all", 3)  # loads the embedder: takes longer than 1 s
+            w.search("anything at all", 3)  # loads torch's embedder: longer than 1 s
         assert w.call("status")["store"]["events"] == 0  # a fresh worker answers
         assert w.pid != victim
     finally:
@@ -86,3 +87,28 @@ def test_the_worker_does_not_outlive_a_killed_daemon(make_config) -> None:
     finally:
         if parent.poll() is None:
             parent.kill()
+
+
+def test_the_worker_indexes_with_onnx_and_no_torch(make_config) -> None:
+    """The default indexing embedder (the ONNX export, models/onnx_index.py): the worker's
+    rows are found by a search, and torch was never loaded into the worker."""
+    from datetime import UTC, datetime
+
+    from collectors.base import Event
+
+    cfg = load_config(make_config())
+    assert cfg.models.embedder_runtime == "onnx"
+    now = datetime.now(UTC)
+    events = [Event.new(ts=now, source="shell", kind="shell.command", subject=cmd)
+              for cmd in ("kubectl rollout restart deployment/ledger-api",
+                          "cargo build --release -p tidepool", "ls -la")]
+    w = WorkerEngine(cfg, idle_seconds=0)
+    try:
+        assert w.call("index", events) == 3
+        hits = w.call("search", "restart the ledger api deployment", 3)
+        assert hits and hits[0].id == events[0].id
+        maps = Path(f"/proc/{w.pid}/maps").read_text()
+        assert "libtorch" not in maps, "the worker loaded torch to index"
+        assert w.call("status")["models_loaded"]["embedder"] is True
+    finally:
+        w.close()

@@ -1,0 +1,113 @@
+"""The indexing embedder without torch: the packaged embedder's fp32 ONNX export
+(models/onnx_embed.py), batched by length as sentence-transformers batches.
+
+The store worker embeds every event and memory. With torch and sentence-transformers that
+took ~8.5 s to load on a quiet box (far longer on a busy one) and ~500 MB; the export loads
+in a fraction of a second, maps its weights from a file, and gives the stored vectors' own
+numbers (cosine ≥ 0.9999999 against torch's). The export is made once (it needs torch, in a
+child process); when it cannot be made or loaded, this falls back to torch and says so in
+the log, so indexing never stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from models.base import Profile
+from models.errors import ModelError
+from models.idle import IdleHolder
+from models.sentence_tf import SentenceTransformerBackend
+
+log = logging.getLogger(__name__)
+
+
+def length_batches(texts: list[str], size: int) -> list[list[int]]:
+    """Indices of `texts` in batches of `size`, longest first (little padding per batch,
+    as sentence-transformers' `encode` sorts)."""
+    order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+    return [order[i:i + size] for i in range(0, len(order), size)]
+
+
+class OnnxIndexEmbedder:
+    """`embed(texts)` with the fp32 ONNX export of `src` (exported under `models_dir` when
+    missing), falling back to `SentenceTransformerBackend` when the export cannot be used."""
+
+    def __init__(self, src: Path, models_dir: Path, *, name: str, dimensions: int | None,
+                 threads: int = 0, idle_seconds: float = 300.0, batch_size: int = 32) -> None:
+        self.folder = src  # the sentence-transformers folder, as SentenceTransformerBackend
+        self.models_dir = models_dir
+        self.threads = threads
+        self.batch_size = batch_size
+        self.profile = Profile(name=name, context_tokens=256, privacy="local",
+                               skills=("embed",))
+        self._dims = dimensions
+        self._idle_seconds = idle_seconds
+        self._holder: IdleHolder[Any] = IdleHolder(f"embedder {name} (ONNX)", self._load,
+                                                   idle_seconds)
+        self.fallback: SentenceTransformerBackend | None = None  # set once ONNX failed
+        self._lock = threading.Lock()
+
+    @property
+    def runtime(self) -> str:
+        return "torch" if self.fallback is not None else "onnx"
+
+    @property
+    def loaded(self) -> bool:
+        return self._holder.loaded or (self.fallback is not None and self.fallback.loaded)
+
+    @property
+    def dimensions(self) -> int:
+        if self._dims is None:
+            self._dims = len(self.embed(["dimensions"])[0])
+        return self._dims
+
+    def _load(self) -> Any:
+        from models import onnx_embed
+
+        out = onnx_embed.export_dir(self.models_dir, self.profile.name, self.folder)
+        onnx_embed.ensure_export(self.folder, out)  # ~90 s and torch, in a child, once
+        try:
+            file, mapped = onnx_embed.ensure_mapped(out), True
+        except ModelError as exc:
+            log.warning("the indexing embedder keeps its fp32 weights in memory (%s)", exc)
+            file, mapped = out / onnx_embed.FP32, False
+        embedder = onnx_embed.OnnxEmbedder(file, self.folder, name=self.profile.name,
+                                           threads=self.threads, mapped=mapped)
+        embedder.load()
+        return embedder
+
+    def _use_torch(self, exc: ModelError) -> SentenceTransformerBackend:
+        log.warning("the ONNX indexing embedder is unavailable (%s); indexing embeds with "
+                    "torch (sentence-transformers) instead", exc)
+        self.fallback = SentenceTransformerBackend(
+            self.folder, name=self.profile.name, dimensions=self._dims, threads=self.threads,
+            idle_seconds=self._idle_seconds)
+        return self.fallback
+
+    def embed(self, texts: list[str]) -> list[list[float]]:
+        if not texts:
+            return []
+        with self._lock:
+            if self.fallback is None:
+                try:
+                    return self._embed_onnx(texts)
+                except ModelError as exc:
+                    self._use_torch(exc)
+            assert self.fallback is not None
+        return self.fallback.embed(texts)
+
+    def _embed_onnx(self, texts: list[str]) -> list[list[float]]:
+        out: list[list[float]] = [[] for _ in texts]
+        with self._holder.lease() as embedder:
+            for batch in length_batches(texts, self.batch_size):
+                for i, vec in zip(batch, embedder.embed([texts[i] for i in batch]), strict=True):
+                    out[i] = vec
+        return out
+
+    def unload(self) -> None:
+        self._holder.unload()
+        if self.fallback is not None:
+            self.fallback.unload()
