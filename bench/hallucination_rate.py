@@ -81,6 +81,7 @@ def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("dir", help="a run.py --keep directory (memoryd.toml and data/)")
     ap.add_argument("--chunks", type=int, default=24)
+    ap.add_argument("--days", type=int, default=7, help="day digests asked (the first N)")
     ap.add_argument("--models", nargs="+", default=list(MODELS))
     a = ap.parse_args()
     from llama_cpp import Llama
@@ -98,7 +99,7 @@ def main() -> int:
                                  max_events=p.chunk_max_events, now=datetime.now(UTC),
                                  close_after_seconds=0, flush=True), a.chunks)
     engine = Engine(cfg)
-    days = day_rows(engine.store)
+    days = dict(list(day_rows(engine.store).items())[:a.days])
     engine.close()
     print(f"{len(chunks)} chunks ({sum(len(c.events) for c in chunks)} events), "
           f"{len(days)} days; models: {', '.join(a.models)}", flush=True)
@@ -118,7 +119,7 @@ def main() -> int:
                 fields = summarize.chunk_fields(c, text)
                 stored = summarize.memory_row(c, fields, m, [0.0])["text"]
                 _count(stats[m]["chunk"], secs, fields.unsupported, fields.fallback,
-                       faithful.check(stored, src).ok)
+                       faithful.check(stored, src).ok, f"{m} chunk {c.id[:8]}")
         for key, rows in days.items():
             src = compaction.source_text(rows)
             for m, llm in llms.items():
@@ -127,8 +128,7 @@ def main() -> int:
                 fields = compaction.digest_fields("day", key, rows, text)
                 stored = compaction.digest_row("day", key, rows, fields, m, [0.0])["text"]
                 _count(stats[m]["day"], secs, fields.unsupported, fields.fallback,
-                       faithful.check(stored, src).ok)
-            print(f"  day {key} done", flush=True)
+                       faithful.check(stored, src).ok, f"{m} day {key}")
     print()
     print("| model | level | answers | named what the sources lack (before repair) "
           "| unusable | stored text failing the check (after repair) | s per answer (median) |")
@@ -151,7 +151,9 @@ def main() -> int:
 
 
 def _count(s: dict[str, Any], secs: float, unsupported: list[str], unusable: bool,
-           ok_after: bool) -> None:
+           ok_after: bool, label: str) -> None:
+    print(f"  {label}: {secs:.1f} s, lacks {unsupported[:4]}, unusable {unusable}, "
+          f"stored text passes {ok_after}", flush=True)
     s["n"] += 1
     s["seconds"].append(round(secs, 2))
     s["before"] += bool(unsupported)

@@ -6,18 +6,12 @@ Two modes, as the daemon uses them:
 Each mode runs four sinks side by side in the same run (order rotated per trial):
   redact_on   Journal(redact=daemon.intake.redact.redact)            the measured target
               (subject, title, text and attrs; detect-secrets' plugins behind the
-              Aho-Corasick trigger pre-filter)
-  redact_1proc  the same, every batch redacted in this process (no pool)
+              Aho-Corasick trigger pre-filter, one pass per event)
   redact_old  the redaction of commit bed4f5b (bench/redact_bed4f5b.py: own regexes,
               subject/title/text only), as that commit's Journal applied it
   redact_off  Journal() without redaction                      what redaction costs
   daemon_sink PrivacyGate (2 path exclusions, the default secret_files) ->
               Journal(redact=redact), as `memoryd run` wires it (gate_for)
-Batches of 256 events or more may be redacted by the journal's process pool (2 workers,
-daemon/intake/redact_pool.py) while it inserts: the journal times both ways and takes the
-faster (on a busy box, in process), trying the other every 8th batch. The pool lives as
-long as the daemon, so it is started by an untimed batch before the trials (a daemon's
-first large batch is redacted in process while the pool starts).
 Events are built before timing starts (collectors.base.Event.new, ~300 chars of
 memoryd's own source as text, 1 in 20 carrying a secret that redaction must catch).
 A per-pattern profile of redact() closes the run, with a check that none of the
@@ -40,8 +34,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
@@ -52,7 +44,6 @@ from daemon.config import Config, PrivacyConfig  # noqa: E402
 from daemon.intake.journal import Journal  # noqa: E402
 from daemon.intake.privacy import gate_for  # noqa: E402
 from daemon.intake.redact import redact, rules  # noqa: E402
-from daemon.intake.redact_pool import CHUNK, LARGE, pool_for  # noqa: E402
 
 PER_EVENT_N = 5_000     # events per per-event trial
 BATCH_SIZE = 1_000
@@ -127,7 +118,7 @@ def redaction_profile(events: list[Event]) -> dict[str, dict[str, float]]:
     return out
 
 
-VARIANTS = ("redact_on", "redact_1proc", "redact_old", "redact_off", "daemon_sink")
+VARIANTS = ("redact_on", "redact_old", "redact_off", "daemon_sink")
 
 
 class OldJournal(Journal):
@@ -145,8 +136,7 @@ def open_sink(tmp: str, name: str, variant: str) -> tuple[Journal, Any]:
     path = Path(tmp) / f"{name}.sqlite3"
     if variant == "redact_old":
         return (j := OldJournal(path)), j
-    journal = Journal(path, redact=None if variant == "redact_off" else redact,
-                      workers=0 if variant == "redact_1proc" else None)
+    journal = Journal(path, redact=None if variant == "redact_off" else redact)
     if variant != "daemon_sink":
         return journal, journal
     cfg = Config(data_dir=str(Path(tmp) / f"{name}-data"),
@@ -155,15 +145,8 @@ def open_sink(tmp: str, name: str, variant: str) -> tuple[Journal, Any]:
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and its children (the redaction pool's workers)."""
-    total = time.process_time()
-    for child in psutil.Process().children(recursive=True):
-        try:
-            t = child.cpu_times()
-        except psutil.Error:
-            continue
-        total += t.user + t.system
-    return total
+    """CPU time of this process (the journal redacts and inserts in it)."""
+    return time.process_time()
 
 
 def run_per_event(journal: Any, events: list[Event]) -> tuple[float, float]:
@@ -182,28 +165,14 @@ def run_batched(journal: Any, events: list[Event]) -> tuple[float, float]:
             len(events) / (cpu_seconds() - cpu))
 
 
-def warm_pool(tmp: str) -> None:
-    """Start the redaction pool as a running daemon has it (see the docstring)."""
-    journal = Journal(Path(tmp) / "warm.sqlite3", redact=redact)
-    pool = journal._pool
-    if pool is not None:
-        journal.append(Batch("files", make_events(LARGE, "warm", seed=0), None))
-        deadline = time.monotonic() + 120
-        while not pool.usable(LARGE) and time.monotonic() < deadline:
-            time.sleep(0.1)
-    print(f"redaction pool: {'ready' if pool and pool.usable(LARGE) else 'none (in process)'}")
-    journal.close()
-
-
 def measure(tmp: str) -> tuple[dict[str, dict[str, list[float]]],
                                dict[str, dict[str, list[float]]], dict[str, int]]:
     results: dict[str, dict[str, list[float]]] = {
         mode: {v: [] for v in VARIANTS} for mode in ("per_event", "batched")}
-    # events per second of this process's own CPU time and its redaction workers': what
-    # the box's other load cannot slow down (wall-clock rates also measure the neighbours)
+    # events per second of this process's own CPU time: what the box's other load cannot
+    # slow down (wall-clock rates also measure the neighbours)
     cpu_rates: dict[str, dict[str, list[float]]] = {
         mode: {v: [] for v in VARIANTS} for mode in ("per_event", "batched")}
-    warm_pool(tmp)
     for trial in range(TRIALS):
         for mode, n, fn in (("per_event", PER_EVENT_N, run_per_event),
                             ("batched", BATCHED_N, run_batched)):
@@ -266,23 +235,17 @@ def main() -> int:
             summary[mode]["redact_on"]["per_cpu_second_median"]
             / summary[mode]["redact_old"]["per_cpu_second_median"], 2)
         summary[mode]["gate_cost_pct"] = round((on - gate) / on * 100, 1)
-        summary[mode]["pool_vs_1proc"] = round(on / summary[mode]["redact_1proc"]["median"], 2)
         summary[mode]["target"] = TARGETS[mode]
         summary[mode]["meets_target"] = on >= TARGETS[mode]
         print(f"{'':10s} redaction costs {summary[mode]['redaction_cost_pct']}% of throughput; "
               f"the privacy gate {summary[mode]['gate_cost_pct']}% more; new/old "
-              f"{summary[mode]['new_vs_old']}x wall, {summary[mode]['new_vs_old_cpu']}x CPU; "
-              f"with the pool / in process {summary[mode]['pool_vs_1proc']}x")
+              f"{summary[mode]['new_vs_old']}x wall, {summary[mode]['new_vs_old_cpu']}x CPU")
     print(f"injected secrets (20) left in the journal: {leaked}")
     print()
     print(f"{'redaction by rule':32s} {'us/text if run':>14s} {'runs on':>8s}")
     for kind, v in profile.items():
         print(f"  {kind:30s} {v['us_if_run']:14.1f} {v['runs_on_fraction']:8.0%}")
 
-    pool = pool_for(redact)
-    if pool:
-        print(f"redaction pool: {pool.workers} workers redacted {pool.sent} chunks of "
-              f"{CHUNK} events (the rest were redacted in this process meanwhile)")
     print(meter.line())
     write_result("journal_ingest", {
         "machine": box, "contention": meter.summary(),
@@ -290,8 +253,6 @@ def main() -> int:
                    "batch_size": BATCH_SIZE, "trials": TRIALS, "text_chars": 300},
         "results": summary,
         "secrets_leaked": leaked,
-        "pool": {"workers": pool.workers if pool else 0,
-                 "chunks_by_workers": pool.sent if pool else 0, "chunk": CHUNK},
         "redaction_profile": profile,
     })
     return 0

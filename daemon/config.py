@@ -105,6 +105,9 @@ class SearchConfig:
     # so no search waits for the worker and its models to load (daemon/store/reader.py)
     query_embedder: str = "onnx"  # the reader's: "onnx" (fp32: the stored vectors' own,
     # cosine 1.0), "onnx-int8" (~70 MB smaller, cosine ~0.99) or "router" (torch)
+    reader_shed_seconds: float = 60.0  # the reader idle this long gives its clean file
+    # pages (native code, mapped weights) back to the page cache; 0 = never
+    # (daemon/store/memtrim.py)
     ann_min_rows: int = 10_000  # a table this big gets a vector index (IVF_SQ, built by
     # the worker's optimize; flat search is exact and ~25 ms below it); 0 = never
 

@@ -229,6 +229,7 @@ def cmd_models(cfg: Config, args: argparse.Namespace) -> int:
         if cfg.models.embedder in manifest()["embedder"]:  # once, for the resident reader
             out = onnx_embed.ensure_export(
                 folder, onnx_embed.export_dir(cfg.models_path, cfg.models.embedder, folder))
+            onnx_embed.ensure_mapped(out)  # its fp32 weights mapped from a file
             print(f"query embedder (ONNX, no torch): {out}")
     log.info("models checked in %.1f s", time.monotonic() - started)
     return 0

@@ -3,9 +3,9 @@
 An event batch and its collector's cursor commit in one transaction, so a crash between
 them is impossible: after a restart the collector resumes from a cursor that matches
 exactly what was stored. Event ids are stable hashes, so a replay inserts nothing twice.
-Secrets are redacted (subject, title, text and attrs) before a row is written; large
-batches (a backfill) may be redacted by a small process pool while their rows are
-inserted (daemon/intake/redact_pool.py).
+Secrets are redacted (subject, title, text and attrs) before a row is written, in the
+journal's own process: a pool of worker processes redacting large batches was measured
+slower than this process alone, on a quiet box too (bench/README.md, Journal ingest).
 
 Each event moves through stages: NEW (journaled) → INDEXED (in the LanceDB store,
 searchable) → SUMMARIZED (part of a memory).
@@ -27,9 +27,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from collectors.base import Batch, Event
+from collectors.base import Batch, Event, attrs_json
 from daemon.errors import RetryableError
-from daemon.intake.redact_pool import RedactPool, event_row, fields, pool_for
+from daemon.intake import redact as redaction
 from daemon.owners import owned_id
 from daemon.sqlite_migrations import Migration, migrate, run_script
 
@@ -133,24 +133,38 @@ def _row_event(row: sqlite3.Row) -> Event:
                  attrs=json.loads(row["attrs"]))
 
 
+Redact = Callable[[str], str]
+
+
+def event_row(redact: Redact | None, owner: str, now: float, ev: Event) -> tuple[object, ...]:
+    """The journal row of one event: its id carrying the owner, subject, title, text and
+    attrs redacted (memoryd's redaction scans the three fields in one trigger pass)."""
+    eid = owned_id(owner, ev.id) if owner else ev.id
+    subject, title, text, attrs = ev.subject, ev.title, ev.text, ev.attrs
+    if redact is None:
+        return (eid, ev.ts.timestamp(), ev.source, ev.kind, subject, title, text,
+                attrs_json(attrs), now, eid)
+    if redact is redaction.redact:
+        subject, title, text = redaction.redact_each([subject, title, text])
+    else:
+        subject, title, text = redact(subject), redact(title), redact(text)
+    return (eid, ev.ts.timestamp(), ev.source, ev.kind, subject, title, text,
+            attrs_json(redaction.redact_attrs(attrs, redact)) if attrs else "{}", now, eid)
+
+
 class Journal:
     """The durable queue between collectors and the memory pipeline. Thread-safe."""
 
     owner = ""
-    _pool: RedactPool | None = None  # processes redacting large batches, started on need
 
-    def __init__(self, path: Path, redact: Callable[[str], str] | None = None,
-                 owner: str = "", workers: int | None = None) -> None:
+    def __init__(self, path: Path, redact: Redact | None = None, owner: str = "") -> None:
         """`owner` (daemon.owners.owner_key, "user@device") enters every event id the
         journal stores, so one device's rows never replace another's in a shared store;
-        "" keeps the collectors' ids (a journal only read, or a test of one collector).
-        `workers`: processes that redact large batches (daemon/intake/redact_pool.py;
-        None: 2 where there are 2 cores or more, 0: always in this process)."""
+        "" keeps the collectors' ids (a journal only read, or a test of one collector)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._redact = redact
         self.owner = owner
-        self._pool = None if redact is None else pool_for(redact, workers)
         self._lock = threading.RLock()
         self._db = sqlite3.connect(path, timeout=30, check_same_thread=False,
                                    isolation_level=None)
@@ -198,33 +212,24 @@ class Journal:
             self._db.close()
 
     def _row(self, ev: Event, now: float) -> tuple[object, ...]:
-        return event_row(self._redact, self.owner, now, fields(ev))
+        return event_row(self._redact, self.owner, now, ev)
 
     def append(self, batch: Batch) -> int:
         """Store the batch's events and cursor atomically; return how many events were new."""
-        now, started = time.time(), time.perf_counter()
-        events = batch.events
-        pool = self._pool
-        pooled = pool is not None and pool.usable(len(events))
-        if pool is not None and pooled:
-            chunks = pool.rows(events, self.owner, now)  # inserted as they come back
-        else:
-            chunks = iter([[self._row(e, now) for e in events]])
+        now = time.time()
+        rows = [self._row(e, now) for e in batch.events]
         with self._lock, self._writing("store new events"):
             before = self._db.total_changes
-            for rows in chunks:
-                self._db.executemany(
-                    "INSERT OR IGNORE INTO events(id, ts, source, kind, subject, title, text,"
-                    " attrs, added) SELECT ?,?,?,?,?,?,?,?,? WHERE NOT EXISTS"
-                    " (SELECT 1 FROM forgotten WHERE id = ?)", rows)
+            self._db.executemany(
+                "INSERT OR IGNORE INTO events(id, ts, source, kind, subject, title, text,"
+                " attrs, added) SELECT ?,?,?,?,?,?,?,?,? WHERE NOT EXISTS"
+                " (SELECT 1 FROM forgotten WHERE id = ?)", rows)
             new = self._db.total_changes - before
             if batch.cursor is not None:
                 self._db.execute(
                     "INSERT INTO cursors(collector, value, updated) VALUES (?,?,?) "
                     "ON CONFLICT(collector) DO UPDATE SET value=excluded.value,"
                     " updated=excluded.updated", (batch.collector, batch.cursor, now))
-        if pool is not None:
-            pool.timed(pooled, len(events), time.perf_counter() - started)
         return new
 
     @contextmanager

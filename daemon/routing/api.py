@@ -30,9 +30,8 @@ import logging
 import struct
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -53,7 +52,9 @@ from daemon.routing.registry import build_registry
 from daemon.routing.router import AllFailed, NoRoute, Router
 from daemon.routing.telemetry import Telemetry
 from daemon.service import MemoryService
-from models.openai_http import shared_client
+
+if TYPE_CHECKING:  # aiohttp (~9 MB) is imported only once an HTTP model is called
+    import aiohttp
 
 log = logging.getLogger(__name__)
 TRUE = ("1", "true", "yes", "on")
@@ -75,6 +76,8 @@ def build_router(service: MemoryService) -> Router:
     def client() -> aiohttp.ClientSession:
         c = holder.get("c")
         if c is None:
+            from models.openai_http import shared_client
+
             c = holder["c"] = shared_client()
         return c
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-
-import aiohttp
+from typing import TYPE_CHECKING
 
 from daemon.config import RouterModel
 from daemon.errors import ConfigError
@@ -20,6 +19,9 @@ from models.base import Completion, Message, Profile, RouterBackend
 LocalCompleteFn = Callable[[str, list[Message], dict[str, object]], Completion]
 LocalEmbedFn = Callable[[str, list[str]], list[list[float]]]
 
+
+if TYPE_CHECKING:  # aiohttp (~9 MB) is imported only once an HTTP model is called
+    import aiohttp
 
 @dataclass(frozen=True)
 class Reach:

@@ -18,9 +18,7 @@ import logging
 import threading
 import time
 from pathlib import Path
-from typing import Any
-
-import aiohttp
+from typing import TYPE_CHECKING, Any
 
 from daemon.config import Config
 from daemon.routing.registry import build_registry
@@ -31,8 +29,10 @@ from models.base import Completion, Message
 from models.errors import ModelError
 from models.llama_cpp import LlamaCppBackend
 from models.local_async import completion_from_json
-from models.openai_http import shared_client
 from models.sentence_tf import SentenceTransformerBackend
+
+if TYPE_CHECKING:  # aiohttp (~9 MB) is imported only once an HTTP model is called
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,8 @@ class ModelCalls:
 
     def _http(self) -> aiohttp.ClientSession:
         if self._client is None:
+            from models.openai_http import shared_client
+
             self._client = shared_client()
         return self._client
 

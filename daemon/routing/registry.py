@@ -10,15 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from daemon.config import Config, RouterModel
 from daemon.errors import ConfigError
 from daemon.routing.backends import LocalCompleteFn, LocalEmbedFn, Reach, make_backend
 from models.base import Profile, RouterBackend
 from models.local_async import LocalChat, LocalEmbed
+
+if TYPE_CHECKING:  # aiohttp (~9 MB) is imported only once an HTTP model is called
+    import aiohttp
 
 TASKS = ("compaction", "classify", "extract", "reasoning", "code", "default")
 # An embedded model on a busy 2-core box can take minutes; past this the call counts as

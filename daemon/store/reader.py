@@ -3,9 +3,15 @@
 The worker (daemon/store/worker.py) holds torch and llama.cpp and leaves when idle, so an
 idle daemon is small; but a search that had to start it again waited seconds for torch
 and the embedder to load. The reader answers searches and reads instead: LanceDB plus a
-torch-free query embedder (the packaged model exported to ONNX, int8; models/onnx_embed.py),
-~3 s to start (at daemon start, not at the first search) and never idle-stopped. It also
-keeps searches off the worker, so none waits behind an indexing or summary batch.
+torch-free query embedder (the packaged model exported to ONNX, fp32, its weights mapped
+from their file; models/onnx_embed.py), ~3 s to start (at daemon start, not at the first
+search) and never idle-stopped. It also keeps searches off the worker, so none waits
+behind an indexing or summary batch.
+
+Idle for `[search] reader_shed_seconds`, it gives back what it can (daemon/store/memtrim.py):
+the heap's free pages, and its clean file pages (LanceDB's and onnxruntime's native code,
+the mapped weights), which stay in the page cache; the next search maps them back in
+milliseconds. What it keeps is its own (anonymous) memory: Python, LanceDB's Python side.
 
 It reads the store the worker writes, asking for the latest commit on every read. It
 never creates or migrates the store: before the worker has made it, reads go to the
@@ -14,11 +20,16 @@ worker (`StoreNotReady`).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from daemon.config import Config
+from daemon.store import memtrim
 from daemon.store.engine import Engine
 from daemon.store.lance import Store
 from daemon.store.worker import StoreNotReady
@@ -34,8 +45,17 @@ class Reader(Engine):
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
         self.refresh_seconds = 0.0  # the worker commits; every read sees its latest commit
+        self.mapped_files: frozenset[str] = frozenset()  # weights mapped read-write, never written
         self.query_embed = self._query_embedder()
         self.served = 0
+        self.sheds = 0
+        self.last_shed: memtrim.Shed | None = None
+        self._calls = 0  # in flight
+        self._last = time.monotonic()
+        self._idle = threading.Condition()
+        if cfg.search.reader_shed_seconds > 0:
+            threading.Thread(target=self._shed_when_idle, name="reader-shed",
+                             daemon=True).start()
 
     def _query_embedder(self) -> Any:
         from models.assets import embedder_path, manifest
@@ -50,18 +70,35 @@ class Reader(Engine):
         src = embedder_path(name)
         out = onnx_embed.export_dir(self.cfg.models_path, name, src)
         started = time.monotonic()
-        file = out / (onnx_embed.FP32 if mode == "onnx" else onnx_embed.INT8)
-        embedder = onnx_embed.OnnxEmbedder(file, src, name=name, threads=1)
         try:
             onnx_embed.ensure_export(src, out)
-            embedder.load()
+            embedder = self._onnx(onnx_embed, out, src, name, mode)
         except ModelError as exc:  # searches still work, at torch's speed
             log.warning("the reader has no ONNX query embedder (%s); it embeds queries "
                         "with torch instead", exc)
             return self.models.embed
-        log.info("the reader's query embedder is ready (%s, %.1f s)", file.name,
+        log.info("the reader's query embedder is ready (%s, %.1f s)", embedder.onnx_file.name,
                  time.monotonic() - started)
         return embedder.embed
+
+    def _onnx(self, onnx_embed: Any, out: Path, src: Path, name: str, mode: str) -> Any:
+        """The loaded ONNX embedder: fp32 with its weights mapped from their file (else
+        fp32 in memory, when that copy cannot be made), or int8."""
+        if mode == "onnx":
+            try:
+                file = onnx_embed.ensure_mapped(out)
+                embedder = onnx_embed.OnnxEmbedder(file, src, name=name, threads=1,
+                                                   mapped=True)
+                embedder.load()
+                data = file.with_name(file.name + ".data")
+                self.mapped_files = frozenset({str(data.resolve())})
+                return embedder
+            except ModelError as exc:
+                log.warning("the reader keeps the fp32 weights in its memory (%s)", exc)
+        file = out / (onnx_embed.FP32 if mode == "onnx" else onnx_embed.INT8)
+        embedder = onnx_embed.OnnxEmbedder(file, src, name=name, threads=1)
+        embedder.load()
+        return embedder
 
     @property
     def store(self) -> Store:
@@ -77,10 +114,47 @@ class Reader(Engine):
             counts = self.store.counts()
         except StoreNotReady:
             counts = {}
+        memtrim.malloc_trim()  # what loading freed
         return {"store": counts}
 
     def status(self) -> dict[str, Any]:
-        return {"served": self.served}
+        shed = self.last_shed
+        return {"served": self.served, "sheds": self.sheds,
+                "last_shed_mb": round(shed.file_kb / 1024, 1) if shed else None}
+
+    @contextlib.contextmanager
+    def busy(self, method: str) -> Iterator[None]:
+        """Around each call from the daemon: a status poll does not count as use."""
+        if method == "status":
+            yield
+            return
+        with self._idle:
+            self._calls += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._calls -= 1
+                self._last = time.monotonic()
+                self._idle.notify_all()
+
+    def _shed_when_idle(self) -> None:
+        """Once per idle spell of `reader_shed_seconds`, give memory back (memtrim)."""
+        wait = self.cfg.search.reader_shed_seconds
+        shed_at = -1.0  # the `_last` of the spell already shed
+        while True:
+            with self._idle:
+                left = self._last + wait - time.monotonic()
+                if self._calls or self._last == shed_at or left > 0:  # a call notifies
+                    self._idle.wait(timeout=None if self._calls or self._last == shed_at
+                                    else left)
+                    continue
+                shed_at = self._last
+                self.last_shed = memtrim.shed(self.mapped_files)
+                self.sheds += 1
+            log.info("the reader was idle %.0f s: gave back %.0f MB of file pages "
+                     "(RSS %.0f -> %.0f MB)", wait, self.last_shed.file_kb / 1024,
+                     self.last_shed.rss_before_kb / 1024, self.last_shed.rss_after_kb / 1024)
 
     def search(self, *args: Any, **kwargs: Any) -> Any:
         self.served += 1

@@ -9,12 +9,15 @@ fail with a retryable error and the next call starts a new one.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import logging
-import multiprocessing as mp
 import os
 import pickle
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -23,6 +26,7 @@ from concurrent.futures import Future
 from multiprocessing.connection import Connection
 from typing import Any
 
+import daemon
 from daemon.config import Config
 from daemon.errors import RetryableError
 from daemon.health import Problem
@@ -66,7 +70,9 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
             with engine_lock:
                 if engine is None:
                     engine = make(cfg)
-            result = (True, getattr(engine, method)(*args, **kwargs))
+            busy = getattr(engine, "busy", None)  # the reader's idle clock
+            with busy(method) if busy else contextlib.nullcontext():
+                result = (True, getattr(engine, method)(*args, **kwargs))
         except Exception as exc:  # sent back to the caller, who decides
             result = (False, _portable(exc))
         with send_lock:
@@ -121,9 +127,8 @@ class WorkerEngine:
         self.target = target
         self.reader = reader
         self.served = {"reader": 0, "worker": 0}
-        self._ctx = mp.get_context("spawn")
         self._lock = threading.Lock()
-        self._proc: Any = None
+        self._proc: subprocess.Popen[bytes] | None = None
         self._conn: Connection | None = None
         # each call's future and the pipe it went down: a pipe that ends fails only its own
         # calls, never those already sent to the next worker
@@ -137,21 +142,37 @@ class WorkerEngine:
 
     @property
     def alive(self) -> bool:
-        return self._proc is not None and self._proc.is_alive()
+        return self._proc is not None and self._proc.poll() is None
 
     @property
     def pid(self) -> int | None:
-        return self._proc.pid if self.alive else None
+        return self._proc.pid if self._proc is not None and self.alive else None
 
     def _start(self) -> None:
-        parent, child = self._ctx.Pipe()
-        proc = self._ctx.Process(target=_serve, name=f"memoryd-{self.target}",
-                                 args=(self.cfg, child, logging.getLogger().level,
-                                       self.target), daemon=True)
-        proc.start()
-        child.close()
-        self._proc, self._conn = proc, parent
-        threading.Thread(target=self._read, args=(parent,), name="worker-reader",
+        """Start the child with `subprocess` and one end of a socket pair (see
+        daemon/store/child.py for why not multiprocessing). If the daemon dies, the child
+        reads the end of its socket and leaves."""
+        mine, theirs = socket.socketpair()
+        root = os.path.dirname(os.path.dirname(os.path.abspath(daemon.__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [root, env.get("PYTHONPATH")]))
+        try:
+            proc = subprocess.Popen(
+                [sys.executable, "-P", "-m", "daemon.store.child", str(theirs.fileno()),
+                 f"memoryd-{self.target}"], pass_fds=(theirs.fileno(),), env=env,
+                stdin=subprocess.DEVNULL)
+        finally:
+            theirs.close()
+        conn = Connection(mine.detach())
+        try:
+            conn.send((self.cfg, logging.getLogger().level, self.target))
+        except OSError:
+            conn.close()
+            proc.kill()
+            proc.wait()
+            raise
+        self._proc, self._conn = proc, conn
+        threading.Thread(target=self._read, args=(conn,), name="worker-reader",
                          daemon=True).start()
         log.info("%s process started (pid %s)",
                  "model worker" if self.target == "engine" else self.target, proc.pid)
@@ -178,6 +199,8 @@ class WorkerEngine:
                 fut.set_exception(value)
         with self._lock:
             if self._conn is conn:  # not stopped by us: the worker died
+                if self._proc is not None:
+                    self._proc.poll()  # reap it if it has left
                 self._conn = None
                 self._proc = None
                 self._crashes.append(time.time())
@@ -239,10 +262,11 @@ class WorkerEngine:
             except OSError:
                 pass
         if proc is not None:
-            proc.join(timeout=10)
-            if proc.is_alive():  # stuck in native code: the journal keeps its work anyway
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:  # stuck in native code: the journal keeps its work
                 proc.kill()
-                proc.join()
+                proc.wait()
         if conn is not None:
             conn.close()
 
@@ -295,4 +319,7 @@ class WorkerEngine:
             out["reader"] = (f"running (pid {self.reader.pid})" if self.reader.alive
                              else "stopped")
             out["reads_served"] = dict(self.served)
+            if self.reader.alive:
+                with contextlib.suppress(Exception):  # a status never fails on the reader
+                    out["reader_memory"] = self.reader.call("status", touch=False)
         return out

@@ -12,7 +12,8 @@ from pathlib import Path
 # pyarrow ~170 MB; torch far more) and start-up time, and is needed only elsewhere.
 NOT_IN_THE_DAEMON = ("httpx", "rich", "pygments", "lancedb", "pyarrow", "numpy",
                      "torch", "sentence_transformers", "llama_cpp", "boto3", "botocore",
-                     "jsonschema")  # jsonschema: only once a request offers tools
+                     "jsonschema",  # jsonschema: only once a request offers tools
+                     "aiohttp")  # ~9 MB: only once a router model over HTTP is configured
 
 # Runs the real `memoryd run` in this process; once /health answers on 127.0.0.1 it
 # writes the imported module names and stops the daemon with SIGTERM, as a user would.

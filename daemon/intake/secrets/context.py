@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from ahocorasick_rs import AhoCorasick, Implementation
+
 from daemon.intake.secrets.rules import Rule, regex_finder, regex_rule
 
 # -- key = value ------------------------------------------------------------------------
@@ -37,17 +39,15 @@ def key_values(text: str) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
     `AWS_SECRET_ACCESS_KEY=` are whole keys, never a tail of one."""
     lower = same_length_lower(text)
     starts: set[int] = set()
-    for word in KEY_TRIGGERS:  # every strong word holds one of them
-        i = lower.find(word)
-        while i != -1:
-            # an assignment must follow the word's identifier (cheap, in C) before the
-            # identifier's start is looked for (a loop in Python)
-            if _ASSIGN.match(text, i) is not None:
-                start = i
-                while start > 0 and lower[start - 1] in _IDENT:
-                    start -= 1
-                starts.add(start)
-            i = lower.find(word, i + len(word))
+    # every occurrence of every word (every strong word holds one of them), in one pass
+    for _, i, _ in _key_words(lower, overlapping=True):
+        # an assignment must follow the word's identifier (cheap, in C) before the
+        # identifier's start is looked for (a loop in Python)
+        if _ASSIGN.match(text, i) is not None:
+            start = i
+            while start > 0 and lower[start - 1] in _IDENT:
+                start -= 1
+            starts.add(start)
     spans: list[tuple[int, int]] = []
     lines: set[tuple[int, int]] = set()
     for start in sorted(starts):
@@ -101,6 +101,8 @@ def looks_secret(value: str) -> bool:
 
 
 KEY_TRIGGERS = ("pass", "pwd", "secret", "token", "cred", "key", "auth", "sig")
+# one automaton call finds them all (8 str.find loops cost ~8 us per 300 characters)
+_key_words = AhoCorasick(KEY_TRIGGERS, implementation=Implementation.DFA).find_matches_as_indexes
 
 # -- headers -----------------------------------------------------------------------------
 

@@ -154,7 +154,11 @@ def _entropy_rule() -> Rule:
     hexp = _plugins()["HexHighEntropyString"]()  # type: ignore[operator]
     # the plugin's own quoted-string pattern over its charset, from 20 characters: shorter
     # ones cannot pass 4.5 bits/char, and a quoted run never spans a line
-    quoted = re.compile(r"(['\"])([" + re.escape(b64.charset) + r"]{20,}+)\1")  # no backtracking
+    # (one pattern per quote: each starts with a literal, which the regex engine looks for
+    # at C speed, where `(['"])...\1` is tried at every position; the charset holds no
+    # quote, so the two find the same strings)
+    run = "([" + re.escape(b64.charset) + "]{20,}+)"  # possessive: no backtracking
+    quoted = (re.compile('"' + run + '"'), re.compile("'" + run + "'"))
 
     # Entropy is at most log2(distinct characters): a value with fewer distinct
     # characters than this cannot pass the limit, and is not measured (most quoted
@@ -164,8 +168,12 @@ def _entropy_rule() -> Rule:
     hexdigits = re.compile(r"[0-9a-fA-F]+")
 
     def find(text: str) -> Iterable[tuple[int, int]]:
-        for m in quoted.finditer(text):
-            value = m.group(2)
+        for pattern in quoted:
+            yield from judge(text, pattern.finditer(text))
+
+    def judge(text: str, found: Iterable[re.Match[str]]) -> Iterable[tuple[int, int]]:
+        for m in found:
+            value = m.group(1)
             distinct = len(set(value))
             if distinct < hex_min:
                 continue
@@ -173,10 +181,10 @@ def _entropy_rule() -> Rule:
                 line = text[text.rfind("\n", 0, m.start()) + 1:m.start()].lower()
                 if (any(k in line for k in _KEYED)
                         and hexp.calculate_shannon_entropy(value) > hexp.entropy_limit):
-                    yield m.span(2)
+                    yield m.span(1)
             elif (distinct >= b64_min
                   and b64.calculate_shannon_entropy(value) > b64.entropy_limit):
-                yield m.span(2)
+                yield m.span(1)
 
     return Rule("high-entropy", ('"', "'"), find)
 

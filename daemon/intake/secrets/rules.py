@@ -9,6 +9,7 @@ sees text another rule has already changed.
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -28,13 +29,15 @@ class Rule:
 
 
 class RuleSet:
-    """Rules indexed by trigger. One Aho-Corasick pass (pyahocorasick) finds every trigger
-    present in a text at once, whatever their number: asking `t in text` once per trigger
-    cost more than all the rules that then ran (134 us against 100 per 300 characters).
-    One-character triggers (quotes) are in most texts: they are asked with `in`."""
+    """Rules indexed by trigger. One Aho-Corasick pass finds every trigger present in a
+    text at once, whatever their number: asking `t in text` once per trigger cost more
+    than all the rules that then ran (134 us against 100 per 300 characters). The pass is
+    ahocorasick-rs's DFA (Rust): 2.7 us per 300 characters, where pyahocorasick's
+    automaton took 11 (its loop costs ~40 ns a character, match or not). One-character
+    triggers (quotes) are in most texts: they are asked with `in`."""
 
     def __init__(self, rules: tuple[Rule, ...]) -> None:
-        import ahocorasick
+        from ahocorasick_rs import AhoCorasick, Implementation
 
         self.rules = rules
         self._always = tuple(r for r in rules if not r.triggers)
@@ -47,21 +50,49 @@ class RuleSet:
         # case-sensitive triggers are few ("AC", "SK"): `in` is cheaper than a second pass
         self._cased = tuple((t, tuple(ix)) for (t, cased), ix in by.items() if cased)
         self._plain = self._chars + self._cased  # asked with `in` on the text as it is
-        self._lower = ahocorasick.Automaton()
-        for (t, cased), ix in by.items():
-            if len(t) > 1 and not cased:
-                self._lower.add_word(t, tuple(ix))
-        if not len(self._lower):
-            self._lower.add_word("\x00never\x00", ())
-        self._lower.make_automaton()
+        lower = [(t, tuple(ix)) for (t, cased), ix in by.items() if len(t) > 1 and not cased]
+        lower = lower or [("\x00never\x00", ())]  # the crate refuses an empty list
+        self._rules_of = tuple(ix for _, ix in lower)  # pattern index -> rule indices
+        # overlapping: every trigger present is reported, also one inside another
+        # ("pass" in "passw"); the DFA is the fastest of the crate's automata here
+        self._scan = AhoCorasick([t for t, _ in lower],
+                                 implementation=Implementation.DFA).find_matches_as_indexes
 
     def spans(self, text: str) -> list[Span]:
+        """Every rule's spans in `text` (not merged), from the rules whose triggers are in
+        it and those that always run."""
         hit: set[int] = set()
-        for _, ix in self._lower.iter(text.lower()):
-            hit.update(ix)
+        rules_of = self._rules_of
+        for p in {m[0] for m in self._scan(text.lower(), overlapping=True)}:
+            hit.update(rules_of[p])
+        return self._run(text, hit)
+
+    def spans_each(self, texts: list[str]) -> list[list[Span]]:
+        """`[spans(t) for t in texts]` with one trigger pass over them all (an event's
+        subject, title and text: one call into the automaton instead of three). No
+        trigger holds "\x00", so none is found across two texts."""
+        joined = "\x00".join(texts)
+        lower = joined.lower()
+        if len(lower) != len(joined):  # "İ".lower() is two characters: offsets move
+            return [self.spans(t) for t in texts]
+        hits: list[set[int]] = [set() for _ in texts]
+        found = self._scan(lower, overlapping=True)
+        if found:
+            starts, at = [], 0
+            for t in texts:
+                starts.append(at)
+                at += len(t) + 1
+            rules_of = self._rules_of
+            for p, start, _ in found:
+                hits[bisect_right(starts, start) - 1].update(rules_of[p])
+        return [self._run(t, hit) for t, hit in zip(texts, hits, strict=True)]
+
+    def _run(self, text: str, hit: set[int]) -> list[Span]:
         for t, ix in self._plain:
             if t in text:
                 hit.update(ix)
+        if not hit and not self._always:
+            return []
         out: list[Span] = []
         for rule in self._always:
             out += rule.spans(text)

@@ -161,7 +161,8 @@ from daemon.cli.main import _search_local
 from daemon.config import load_config
 from daemon.store.engine import Engine
 cfg = load_config(sys.argv[1])
-fast = [(r["id"], round(r["score"], 4)) for r in _search_local(cfg, "marmalade coefficient", 3, None)]
+hits = _search_local(cfg, "marmalade coefficient", 3, None)
+fast = [(r["id"], round(r["score"], 4)) for r in hits]
 torch_loaded = "torch" in sys.modules
 engine = Engine(cfg)
 slow = [(h.id, round(h.score, 4)) for h in engine.search("marmalade coefficient", 3)]

@@ -139,3 +139,34 @@ def test_attrs_are_redacted_however_nested() -> None:
 def test_unicode_that_changes_length_when_lowered_does_not_shift_spans() -> None:
     text = "İİİ password: hunter2bucket"
     assert redact(text) == "İİİ password: [REDACTED:secret]"
+
+
+_RANDOM = "q8Zr3LmX0pVt7YwK2sNd9HbF4jGc6uEa1oRiTyQe"  # 40 distinct characters: 5.3 bits/char
+
+
+@pytest.mark.parametrize("quote", ['"', "'"])
+def test_a_quoted_random_string_is_redacted_by_either_quote(quote: str) -> None:
+    """The high-entropy rule runs one pattern per quote: both must find it, with no key
+    name near it (only its look says it is a secret)."""
+    text = f"x = call({quote}{_RANDOM}{quote}, 3)"
+    assert redact(text) == f"x = call({quote}[REDACTED:high-entropy]{quote}, 3)"
+    plain = f"x = call({quote}{'abcab' * 8}{quote}, 3)"  # long, but 3 distinct characters
+    assert redact(plain) == plain
+
+
+@pytest.mark.parametrize("fields", [
+    ["/home/ana/notes.md", "notes.md", f"token = '{_RANDOM}'"],
+    [f"https://x.example/cb?token={_RANDOM}", "cb", "nothing here at all"],
+    ["/srv/app/.env", f"password: {_RANDOM}", "password: plain words here"],
+    ["İİİ password: hunter2bucket", "ghp_abcdefghijklmnopqrstuvwxyz0123456789", "İ key"],
+    ["same text with api_key=abcdef123456", "same text with api_key=abcdef123456", "x"],
+    ["short", "", "curl -u deploy:s3cr3tpass https://api.example.com"],
+])
+def test_redacting_an_events_fields_together_equals_one_by_one(fields: list[str]) -> None:
+    """The journal redacts subject, title and text with one trigger pass over the three;
+    a trigger in one field must run its rules on that field only, and on every field
+    that holds it."""
+    from daemon.intake.redact import redact_each
+
+    assert redact_each(fields) == [redact(f) for f in fields]
+    assert any("[REDACTED:" in r for r in redact_each(fields))

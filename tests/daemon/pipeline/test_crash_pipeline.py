@@ -33,7 +33,7 @@ def _wait_for(cond, timeout: float) -> None:
 
 
 def _worker_pids(daemon_pid: int) -> list[int]:
-    """The model worker: the daemon's spawned child (not multiprocessing's tracker)."""
+    """The model worker: the daemon's spawned child (python -m daemon.store.child)."""
     try:
         kids = psutil.Process(daemon_pid).children(recursive=True)
     except psutil.NoSuchProcess:
@@ -44,7 +44,7 @@ def _worker_pids(daemon_pid: int) -> list[int]:
             cmd = " ".join(k.cmdline())
         except psutil.Error:
             continue
-        if "spawn_main" in cmd and "resource_tracker" not in cmd:
+        if "daemon.store.child" in cmd:
             out.append(k.pid)
     return out
 

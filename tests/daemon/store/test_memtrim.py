@@ -1,0 +1,66 @@
+"""Giving an idle process's memory back: only clean file pages are dropped, and what was
+dropped reads back the same (real /proc, real mmap)."""
+
+from __future__ import annotations
+
+import mmap
+import sys
+from pathlib import Path
+
+import pytest
+
+from daemon.store import memtrim
+
+SMAPS = """\
+7f0000000000-7f0000100000 r-xp 00000000 08:01 11 /usr/lib/libfoo.so
+Rss:                 512 kB
+Anonymous:             0 kB
+7f0000100000-7f0000200000 r--p 00100000 08:01 11 /usr/lib/libfoo.so
+Rss:                  64 kB
+Anonymous:            64 kB
+7f0000200000-7f0000300000 rw-p 00200000 08:01 11 /usr/lib/libfoo.so
+Rss:                  32 kB
+Anonymous:             0 kB
+7f0000300000-7f0000400000 rw-p 00000000 08:01 12 /data/weights.bin
+Rss:                1024 kB
+Anonymous:             0 kB
+7f0000400000-7f0000500000 rw-p 00000000 00:00 0 [heap]
+Rss:                2048 kB
+Anonymous:          2048 kB
+7f0000500000-7f0000600000 r--p 00000000 08:01 13 /tmp/gone.so (deleted)
+Rss:                   8 kB
+Anonymous:             0 kB
+7f0000600000-7f0000700000 r--p 00000000 08:01 14 /usr/lib/cold.so
+Rss:                   0 kB
+Anonymous:             0 kB
+"""
+
+
+def test_only_clean_file_mappings_are_droppable() -> None:
+    assert memtrim.clean_file_mappings(SMAPS) == [(0x7f0000000000, 0x7f0000100000, 512)]
+    # a writable mapping only when its file is named as never written through it
+    assert memtrim.clean_file_mappings(SMAPS, frozenset({"/data/weights.bin"})) == [
+        (0x7f0000000000, 0x7f0000100000, 512), (0x7f0000300000, 0x7f0000400000, 1024)]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_shed_unmaps_a_read_file_and_it_reads_back_the_same(tmp_path: Path) -> None:
+    data = bytes(range(256)) * (32 * 1024 * 1024 // 256)  # 32 MB
+    path = tmp_path / "weights.bin"
+    path.write_bytes(data)
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+        assert m[:] == data  # every page resident in this process
+        out = memtrim.shed()
+        assert out.file_kb >= 30 * 1024, out
+        assert out.rss_after_kb <= out.rss_before_kb - 30 * 1024, out
+        assert m[:] == data  # mapped back from the page cache, unchanged
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/smaps")
+def test_shed_never_drops_a_private_copy(tmp_path: Path) -> None:
+    path = tmp_path / "patched.bin"
+    path.write_bytes(b"\0" * (1 << 20))
+    with path.open("rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY) as m:
+        m[:4] = b"mine"  # a copy-on-write page of this process's own
+        memtrim.shed(frozenset({str(path)}))  # even when named as never written
+        assert m[:4] == b"mine"
