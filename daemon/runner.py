@@ -25,6 +25,9 @@ from daemon.store.worker import WorkerEngine
 from models.errors import ModelError
 
 log = logging.getLogger(__name__)
+# the first digests a minute after start (then every [compaction] interval_seconds), so a
+# first start's recent days are digested once their chunks are written, not an hour later
+FIRST_COMPACTION = 60.0
 
 
 REPEAT_WARNING_SECONDS = 300.0  # a failure that keeps repeating is logged this often
@@ -175,7 +178,7 @@ def _schedule_pipeline(cfg: Config, scheduler: Any, pipeline: Pipeline,
     scheduler.add_job(_guarded("compaction", polite("compaction", pipeline.compact_step)),
                       "interval",
                       seconds=max(cfg.compaction.interval_seconds, 60.0), max_instances=1,
-                      coalesce=True, id="compact")
+                      coalesce=True, id="compact", next_run_time=_soon(FIRST_COMPACTION))
 
 
 def _start_collectors(collectors: list[Any], runs: CollectorRuns, gate: Any,
@@ -197,7 +200,7 @@ def _start_collectors(collectors: list[Any], runs: CollectorRuns, gate: Any,
                         c.name, exc)
 
 
-def _soon() -> Any:
+def _soon(seconds: float = 1.0) -> Any:
     from datetime import UTC, datetime, timedelta
 
-    return datetime.now(UTC) + timedelta(seconds=1)
+    return datetime.now(UTC) + timedelta(seconds=seconds)

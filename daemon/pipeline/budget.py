@@ -26,6 +26,16 @@ log = logging.getLogger(__name__)
 RATE_WINDOW = 300.0  # seconds of history behind a stage's rate
 
 
+class Charge:
+    """What a job under `CpuBudget.spend` owes; `waive()` when it used no model."""
+
+    def __init__(self) -> None:
+        self.waived = False
+
+    def waive(self) -> None:
+        self.waived = True
+
+
 class CpuBudget:
     def __init__(self, percent: float, cores: int | None = None) -> None:
         self.percent = max(0.0, float(percent))
@@ -40,13 +50,16 @@ class CpuBudget:
         return self.percent <= 0 or time.monotonic() >= self.hold_until
 
     @contextmanager
-    def spend(self, enabled: bool = True) -> Iterator[None]:
-        """Run a job; afterwards hold the next one back for what it cost."""
+    def spend(self, enabled: bool = True) -> Iterator[Charge]:
+        """Run a job; afterwards hold the next one back for what it cost, unless the job
+        waived its charge (it asked no model: what the tree spent meanwhile was others'
+        work, indexing and searches, which this budget does not hold back)."""
         t0, c0 = time.monotonic(), _tree_cpu()
+        charge = Charge()
         try:
-            yield
+            yield charge
         finally:
-            if enabled and self.percent > 0:
+            if enabled and self.percent > 0 and not charge.waived:
                 wall, cpu = time.monotonic() - t0, _tree_cpu() - c0
                 hold = max(0.0, cpu / (self.percent / 100 * self.cores) - wall)
                 self.hold_until = time.monotonic() + hold

@@ -228,7 +228,7 @@ def stale_periods(level: str, members: Iterable[dict[str, Any]],
                   digests: Iterable[dict[str, Any]],
                   tz: tzinfo = UTC, owner: str = "") -> dict[str, list[dict[str, Any]]]:
     """Given the rows one level down and the digests of `level`, return the periods whose
-    digest is missing or stale, each with its (time-sorted) member rows."""
+    digest is missing or stale, newest first, each with its (time-sorted) member rows."""
     keyf = day_key if level == "day" else week_key
     groups: dict[str, list[dict[str, Any]]] = {}
     for r in members:
@@ -237,7 +237,7 @@ def stale_periods(level: str, members: Iterable[dict[str, Any]],
         groups.setdefault(keyf(when, tz), []).append(r)
     have = {d["id"]: d for d in digests}
     out: dict[str, list[dict[str, Any]]] = {}
-    for key, rows in sorted(groups.items()):
+    for key, rows in sorted(groups.items(), reverse=True):  # newest first
         rows.sort(key=lambda r: (r["ts"], r["id"]))
         d = have.get(digest_id(level, key, owner))
         if (d is None or set(d.get("sources") or []) != {r["id"] for r in rows}

@@ -28,6 +28,7 @@ from daemon.store.interface import MemoryEngine
 from models.errors import ModelError
 
 log = logging.getLogger(__name__)
+EXTRACTED_PER_CALL = 16  # chunks a summary step may write per model call it may make
 SUMMARY_BACKOFF = 5.0  # seconds before summaries are tried again after a failure
 SUMMARY_BACKOFF_MAX = 60.0
 ProgressFn = Callable[[str, int, int], None]
@@ -77,7 +78,8 @@ class Pipeline:
 
     def summary_step(self, *, flush: bool = False, max_chunks: int = 4,
                      now: datetime | None = None) -> StepReport:
-        """Summarize up to `max_chunks` closed activity chunks."""
+        """Summarize closed activity chunks: up to `max_chunks` the model reads, and up to
+        EXTRACTED_PER_CALL times as many in all (an extracted memory costs one embedding)."""
         report = StepReport()
         p = self.cfg.pipeline
         if not p.summarize:
@@ -85,13 +87,18 @@ class Pipeline:
         if not flush and (time.monotonic() < self._summary_hold_until
                           or not self.budget.ready()):
             return report
+        asked = 0  # model calls: `max_chunks` of them; chunks it does not read are cheap
         with self._summary_lock:
-            for chunk in self.next_chunks(flush=flush, now=now)[:max_chunks]:
-                if not flush and not self.budget.ready():
+            for chunk in self.next_chunks(flush=flush, now=now)[:max_chunks * EXTRACTED_PER_CALL]:
+                if asked >= max_chunks or (not flush and not self.budget.ready()):
                     break
                 try:
-                    with self.budget.spend(enabled=not flush):
+                    with self.budget.spend(enabled=not flush) as charge:
                         result = self.engine.summarize(list(chunk.events))
+                        if result.get("model_asked", True):
+                            asked += 1
+                        else:
+                            charge.waive()
                 except (ModelError, RetryableError) as exc:
                     self.last_error = f"summarizing failed: {exc}"
                     self._summary_failures += 1

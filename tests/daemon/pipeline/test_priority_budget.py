@@ -130,3 +130,31 @@ def test_summaries_stay_inside_the_cpu_budget(make_config) -> None:
     pipeline.summary_step(flush=True)
     assert engine.calls - before == 4  # max_chunks, none held back
     journal.close()
+
+
+class ExtractingEngine(BurningEngine):
+    """Chunk memories written without a model (`chunk_model = "never"`): the tree's CPU
+    meanwhile is other work (here burnt beside each call, as indexing would)."""
+
+    def summarize(self, events: list[Event]) -> dict[str, Any]:
+        return {**super().summarize(events), "model_asked": False}
+
+
+def test_chunks_the_model_does_not_read_are_not_held_by_the_budget(make_config) -> None:
+    cfg = load_config(make_config(compaction={"max_cpu_percent": 5},
+                                  pipeline={"chunk_max_events": 2}))
+    journal = Journal(cfg.data_path / "journal.sqlite3")
+    engine = ExtractingEngine(cpu=0.05)
+    pipeline = Pipeline(cfg, journal, engine)  # type: ignore[arg-type]
+    pipeline.budget = CpuBudget(5, cores=1)
+    old = datetime.now(UTC) - timedelta(hours=2)
+    journal.append(Batch("shell", [
+        Event.new(source="shell", kind="shell.command", subject=f"make {i}",
+                  ts=old + timedelta(seconds=i)) for i in range(60)]))
+    pipeline.index_step()
+    first = pipeline.summary_step()
+    # 30 chunks of 2: all in one step (more than max_chunks = 4 model calls' worth), and
+    # the budget holds nothing back for work that asked no model
+    assert first.summarized_chunks == 30 and engine.calls == 30
+    assert pipeline.budget.ready()
+    journal.close()
