@@ -158,3 +158,13 @@ def test_chunks_the_model_does_not_read_are_not_held_by_the_budget(make_config) 
     assert first.summarized_chunks == 30 and engine.calls == 30
     assert pipeline.budget.ready()
     journal.close()
+
+
+def test_stale_digests_come_newest_first() -> None:
+    from daemon.pipeline.compaction import stale_periods
+
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    chunks = [{"id": f"c{i}", "ts": now - timedelta(days=i), "created": now}
+              for i in range(5)]
+    days = list(stale_periods("day", chunks, []))
+    assert days == ["2026-11-30", "2026-11-29", "2026-11-28", "2026-11-27", "2026-11-26"]
