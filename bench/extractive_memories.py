@@ -67,6 +67,7 @@ def main() -> int:
     for r, v in zip(rows, vectors, strict=True):
         r["vector"] = v
     engine.store.upsert_memories(rows)
+    engine.optimize()  # the full-text index covers the new rows, as after `ingest --once`
     engine.close()
     print(f"{len(events)} events, {len(chunks)} chunks, {len(rows)} extractive memories "
           f"in {dest}")
