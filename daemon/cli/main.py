@@ -15,6 +15,7 @@ from typing import Any
 from daemon.config import Config, config_as_dict, load_config
 from daemon.errors import DaemonUnavailable, MemorydError
 from daemon.logs import setup_logging
+from daemon.store import query_embed  # light: the ONNX export is loaded only when asked
 
 log = logging.getLogger("memoryd")
 
@@ -41,7 +42,6 @@ def cmd_ingest(cfg: Config, args: argparse.Namespace) -> int:
     from daemon.owners import journal_owner
     from daemon.pipeline.budget import CpuBudget
     from daemon.pipeline.steps import Pipeline
-    from daemon.store import query_embed
     from daemon.store.engine import Engine
 
     if not args.once:

@@ -113,7 +113,8 @@ class Pipeline:
                         "activity is searchable but not summarized until it works again")
                     break
                 self._summary_failures = 0
-                self.conditions.clear("summarizer_failed")
+                if result.get("model_asked", True):  # an extracted memory says nothing of it
+                    self.conditions.clear("summarizer_failed")
                 self.journal.advance([e.id for e in chunk.events], SUMMARIZED)
                 report.summarized_chunks += 1
                 report.summarized_events += len(chunk.events)
@@ -151,6 +152,17 @@ class Pipeline:
                 "cpu_budget_percent": self.budget.percent,
                 "cpu_used_percent": self.budget.used_percent()}
 
+    def _report_digest_model(self, errors: list[str], written: list[str]) -> None:
+        """A summarizer that fails only on digests (no chunk asks it by default) is still
+        a degraded memory the user is told about; a digest it wrote clears that."""
+        if errors:
+            self.conditions.report(
+                "summarizer_failed", f"the summarizer is failing ({errors[-1]}); activity is "
+                "searchable and its memories are extracted, but day and week digests are "
+                "not summarized by the model until it works again")
+        elif written:
+            self.conditions.clear("summarizer_failed")
+
     def compact_step(self, max_digests: int = 0) -> list[str]:
         """Write the day and week digests that are missing or stale; return their ids.
         Runs after summaries, never beside them: one model job at a time."""
@@ -159,7 +171,9 @@ class Pipeline:
         if not self.budget.ready():
             return []
         with self._summary_lock, self.budget.spend():
-            written = list(self.engine.compact(max_digests).get("written", []))
+            done = self.engine.compact(max_digests)
+            written = list(done.get("written", []))
+            self._report_digest_model(done.get("model_errors") or [], written)
             if not max_digests and self.cfg.compaction.retain_events_days > 0:
                 # every day is digested now: raw events past retention may go
                 self.engine.prune_events(self.cfg.compaction.retain_events_days)

@@ -36,6 +36,7 @@ class Engine:
         self.cfg = cfg
         self.models = ModelCalls(cfg)
         self._store: Store | None = None
+        self._digest_errors: list[str] = []  # why the model gave a digest no answer
         self._opening = threading.Lock()
         self.refresh_seconds: float | None = None  # local reads: None never re-check commits
         # How a query becomes a vector; the resident reader swaps in its torch-free one.
@@ -158,6 +159,7 @@ class Engine:
         from daemon.pipeline import compaction
 
         written: list[str] = []
+        self._digest_errors = []
         tz = recall.user_tz(self.cfg)  # the user's days and weeks, as the read path's
         # A daemon digests only its own memories (its device and user): a day digest mixing
         # another person's would leak them to whoever may read this user's. Each owner's
@@ -178,7 +180,7 @@ class Engine:
                     break
                 written.append(self._digest(level, key, rows, old.get(
                     compaction.digest_id(level, key, suffix)), tz, suffix))
-        return {"written": written}
+        return {"written": written, "model_errors": self._digest_errors}
 
     def prune_events(self, older_than_days: int) -> int:
         """Drop raw events older than `older_than_days` from the store (retention); the
@@ -210,6 +212,7 @@ class Engine:
         except ModelError as exc:  # the merged fields are still worth writing
             log.warning("the %s digest %s got no model answer (%s)", level, key, exc)
             answer, model = "", ""
+            self._digest_errors.append(str(exc))
         fields = compaction.digest_fields(level, key, rows, answer)
         self._record_faithfulness(level, model, fields,
                                   compaction.digest_id(level, key, owner))

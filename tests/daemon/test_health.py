@@ -134,6 +134,7 @@ def test_summarizer_collector_and_sync_failures_degrade_memory_with_reasons(
         subprocess.run(["mount", "-o", "remount,ro", str(target)], check=True)
         config = make_config(
             [root], models={"summarizer": str(broken)},
+            compaction={"chunk_model": "always"},  # every chunk waits for the broken model
             collectors={"shell": {"enabled": True, "history_files": [str(history)]}},
             sync={"targets": [{"name": "nas", "url": f"dir://{target}",
                                "interval_seconds": 1.0}]})

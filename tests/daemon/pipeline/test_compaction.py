@@ -105,7 +105,7 @@ def test_digests_link_their_sources_and_late_events_redigest_their_day_and_week(
     mon = add_chunk(engine, session(0, 9, "git switch feature/eu-vat", "make test"))
     tue = add_chunk(engine, session(1, 10, "gh pr view 512", "git merge feature/eu-vat"))
     written = engine.compact()["written"]
-    assert written == [DAY, TUE, WEEK]
+    assert written == [TUE, DAY, WEEK]  # days newest first, then the week above them
     rows = {r["id"]: r for r in engine.store.memory_rows("level IN ('day', 'week')")}
     assert rows[DAY]["sources"] == [mon]
     assert rows[TUE]["sources"] == [tue]

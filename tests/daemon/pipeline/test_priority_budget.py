@@ -168,3 +168,34 @@ def test_stale_digests_come_newest_first() -> None:
               for i in range(5)]
     days = list(stale_periods("day", chunks, []))
     assert days == ["2026-11-30", "2026-11-29", "2026-11-28", "2026-11-27", "2026-11-26"]
+
+
+class DigestFailingEngine(ExtractingEngine):
+    """A summarizer that no chunk asks (the default) and that fails on digests."""
+
+    def __init__(self) -> None:
+        super().__init__(cpu=0.0)
+        self.errors = ["llama.cpp could not load broken.gguf"]
+
+    def compact(self, max_digests: int = 0) -> dict[str, Any]:
+        return {"written": ["day-2026-12-03~ada@desk"], "model_errors": self.errors}
+
+
+def test_a_summarizer_failing_only_on_digests_is_reported_and_cleared(make_config) -> None:
+    cfg = load_config(make_config())
+    journal = Journal(cfg.data_path / "journal.sqlite3")
+    engine = DigestFailingEngine()
+    pipeline = Pipeline(cfg, journal, engine)  # type: ignore[arg-type]
+    pipeline.budget = CpuBudget(0)  # what is pinned here is the report, not the pace
+    journal.append(Batch("shell", [Event.new(
+        source="shell", kind="shell.command", subject="make",
+        ts=datetime.now(UTC) - timedelta(hours=2))]))
+    pipeline.index_step()
+    pipeline.compact_step()
+    pipeline.summary_step()  # an extracted chunk memory says nothing of the model
+    [problem] = [p for p in pipeline.conditions.active() if p.code == "summarizer_failed"]
+    assert "broken.gguf" in problem.message and "summarized" in problem.message
+    engine.errors = []
+    pipeline.compact_step()  # the model wrote a digest again
+    assert not [p for p in pipeline.conditions.active() if p.code == "summarizer_failed"]
+    journal.close()
