@@ -58,17 +58,17 @@ class Reader(Engine):
                              daemon=True).start()
 
     def _query_embedder(self) -> Any:
-        from models.assets import embedder_path, manifest
+        from daemon.store.query_embed import packaged_export
 
         mode = self.cfg.search.query_embedder
         name = self.cfg.models.embedder
-        if mode == "router" or name not in manifest()["embedder"]:
+        found = packaged_export(self.cfg) if mode != "router" else None
+        if found is None:
             log.info("the reader embeds queries through the router (%s)", name)
             return self.models.embed
         from models import onnx_embed
 
-        src = embedder_path(name)
-        out = onnx_embed.export_dir(self.cfg.models_path, name, src)
+        src, out = found
         started = time.monotonic()
         try:
             onnx_embed.ensure_export(src, out)

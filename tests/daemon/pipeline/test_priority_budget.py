@@ -104,18 +104,25 @@ class BurningEngine:
         return 0
 
 
-def test_summaries_stay_inside_the_cpu_budget(make_config) -> None:
+def _thirty_chunks_at_five_percent(make_config: Any, engine: Any) -> tuple[Pipeline, Journal]:
+    """60 indexed commands of two hours ago (30 closed chunks of 2) before a pipeline on
+    `engine` whose budget is 5 % of one core, whatever the box has."""
     cfg = load_config(make_config(compaction={"max_cpu_percent": 5},
                                   pipeline={"chunk_max_events": 2}))
     journal = Journal(cfg.data_path / "journal.sqlite3")
-    engine = BurningEngine(cpu=0.3)
-    pipeline = Pipeline(cfg, journal, engine)  # type: ignore[arg-type]
-    pipeline.budget = CpuBudget(5, cores=1)  # 5 % of one core, whatever the box has
+    pipeline = Pipeline(cfg, journal, engine)
+    pipeline.budget = CpuBudget(5, cores=1)
     old = datetime.now(UTC) - timedelta(hours=2)
     journal.append(Batch("shell", [
         Event.new(source="shell", kind="shell.command", subject=f"make {i}",
                   ts=old + timedelta(seconds=i)) for i in range(60)]))
     pipeline.index_step()
+    return pipeline, journal
+
+
+def test_summaries_stay_inside_the_cpu_budget(make_config) -> None:
+    engine = BurningEngine(cpu=0.3)
+    pipeline, journal = _thirty_chunks_at_five_percent(make_config, engine)
     t0, c0 = time.monotonic(), _tree_cpu()
     while time.monotonic() - t0 < 8.0:  # the scheduler's ticks, much faster than its 5 s
         pipeline.summary_step()
@@ -141,17 +148,8 @@ class ExtractingEngine(BurningEngine):
 
 
 def test_chunks_the_model_does_not_read_are_not_held_by_the_budget(make_config) -> None:
-    cfg = load_config(make_config(compaction={"max_cpu_percent": 5},
-                                  pipeline={"chunk_max_events": 2}))
-    journal = Journal(cfg.data_path / "journal.sqlite3")
     engine = ExtractingEngine(cpu=0.05)
-    pipeline = Pipeline(cfg, journal, engine)  # type: ignore[arg-type]
-    pipeline.budget = CpuBudget(5, cores=1)
-    old = datetime.now(UTC) - timedelta(hours=2)
-    journal.append(Batch("shell", [
-        Event.new(source="shell", kind="shell.command", subject=f"make {i}",
-                  ts=old + timedelta(seconds=i)) for i in range(60)]))
-    pipeline.index_step()
+    pipeline, journal = _thirty_chunks_at_five_percent(make_config, engine)
     first = pipeline.summary_step()
     # 30 chunks of 2: all in one step (more than max_chunks = 4 model calls' worth), and
     # the budget holds nothing back for work that asked no model
