@@ -67,18 +67,10 @@ def redact_batch(texts: list[str]) -> list[str]:
     titles and texts): one trigger pass over them all, and no call for a text that names
     no trigger (bench/README.md, Journal ingest)."""
     out = list(texts)
-    clean = _CLEAN
-    todo = [i for i, t in enumerate(texts) if len(t) >= SHORTEST and t not in clean]
-    if not todo:
-        return out
-    found = rules().spans_batch([texts[i] for i in todo])
-    for i, spans in zip(todo, found, strict=True):
-        if spans:
-            out[i] = _replaced(texts[i], merge(spans))
-        elif len(texts[i]) <= _CLEAN_LEN:
-            if len(clean) >= _CLEAN_MAX:
-                clean.clear()
-            clean.add(texts[i])
+    for i, spans in rules().spans_batch(texts).items():
+        text = texts[i]
+        if len(text) >= SHORTEST and text not in _CLEAN:  # what redact() would leave
+            out[i] = _replaced(text, merge(spans))
     return out
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
+from itertools import accumulate
+from operator import add
 from dataclasses import dataclass
 
 Span = tuple[int, int, str]  # start, end, kind
@@ -97,28 +99,26 @@ class RuleSet:
                 hits[bisect_right(starts, start) - 1].update(rules_of[p])
         return [self._run(t, hit) for t, hit in zip(texts, hits, strict=True)]
 
-    def spans_batch(self, texts: list[str]) -> list[list[Span]]:
-        """`[spans(t) for t in texts]` for many texts (a batch of events' fields): one
-        trigger pass over them all, the joinable rules run once over them all, and a
-        text no trigger names costs no call at all (most of a backfill)."""
-        if self._always or not texts:
-            return [self.spans(t) for t in texts]
+    def spans_batch(self, texts: list[str]) -> dict[int, list[Span]]:
+        """The spans of many texts (a batch of events' fields), by index, for the texts
+        that have any: one trigger pass over them all, the joinable rules run once over
+        them all, and a text no trigger names costs no call at all (most of a backfill)."""
+        if self._always:
+            return {i: s for i, t in enumerate(texts) if (s := self.spans(t))}
         joined = "\x00".join(texts)
-        lower = joined.lower()
+        # text by text: most are ASCII, which lowers at C speed, where one non-ASCII
+        # character anywhere would make the whole batch lower through the Unicode tables
+        lowers = [t.lower() for t in texts]
+        lower = "\x00".join(lowers)
         odd: list[int] = []
         if len(lower) != len(joined):  # "İ".lower() is two characters: offsets move
-            lowers = [t.lower() for t in texts]
             odd = [i for i, (t, low) in enumerate(zip(texts, lowers, strict=True))
                    if len(low) != len(t)]
             for i in odd:
                 lowers[i] = "\x01" * len(texts[i])  # holds no trigger; done alone below
             lower = "\x00".join(lowers)
-        starts = [0] * len(texts)
-        at = 0
-        for i, t in enumerate(texts):
-            starts[i] = at
-            at += len(t) + 1
-        out: list[list[Span]] = [[] for _ in texts]
+        # where each text starts in `joined`: the lengths before it, and one "\x00" each
+        starts = list(map(add, accumulate(map(len, texts), initial=0), range(len(texts))))
         hits: dict[int, set[int]] = {}
         rules_of = self._rules_of
         for p, start, _ in self._scan(lower, overlapping=True):
@@ -128,15 +128,20 @@ class RuleSet:
             while at != -1:
                 hits.setdefault(bisect_right(starts, at) - 1, set()).update(ix)
                 at = joined.find(t, at + 1)
+        out: dict[int, list[Span]] = {}
         for i, hit in hits.items():
-            out[i] = self._rules(texts[i], hit - self._joined_ix)
+            if found := self._rules(texts[i], hit - self._joined_ix):
+                out[i] = found
         for rule in self._joined:  # after the others, as in spans(): a tie keeps their kind
             for s, e in rule.find(joined):
                 if e > s:
                     i = bisect_right(starts, s) - 1
-                    out[i].append((s - starts[i], e - starts[i], rule.kind))
+                    out.setdefault(i, []).append((s - starts[i], e - starts[i], rule.kind))
         for i in odd:
-            out[i] = self.spans(texts[i])
+            if found := self.spans(texts[i]):
+                out[i] = found
+            else:
+                out.pop(i, None)
         return out
 
     def _run(self, text: str, hit: set[int]) -> list[Span]:
