@@ -11,9 +11,9 @@ from __future__ import annotations
 import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from itertools import accumulate
 from operator import add
-from dataclasses import dataclass
 
 Span = tuple[int, int, str]  # start, end, kind
 Finder = Callable[[str], Iterable[tuple[int, int]]]
