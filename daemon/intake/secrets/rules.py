@@ -104,7 +104,7 @@ class RuleSet:
         that have any: one trigger pass over them all, the joinable rules run once over
         them all, and a text no trigger names costs no call at all (most of a backfill)."""
         if self._always:
-            return {i: s for i, t in enumerate(texts) if (s := self.spans(t))}
+            return {i: got for i, t in enumerate(texts) if (got := self.spans(t))}
         joined = "\x00".join(texts)
         # text by text: most are ASCII, which lowers at C speed, where one non-ASCII
         # character anywhere would make the whole batch lower through the Unicode tables
