@@ -313,6 +313,30 @@ class Journal:
                 (stage, limit)).fetchall()
         return [_row_event(r) for r in rows]
 
+    def new_matching(self, words: list[str], limit: int, source: str | None = None,
+                     since: datetime | None = None, until: datetime | None = None,
+                     kind: str | None = None) -> list[Event]:
+        """Up to `limit` events not yet indexed (NEW) whose subject, title or text holds
+        every one of `words` (lower-case), newest first: what a search finds before the
+        worker has stored them (daemon/recall/fresh.py). Reads only NEW rows (an index)."""
+        conds: list[str] = ["stage = ?"]
+        args: list[object] = [NEW]
+        for w in words:
+            conds.append("(instr(lower(subject), ?) OR instr(lower(title), ?) OR "
+                         "instr(lower(text), ?))")
+            args += [w, w, w]
+        for cond, value in (("source = ?", source), ("kind = ?", kind),
+                            ("ts >= ?", since.timestamp() if since else None),
+                            ("ts < ?", until.timestamp() if until else None)):
+            if value is not None:
+                conds.append(cond)
+                args.append(value)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM events WHERE {' AND '.join(conds)} ORDER BY ts DESC LIMIT ?",
+                [*args, limit]).fetchall()
+        return [_row_event(r) for r in rows]
+
     def by_ids(self, ids: Iterable[str]) -> list[Event]:
         ids = list(ids)
         out: list[Event] = []
