@@ -263,7 +263,7 @@ class Store:
         if table == "events":
             return Hit(id=r["id"], table=table, source=r["source"], kind=r["kind"], ts=ts,
                        title=r["title"] or r["subject"], text=r["text"], score=score,
-                       device=device, user=user)
+                       device=device, user=user, subject=str(r.get("subject") or ""))
         end = r.get("ts_end")
         if end is not None and end.tzinfo is None:
             end = end.replace(tzinfo=UTC)
