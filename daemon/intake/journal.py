@@ -35,6 +35,7 @@ from daemon.owners import owned_id
 from daemon.sqlite_migrations import Migration, migrate, run_script
 
 NEW, INDEXED, SUMMARIZED = 0, 1, 2
+FRESH_SCAN_ROWS = 5_000  # new events a search reads before the worker has indexed them
 log = logging.getLogger(__name__)
 
 
@@ -318,13 +319,15 @@ class Journal:
                      kind: str | None = None) -> list[Event]:
         """Up to `limit` events not yet indexed (NEW) whose subject, title or text holds
         every one of `words` (lower-case), newest first: what a search finds before the
-        worker has stored them (daemon/recall/fresh.py). Reads only NEW rows (an index)."""
-        conds: list[str] = ["stage = ?"]
-        args: list[object] = [NEW]
-        for w in words:
-            conds.append("(instr(lower(subject), ?) OR instr(lower(title), ?) OR "
-                         "instr(lower(text), ?))")
-            args += [w, w, w]
+        worker has stored them (daemon/recall/fresh.py). Reads only NEW rows (an index),
+        the newest FRESH_SCAN_ROWS journaled: a backfill's oldest wait for the worker."""
+        conds: list[str] = []
+        args: list[object] = []
+        for w in words:  # LIKE ignores ASCII case without a lowered copy of each text
+            like = "%" + w.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+            conds.append("(subject LIKE ? ESCAPE '\\' OR title LIKE ? ESCAPE '\\' OR "
+                         "text LIKE ? ESCAPE '\\')")
+            args += [like, like, like]
         for cond, value in (("source = ?", source), ("kind = ?", kind),
                             ("ts >= ?", since.timestamp() if since else None),
                             ("ts < ?", until.timestamp() if until else None)):
@@ -333,8 +336,9 @@ class Journal:
                 args.append(value)
         with self._lock:
             rows = self._db.execute(
-                f"SELECT * FROM events WHERE {' AND '.join(conds)} ORDER BY ts DESC LIMIT ?",
-                [*args, limit]).fetchall()
+                "SELECT * FROM (SELECT * FROM events WHERE stage = ? ORDER BY seq DESC "
+                f"LIMIT ?) WHERE {' AND '.join(conds) or '1'} ORDER BY ts DESC LIMIT ?",
+                [NEW, FRESH_SCAN_ROWS, *args, limit]).fetchall()
         return [_row_event(r) for r in rows]
 
     def by_ids(self, ids: Iterable[str]) -> list[Event]:
