@@ -60,3 +60,13 @@ def test_question_words_are_not_required() -> None:
         "port", "local", "qwen", "endpoint", "listen"]
     assert query_words("fix/decay-applied-twice v0.9.3") == ["fix/decay-applied-twice",
                                                              "v0.9.3"]
+
+
+def test_the_journal_matches_words_literally(tmp_path) -> None:
+    """`_` and `%` in a query word are themselves, not LIKE's wildcards."""
+    journal = Journal(tmp_path / "j.sqlite3")
+    exact, near = saved("retry_budget = 36"), saved("retryXbudget = 36", minutes_ago=2)
+    journal.append(Batch("files", [exact, near]))
+    assert [e.id for e in journal.new_matching(["retry_budget"], 5)] == [exact.id]
+    assert journal.new_matching(["36%"], 5) == []
+    journal.close()
