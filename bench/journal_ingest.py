@@ -124,11 +124,14 @@ VARIANTS = ("redact_on", "redact_old", "redact_off", "daemon_sink")
 class OldJournal(Journal):
     """The journal as commit bed4f5b used it: subject, title and text redacted, attrs not."""
 
-    def _row(self, ev: Event, now: float) -> tuple[object, ...]:
+    def _rows(self, events: list[Event], now: float) -> list[tuple[object, ...]]:
         r = redact_bed4f5b.redact
-        e = replace(ev, subject=r(ev.subject), title=r(ev.title), text=r(ev.text))
-        return (e.id, e.ts.timestamp(), e.source, e.kind, e.subject, e.title, e.text,
-                e.attrs_json(), now, e.id)
+        out: list[tuple[object, ...]] = []
+        for ev in events:
+            e = replace(ev, subject=r(ev.subject), title=r(ev.title), text=r(ev.text))
+            out.append((e.id, e.ts.timestamp(), e.source, e.kind, e.subject, e.title, e.text,
+                        e.attrs_json(), now))
+        return out
 
 
 def open_sink(tmp: str, name: str, variant: str) -> tuple[Journal, Any]:

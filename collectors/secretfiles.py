@@ -19,18 +19,60 @@ _CONTENT = (
 )
 
 
+_WILD = frozenset("*?[")
+
+
+def _literal_tail(glob: str) -> str:
+    """What every match of `glob` ends with: its characters after the last wildcard."""
+    cut = max(glob.rfind(c) for c in _WILD)
+    return glob[cut + 1:] if cut >= 0 and glob[cut] != "[" else ""
+
+
 class SecretFiles:
+    """The `[privacy] secret_files` globs, asked of every event the privacy gate passes:
+    names, name prefixes and suffixes (most of the list: `.netrc`, `id_rsa*`, `*.pem`)
+    are looked up as strings; a glob with more wildcards is a pattern, tried only on names
+    ending as it does."""
+
     def __init__(self, globs: tuple[str, ...]) -> None:
-        names = [fnmatch.translate(g) for g in globs if "/" not in g]
-        paths = [fnmatch.translate(g) for g in globs if "/" in g]
-        self._names = re.compile("|".join(names)) if names else None
-        self._paths = re.compile("|".join(paths)) if paths else None
+        self._exact: set[str] = set()
+        prefixes: list[str] = []
+        suffixes: list[str] = []
+        names: list[str] = []
+        paths: list[str] = []
+        for g in globs:
+            if "/" in g:
+                paths.append(g)
+            elif not _WILD.intersection(g):
+                self._exact.add(g)
+            elif g[0] == "*" and not _WILD.intersection(g[1:]):
+                suffixes.append(g[1:])
+            elif g[-1] == "*" and not _WILD.intersection(g[:-1]):
+                prefixes.append(g[:-1])
+            else:
+                names.append(g)
+        self._prefixes, self._suffixes = tuple(prefixes), tuple(suffixes)
+        self._name_tails, self._names = _patterns(names)
+        self._path_tails, self._paths = _patterns(paths)
 
     def by_name(self, path: str) -> bool:
         """True if the file at `path` (a str, "/" separated) is named like a secret."""
-        name = path.rsplit("/", 1)[-1]
-        return bool((self._names and self._names.match(name))
-                    or (self._paths and self._paths.match(path)))
+        name = path[path.rfind("/") + 1:]
+        return (name in self._exact or name.endswith(self._suffixes)
+                or name.startswith(self._prefixes)
+                or (name.endswith(self._name_tails) and self._names.match(name) is not None)
+                or (path.endswith(self._path_tails) and self._paths.match(path) is not None))
+
+
+_NEVER = re.compile(r"(?!)")
+
+
+def _patterns(globs: list[str]) -> tuple[tuple[str, ...], re.Pattern[str]]:
+    """The globs as one pattern, and what their matches end with (a cheap first test)."""
+    if not globs:
+        return (), _NEVER
+    return (tuple(_literal_tail(g) for g in globs),
+            re.compile("|".join(fnmatch.translate(g) for g in globs)))
 
 
 def secret_content(text: str) -> bool:

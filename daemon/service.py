@@ -16,6 +16,7 @@ from daemon.intake.collect import CollectorRuns
 from daemon.intake.journal import Journal
 from daemon.intake.privacy import PauseState
 from daemon.owners import EVERYONE, Owners, identity, whose
+from daemon.recall.fresh import fresh_hits, with_fresh
 from daemon.recall.hits import Hit
 from daemon.store.interface import MemoryEngine
 
@@ -63,7 +64,13 @@ class MemoryService:
             filters.update(devices=o.devices, users=o.users)
         if not raw:
             filters["raw"] = False
-        return self.engine.search(query, k, source=source, since=since, until=until, **filters)
+        hits = self.engine.search(query, k, source=source, since=since, until=until, **filters)
+        if not raw or project:  # new events are raw, and have no project until indexed
+            return hits
+        fresh = fresh_hits(self.journal, query, k, o, identity(self.cfg),
+                           max((h.score for h in hits), default=1.0),
+                           source=source, since=since, until=until, kind=kind)
+        return with_fresh(hits, fresh, k) if fresh else hits
 
     # -- the read path (daemon/recall.py runs these in the engine) -------------------
 

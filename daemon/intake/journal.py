@@ -30,6 +30,7 @@ from pathlib import Path
 from collectors.base import Batch, Event, attrs_json
 from daemon.errors import RetryableError
 from daemon.intake import redact as redaction
+from daemon.intake.checkpointer import WRITER_LIMIT_PAGES, WalCheckpointer
 from daemon.owners import owned_id
 from daemon.sqlite_migrations import Migration, migrate, run_script
 
@@ -143,13 +144,29 @@ def event_row(redact: Redact | None, owner: str, now: float, ev: Event) -> tuple
     subject, title, text, attrs = ev.subject, ev.title, ev.text, ev.attrs
     if redact is None:
         return (eid, ev.ts.timestamp(), ev.source, ev.kind, subject, title, text,
-                attrs_json(attrs), now, eid)
+                attrs_json(attrs), now)
     if redact is redaction.redact:
         subject, title, text = redaction.redact_each([subject, title, text])
     else:
         subject, title, text = redact(subject), redact(title), redact(text)
     return (eid, ev.ts.timestamp(), ev.source, ev.kind, subject, title, text,
-            attrs_json(redaction.redact_attrs(attrs, redact)) if attrs else "{}", now, eid)
+            attrs_json(redaction.redact_attrs(attrs, redact)) if attrs else "{}", now)
+
+
+def event_rows(redact: Redact | None, owner: str, now: float,
+               events: list[Event]) -> list[tuple[object, ...]]:
+    """The journal rows of a batch of events: with memoryd's redaction, the subjects,
+    titles and texts of the whole batch are redacted in one pass."""
+    if redact is not redaction.redact or len(events) < 2:
+        return [event_row(redact, owner, now, e) for e in events]
+    fields = redaction.redact_batch([f for e in events for f in (e.subject, e.title, e.text)])
+    rows: list[tuple[object, ...]] = []
+    for k, ev in enumerate(events):
+        eid = owned_id(owner, ev.id) if owner else ev.id
+        rows.append((eid, ev.ts.timestamp(), ev.source, ev.kind, *fields[3 * k:3 * k + 3],
+                     attrs_json(redaction.redact_attrs(ev.attrs)) if ev.attrs else "{}",
+                     now))
+    return rows
 
 
 class Journal:
@@ -173,6 +190,9 @@ class Journal:
         # NORMAL survives any process crash; after a power cut the last commits may go,
         # but then their cursors go with them and the collectors read those events again.
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # the log is copied into the file by a thread of its own (checkpointer.py)
+        self._db.execute(f"PRAGMA wal_autocheckpoint={WRITER_LIMIT_PAGES}")
+        self.checkpointer = WalCheckpointer(path)
         self._migrate()
 
     def _migrate(self) -> None:
@@ -208,22 +228,28 @@ class Journal:
             self._db.execute("UPDATE meta SET value=? WHERE key='owner'", (owner,))
 
     def close(self) -> None:
+        self.checkpointer.close()
         with self._lock:
             self._db.close()
 
-    def _row(self, ev: Event, now: float) -> tuple[object, ...]:
-        return event_row(self._redact, self.owner, now, ev)
+    def _rows(self, events: list[Event], now: float) -> list[tuple[object, ...]]:
+        return event_rows(self._redact, self.owner, now, events)
 
     def append(self, batch: Batch) -> int:
         """Store the batch's events and cursor atomically; return how many events were new."""
         now = time.time()
-        rows = [self._row(e, now) for e in batch.events]
+        rows = self._rows(batch.events, now)
         with self._lock, self._writing("store new events"):
             before = self._db.total_changes
-            self._db.executemany(
-                "INSERT OR IGNORE INTO events(id, ts, source, kind, subject, title, text,"
-                " attrs, added) SELECT ?,?,?,?,?,?,?,?,? WHERE NOT EXISTS"
-                " (SELECT 1 FROM forgotten WHERE id = ?)", rows)
+            if self._db.execute("SELECT 1 FROM forgotten LIMIT 1").fetchone():
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO events(id, ts, source, kind, subject, title, text,"
+                    " attrs, added) SELECT ?,?,?,?,?,?,?,?,? WHERE NOT EXISTS"
+                    " (SELECT 1 FROM forgotten WHERE id = ?)", [(*r, r[0]) for r in rows])
+            else:  # nothing forgotten (asked inside the write transaction): no lookups
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO events(id, ts, source, kind, subject, title, text,"
+                    " attrs, added) VALUES (?,?,?,?,?,?,?,?,?)", rows)
             new = self._db.total_changes - before
             if batch.cursor is not None:
                 self._db.execute(
@@ -244,6 +270,7 @@ class Journal:
         try:
             yield
             self._db.execute("COMMIT")
+            self.checkpointer.written()
         except BaseException as exc:
             if self._db.in_transaction:  # SQLite may have rolled back already
                 self._db.execute("ROLLBACK")
@@ -284,6 +311,30 @@ class Journal:
             rows = self._db.execute(
                 f"SELECT * FROM events WHERE stage=? ORDER BY {order} LIMIT ?",
                 (stage, limit)).fetchall()
+        return [_row_event(r) for r in rows]
+
+    def new_matching(self, words: list[str], limit: int, source: str | None = None,
+                     since: datetime | None = None, until: datetime | None = None,
+                     kind: str | None = None) -> list[Event]:
+        """Up to `limit` events not yet indexed (NEW) whose subject, title or text holds
+        every one of `words` (lower-case), newest first: what a search finds before the
+        worker has stored them (daemon/recall/fresh.py). Reads only NEW rows (an index)."""
+        conds: list[str] = ["stage = ?"]
+        args: list[object] = [NEW]
+        for w in words:
+            conds.append("(instr(lower(subject), ?) OR instr(lower(title), ?) OR "
+                         "instr(lower(text), ?))")
+            args += [w, w, w]
+        for cond, value in (("source = ?", source), ("kind = ?", kind),
+                            ("ts >= ?", since.timestamp() if since else None),
+                            ("ts < ?", until.timestamp() if until else None)):
+            if value is not None:
+                conds.append(cond)
+                args.append(value)
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT * FROM events WHERE {' AND '.join(conds)} ORDER BY ts DESC LIMIT ?",
+                [*args, limit]).fetchall()
         return [_row_event(r) for r in rows]
 
     def by_ids(self, ids: Iterable[str]) -> list[Event]:

@@ -81,7 +81,7 @@ def period(level: str, key: str, tz: tzinfo = UTC) -> tuple[datetime, datetime]:
 def _prose(row: dict[str, Any]) -> str:
     """A memory's text without its appended lists: what a digest prompt needs."""
     keep = [ln for ln in (row.get("text") or "").split("\n")
-            if not ln.startswith(("Identifiers: ", "Decisions: ", "Open tasks: "))]
+            if not ln.startswith(("Identifiers: ", "Decisions: ", "Open tasks: ", "Mentions: "))]
     return " ".join(" ".join(keep).split())
 
 

@@ -5,8 +5,9 @@ A small model paraphrases and drops details ("edited the scoring module" instead
 events deterministically, checks the model's memory against them, and puts back what the
 model lost (`missing`, `restore`). Only what the events contain counts: file paths, the
 URLs visited, shell commands and the paths, URLs, ticket numbers and git branches inside
-them, ticket numbers in page titles. File *contents* are not mined for paths or URLs
-(a source file names hundreds); only their TODO/FIXME lines are kept, as open tasks.
+them, ticket numbers in page titles. File *contents* give their key lines (`facts_of`),
+their TODO/FIXME lines as open tasks, and the names, numbers and quoted phrases they
+hold (`mentions_of`, a bounded list the memory keeps verbatim).
 """
 
 from __future__ import annotations
@@ -275,3 +276,49 @@ def merge(*lists: Iterable[str], limit: int | None = None) -> list[str]:
             if isinstance(item, str):
                 _add(out, seen, item)
     return out[:limit] if limit is not None else out
+
+
+# -- what the saved files name -------------------------------------------------------------
+
+_EDGES = ":!?*"
+# what separates names in code and prose; no quote survives in a name, so a list of them
+# joined by commas never reads as a quoted phrase
+_APART = re.compile(r"(?:[\s\"'“”`()\[\]{}<>;=]|,(?!\d))+")  # "€3,900" stays whole
+_SHAPED = re.compile(r"\d|_|[a-z][A-Z]|\w[./@-]\w|^--?\w|^[$€£]")
+_CALENDAR = re.compile(
+    r"\b(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday|January|February|March|"
+    r"April|May|June|July|August|September|October|November|December)\b")
+_PHRASE = re.compile(r"[\"“`]([^\"”`\n]{3,60})[\"”`]")
+MENTIONS_MAX = 80  # a memory lists at most this many names of its files
+
+
+def _shaped(text: str) -> Iterable[str]:
+    """The words of `text` that look like identifiers (a digit, an underscore, an inner
+    capital, a dot, slash, @ or hyphen between letters, a flag, an amount), with the
+    quoted phrases and the weekdays and months it names."""
+    for m in _PHRASE.finditer(text):
+        yield m.group(1).strip()
+    for word in _APART.split(text):  # "ap.add_argument(\"--since\"" names two things
+        word = word.strip(_EDGES).rstrip(".")
+        if len(word) >= 2 and _SHAPED.search(word):
+            yield word
+    yield from _CALENDAR.findall(text)
+
+
+def mentions_of(events: Iterable[Any], limit: int = MENTIONS_MAX) -> list[str]:
+    """The names, numbers, versions, hosts, flags and quoted phrases the saved files'
+    contents hold, in order, at most `limit`: the memory keeps them verbatim, since a
+    question about a file asks for one of them (an amount, a port, a version, who to
+    call on Monday), and `facts_of` keeps only a few key lines."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for ev in events:
+        if ev.source != "files" or not ev.text:
+            continue
+        for item in _shaped(ev.text):
+            if len(out) >= limit:
+                return out
+            if len(item) >= 2 and item.lower() not in seen:
+                seen.add(item.lower())
+                out.append(item)
+    return out

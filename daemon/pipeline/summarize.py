@@ -82,6 +82,9 @@ SCHEMA: dict[str, Any] = {
 RESPONSE_FORMAT = {"type": "json_object", "schema": SCHEMA}
 
 
+MENTIONS_LINE = "\nMentions: "  # starts a memory's last line: the names its files hold
+
+
 @dataclass
 class Fields:
     """A memory's text and structured fields, as stored."""
@@ -93,13 +96,21 @@ class Fields:
     decisions: list[str] = field(default_factory=list)
     open_tasks: list[str] = field(default_factory=list)
     facts: list[str] = field(default_factory=list)  # key lines of the files, verbatim
+    mentions: list[str] = field(default_factory=list)  # names the files hold, verbatim
     fallback: bool = False  # the model's answer was empty or unusable
     model_text: str = ""  # what the model wrote, before anything was put back
     unsupported: list[str] = field(default_factory=list)  # what the model named, sources lack
 
     def text(self) -> str:
-        """The memory's text: the summary, decisions, open tasks, and every identifier
-        the prose does not already name, so full-text search finds them all."""
+        """The memory's text: the summary, decisions, open tasks, every identifier the
+        prose does not already name, so full-text search finds them all, and last the
+        names its files hold that nothing above says ("Mentions: ")."""
+        main = self.main_text()
+        lost = idf.missing(self.mentions, main)
+        return main + (MENTIONS_LINE + ", ".join(lost) if lost else "")
+
+    def main_text(self) -> str:
+        """The text without its "Mentions:" line."""
         parts = [dedupe_sentences(self.summary.strip())]
         if self.facts:
             parts.append("Facts: " + "; ".join(self.facts))
@@ -297,6 +308,7 @@ def chunk_fields(chunk: Chunk, answer: str) -> Fields:
         decisions=idf.merge(decisions, idf.decisions_of(chunk.events), limit=8),
         open_tasks=idf.merge(tasks, idf.todos_of(chunk.events), limit=8),
         facts=idf.facts_of(chunk.events),
+        mentions=idf.mentions_of(chunk.events),
         fallback=fallback,
         model_text=answer,
         unsupported=unsupported,
@@ -324,10 +336,14 @@ def memory_row(chunk: Chunk, summary: str | Fields, model: str,
     text = fields.text()
     subjects = "\n".join(sorted({ev.subject for ev in chunk.events}))
     t = title(chunk)
+    # what is embedded and indexed: the mentions after the subjects, so a long list of
+    # names does not push the subjects past the embedder's window
+    main = fields.main_text()
+    doc = f"{t}\n{main}\n{subjects}{text[len(main):]}"
     return {
         "id": chunk.id, "ts": chunk.start, "ts_end": chunk.end, "level": "chunk",
         "source": chunk.source, "title": t, "text": text,
         "event_ids": [ev.id for ev in chunk.events], "model": model,
-        "created": datetime.now(UTC), "doc": f"{t}\n{text}\n{subjects}", "vector": vector,
+        "created": datetime.now(UTC), "doc": doc, "vector": vector,
         "project": chunk.project, "sources": [], **fields.columns(),
     }

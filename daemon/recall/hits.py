@@ -24,3 +24,4 @@ class Hit:
     covers: tuple[Hit, ...] = ()  # matching hits folded into this one by de-duplication
     device: str = ""  # who wrote it (store schema 3; daemon/owners.py)
     user: str = ""
+    subject: str = ""  # an event's path, URL or command: what makes two events the same thing

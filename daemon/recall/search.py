@@ -3,7 +3,7 @@
 Given a query, its embedding and a store, return the top `k` hits. Each list
 (events × vector, events × text, memories × vector, memories × text) contributes
 1 / (RRF_K + rank) for each hit, so a result found by both meaning and words rises.
-Full-text lists keep only hits near their best score (see FTS_RELATIVE_FLOOR).
+Full-text lists drop hits far below their best score (see FTS_RELATIVE_FLOOR).
 
 On top of the fusion:
 - a recency term: a small bonus halving every RECENCY_HALF_LIFE_DAYS, worth less than one
@@ -15,6 +15,8 @@ On top of the fusion:
   rank of the best of them, which stands for the group; the others are folded into it
   (`covers`, and excerpted in its text), so no fact they held is lost from the top k and
   the k slots go to k different activities. A memory hit also lists its other events.
+  Likewise one command run again, one page visited again or one file saved again (same
+  source and subject) takes one slot, the others folded into the best of them.
 - full-text queries drop question words ("where did I …"), which only match noise.
 
 The four searches of a query run side by side (`run_legs`), each reading only the
@@ -41,8 +43,12 @@ log = logging.getLogger(__name__)
 RRF_K = 60
 DEPTH = 50  # candidates per list: a fact's event may rank low in one list and high in another
 # Full-text hits far below the best one matched only common words ("the", "token"); fused
-# by rank they would outvote an exact match of a rare identifier, so they are dropped.
-FTS_RELATIVE_FLOOR = 0.3
+# by rank they would outvote an exact match of a rare identifier, so they are dropped. The
+# floor is low: a raw event asked about in other words than its own (a file's docstring,
+# a command's flags) often shares one rare word with the question and scores a fifth of
+# a title that repeats the question's words; without summaries that word is all it has
+# (dev week, bench/README.md: 0.3 lost two such facts with and without summaries).
+FTS_RELATIVE_FLOOR = 0.1
 RECENCY_WEIGHT = 0.002  # at most ~1/8 of a top rank's 1/61
 RECENCY_HALF_LIFE_DAYS = 14.0
 COVERED_CHARS = 1200  # text kept of each matching event shown inside its memory
@@ -264,13 +270,19 @@ def dedupe(ranked: list[Hit], query: str = "") -> list[Hit]:
     of them, which stands for the group: the others are folded into it (`covers`, and
     excerpted in its text), so the k slots go to k different activities and no fact of
     a folded member is lost. Digests are not folded with their chunks: a day is a
-    different answer than an hour."""
+    different answer than an hour. Events of the same thing (one command run again, one
+    page visited again, one file saved again: same source and subject) not covered by a
+    memory take one slot too, at the best one's rank."""
     group: dict[str, str] = {}
     for h in ranked:  # an event belongs to the best-ranked memory covering it
         group.setdefault(h.id, h.id)
         for member in h.event_ids:
             if group.get(member, member) == member:
                 group[member] = h.id
+    same: dict[tuple[str, str], str] = {}  # (source, subject) -> its best-ranked event
+    for h in ranked:
+        if h.table == "events" and h.subject and group[h.id] == h.id:
+            group[h.id] = same.setdefault((h.source, h.subject), h.id)
     head_of: dict[str, str] = {}  # group -> the id standing for it
     folded: dict[str, list[Hit]] = {}
     order: list[str] = []

@@ -109,7 +109,9 @@ class Engine:
                 self._supersede(chunk)
                 return {**result, "summary": old[0]["text"], "kept": True}
         row = summarize.memory_row(chunk, fields, model, [])
-        row["vector"] = self.models.embed([f"{row['title']}\n{row['text']}"[:2000]])[0]
+        # embedded without its "Mentions:" list (the doc indexes it for full text)
+        main = row["text"].split(summarize.MENTIONS_LINE, 1)[0]
+        row["vector"] = self.models.embed([f"{row['title']}\n{main}"[:2000]])[0]
         self.store.upsert_memories([row])
         if self._drop_forgotten("memories", [e.id for e in events], [row["id"]]):
             return {**result, "summary": "", "forgotten": True}

@@ -35,7 +35,7 @@ def hit(table: str, r: dict[str, Any], score: float) -> Hit:
     if table == "events":
         return Hit(id=r["id"], table=table, source=r["source"], kind=r["kind"], ts=ts,
                    title=r["title"] or r["subject"], text=r["text"], score=score,
-                   device=device, user=user)
+                   device=device, user=user, subject=str(r.get("subject") or ""))
     end = r.get("ts_end")
     if end is not None and end.tzinfo is None:
         end = end.replace(tzinfo=UTC)

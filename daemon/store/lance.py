@@ -19,13 +19,13 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import lancedb
 import pyarrow as pa
 
 from daemon.errors import PermanentError, RetryableError
 from daemon.recall.hits import Hit
 from daemon.store import ann
 from daemon.store.hitrows import hit, hit_columns
+from daemon.store.lancedb_lean import lancedb
 from daemon.store.migrate import MIGRATABLE, migrate_once
 from daemon.store.objectstore import settings_from_options
 from daemon.store.retry import count, is_conflict, retrying

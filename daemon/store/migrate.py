@@ -13,9 +13,9 @@ import logging
 from typing import Any
 
 import pyarrow as pa
-from lancedb.index import FTS
 
 from daemon.store import owner_ids
+from daemon.store.lancedb_lean import lancedb
 from daemon.store.retry import retrying
 from daemon.store.tables import schema_version
 
@@ -67,7 +67,7 @@ def _migrate(store: Any, name: str, schema: pa.Schema, old: str | None) -> Any:
     if old in BEFORE_OWNER_IDS:
         migrated = owner_ids.remap(name, migrated)
     table = store._db.create_table(name, data=migrated, schema=schema, mode="overwrite")
-    table.create_index("doc", config=FTS(base_tokenizer="simple", stem=False,
+    table.create_index("doc", config=lancedb.index.FTS(base_tokenizer="simple", stem=False,
                                          remove_stop_words=False), replace=True)
     log.warning("migrated the store's %s table: %d rows kept", name, table.count_rows())
     return table

@@ -178,7 +178,9 @@ def _entropy_rule() -> Rule:
             if distinct < hex_min:
                 continue
             if hexdigits.fullmatch(value):
-                line = text[text.rfind("\n", 0, m.start()) + 1:m.start()].lower()
+                start = m.start()  # its line: "\x00" ends one too (joinable)
+                cut = max(text.rfind("\n", 0, start), text.rfind("\x00", 0, start))
+                line = text[cut + 1:start].lower()
                 if (any(k in line for k in _KEYED)
                         and hexp.calculate_shannon_entropy(value) > hexp.entropy_limit):
                     yield m.span(1)
@@ -186,7 +188,7 @@ def _entropy_rule() -> Rule:
                   and b64.calculate_shannon_entropy(value) > b64.entropy_limit):
                 yield m.span(1)
 
-    return Rule("high-entropy", ('"', "'"), find)
+    return Rule("high-entropy", ('"', "'"), find, joinable=True)
 
 
 @cache

@@ -12,6 +12,8 @@ import re
 from bisect import bisect_right
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import accumulate
+from operator import add
 
 Span = tuple[int, int, str]  # start, end, kind
 Finder = Callable[[str], Iterable[tuple[int, int]]]
@@ -23,6 +25,9 @@ class Rule:
     triggers: tuple[str, ...]  # lower-case substrings; empty means always run
     find: Finder
     cased: bool = False  # the triggers are matched against the text as it is
+    # its finder never matches across a "\x00" and takes one for a line break, so it may
+    # run once over many texts joined by "\x00" (a rule whose trigger is in most texts)
+    joinable: bool = False
 
     def spans(self, text: str) -> list[Span]:
         return [(s, e, self.kind) for s, e in self.find(text) if e > s]
@@ -50,6 +55,13 @@ class RuleSet:
         # case-sensitive triggers are few ("AC", "SK"): `in` is cheaper than a second pass
         self._cased = tuple((t, tuple(ix)) for (t, cased), ix in by.items() if cased)
         self._plain = self._chars + self._cased  # asked with `in` on the text as it is
+        # in a batch, the joinable rules run over all texts at once; the other plain
+        # triggers are looked for in them all
+        self._joined_ix = frozenset(i for i, r in enumerate(rules) if r.joinable)
+        self._joined = tuple(rules[i] for i in sorted(self._joined_ix))
+        self._plain_alone = tuple((t, tuple(i for i in ix if i not in self._joined_ix))
+                                  for t, ix in self._plain
+                                  if any(i not in self._joined_ix for i in ix))
         lower = [(t, tuple(ix)) for (t, cased), ix in by.items() if len(t) > 1 and not cased]
         lower = lower or [("\x00never\x00", ())]  # the crate refuses an empty list
         self._rules_of = tuple(ix for _, ix in lower)  # pattern index -> rule indices
@@ -87,10 +99,58 @@ class RuleSet:
                 hits[bisect_right(starts, start) - 1].update(rules_of[p])
         return [self._run(t, hit) for t, hit in zip(texts, hits, strict=True)]
 
+    def spans_batch(self, texts: list[str]) -> dict[int, list[Span]]:
+        """The spans of many texts (a batch of events' fields), by index, for the texts
+        that have any: one trigger pass over them all, the joinable rules run once over
+        them all, and a text no trigger names costs no call at all (most of a backfill)."""
+        if self._always:
+            return {i: got for i, t in enumerate(texts) if (got := self.spans(t))}
+        joined = "\x00".join(texts)
+        # text by text: most are ASCII, which lowers at C speed, where one non-ASCII
+        # character anywhere would make the whole batch lower through the Unicode tables
+        lowers = [t.lower() for t in texts]
+        lower = "\x00".join(lowers)
+        odd: list[int] = []
+        if len(lower) != len(joined):  # "İ".lower() is two characters: offsets move
+            odd = [i for i, (t, low) in enumerate(zip(texts, lowers, strict=True))
+                   if len(low) != len(t)]
+            for i in odd:
+                lowers[i] = "\x01" * len(texts[i])  # holds no trigger; done alone below
+            lower = "\x00".join(lowers)
+        # where each text starts in `joined`: the lengths before it, and one "\x00" each
+        starts = list(map(add, accumulate(map(len, texts), initial=0), range(len(texts))))
+        hits: dict[int, set[int]] = {}
+        rules_of = self._rules_of
+        for p, start, _ in self._scan(lower, overlapping=True):
+            hits.setdefault(bisect_right(starts, start) - 1, set()).update(rules_of[p])
+        for t, ix in self._plain_alone:
+            at = joined.find(t)
+            while at != -1:
+                hits.setdefault(bisect_right(starts, at) - 1, set()).update(ix)
+                at = joined.find(t, at + 1)
+        out: dict[int, list[Span]] = {}
+        for i, hit in hits.items():
+            if found := self._rules(texts[i], hit - self._joined_ix):
+                out[i] = found
+        for rule in self._joined:  # after the others, as in spans(): a tie keeps their kind
+            for s, e in rule.find(joined):
+                if e > s:
+                    i = bisect_right(starts, s) - 1
+                    out.setdefault(i, []).append((s - starts[i], e - starts[i], rule.kind))
+        for i in odd:
+            if found := self.spans(texts[i]):
+                out[i] = found
+            else:
+                out.pop(i, None)
+        return out
+
     def _run(self, text: str, hit: set[int]) -> list[Span]:
         for t, ix in self._plain:
             if t in text:
                 hit.update(ix)
+        return self._rules(text, hit)
+
+    def _rules(self, text: str, hit: set[int]) -> list[Span]:
         if not hit and not self._always:
             return []
         out: list[Span] = []

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from collectors.base import Batch, Event
+from daemon.intake.checkpointer import WRITER_LIMIT_PAGES
 from daemon.intake.journal import INDEXED, NEW, SUMMARIZED, Journal, JournalUnwritable
 from daemon.intake.redact import redact
 from tests.tmpfs import small_tmpfs
@@ -163,3 +164,30 @@ def test_a_read_only_journal_says_so(tmp_path: Path) -> None:
     with pytest.raises(JournalUnwritable, match="make the data dir writable"):
         ro.append(Batch("t", [ev(2)], "2"))
     assert ro.counts()["total"] == 1
+
+
+def test_a_backfill_is_copied_into_the_file_by_the_checkpoint_thread(tmp_path: Path) -> None:
+    """The writer's commits do not copy the log into the database file (its own limit is a
+    high backstop): the journal's checkpoint thread does, shortly after the writes."""
+    path = tmp_path / "j.sqlite3"
+    j = Journal(path)
+    assert j._db.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WRITER_LIMIT_PAGES
+    for k in range(5):
+        j.append(Batch("t", [ev(k * 200 + i, "x" * 300) for i in range(200)], str(k)))
+    assert j.checkpointer.wait_idle(timeout=30)
+    assert j.checkpointer.checkpoints >= 1
+    # the database file alone, without its log, holds every row: they were copied
+    alone = tmp_path / "alone.sqlite3"
+    alone.write_bytes(path.read_bytes())
+    copy = sqlite3.connect(alone)
+    assert copy.execute("SELECT COUNT(*) FROM events").fetchone()[0] == 1000
+    copy.close()
+    j.close()
+
+
+def test_a_forgotten_event_is_not_stored_again_in_a_batch(tmp_path: Path) -> None:
+    j = Journal(tmp_path / "j.sqlite3")
+    j.append(Batch("t", [ev(i) for i in range(3)], "3"))
+    assert j.forget(ids=[ev(1).id]) == 1
+    assert j.append(Batch("t", [ev(i) for i in range(4)], "4")) == 1  # only tick 3 is new
+    assert sorted(e.subject for e in j.at_stage(NEW, 10)) == ["tick/0", "tick/2", "tick/3"]

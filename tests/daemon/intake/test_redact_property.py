@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from collectors.base import Batch, Event
 from daemon.intake.journal import Journal
-from daemon.intake.redact import redact
+from daemon.intake.redact import _CLEAN, redact, redact_batch
 from tests.daemon.intake.secret_corpus import FORMATS
 
 # Arbitrary text, kept short so a row fits in one SQLite page (a value split over
@@ -72,3 +72,19 @@ def test_no_embedded_secret_reaches_the_journal(cases: list[tuple[str, Event, st
     for label, _, secret in cases:
         assert secret.encode() not in raw, f"{label}: the secret is in the journal's bytes"
         assert json.dumps(secret)[1:-1] not in stored, f"{label}: the secret was stored"
+
+
+_odd = st.text(alphabet="abXY09 \n\t'\"=:/_-.@?&İßﬃK", max_size=60)  # İ lowers to 2 chars
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_odd, embedded(), _odd, st.booleans()), min_size=2, max_size=12))
+def test_a_batch_is_redacted_as_each_text_alone(parts: list[tuple[str, tuple[str, str, str],
+                                                                  str, bool]]) -> None:
+    """The journal redacts a batch's fields in one pass (redact_batch): the same result,
+    text for text, as redacting each alone, secret or not, whatever characters surround."""
+    texts = [pre + (text if with_secret else "") + post
+             for pre, (_, text, _), post, with_secret in parts]
+    alone = [redact(t) for t in texts]
+    _CLEAN.clear()  # the clean-string cache must not decide it
+    assert redact_batch(texts) == alone

@@ -4,13 +4,17 @@ collector never reads them, the privacy gate strips any pushed event naming one,
 
 from __future__ import annotations
 
+import fnmatch
 import json
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from collectors.base import Batch, Event
 from collectors.files import FileRules, FilesCollector, read_file_event
+from collectors.secretfiles import SecretFiles
 from daemon.config import SECRET_FILES, Config, PrivacyConfig
 from daemon.intake.journal import Journal
 from daemon.intake.privacy import gate_for
@@ -103,3 +107,21 @@ def test_config_key_is_read_from_toml(tmp_path: Path) -> None:
     path.write_text('[privacy]\nsecret_files = ["*.vault", ".env*"]\n')
     assert load_config(path).privacy.secret_files == ("*.vault", ".env*")
     assert ".env" in load_config(None).privacy.secret_files
+
+
+_NAME_PARTS = ["id_rsa", ".env", ".pem", "x", "service-account", ".json", "/", ".kube", "config",
+               "credentials", "kubeconfig", "a", "c", ".", "-sa-key.json", "foo", ".h", "é"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(_NAME_PARTS), min_size=1, max_size=6),
+       st.sampled_from([SECRET_FILES, ("a?c", "x[ab]y", "*.[ch]", "*foo*.json", "*/a/*"),
+                        ("*",), ()]))
+def test_secret_file_names_match_as_their_globs_say(parts: list[str],
+                                                    globs: tuple[str, ...]) -> None:
+    """SecretFiles looks names up as strings where it can; it answers as fnmatch does (a
+    glob without "/" against the name, one with "/" against the whole path)."""
+    path = "".join(parts)
+    name = path.rsplit("/", 1)[-1]
+    expected = any(fnmatch.fnmatchcase(path if "/" in g else name, g) for g in globs)
+    assert SecretFiles(globs).by_name(path) is expected

@@ -103,3 +103,32 @@ def test_decisions_are_the_lines_that_state_a_choice() -> None:
         "hiring: no full-time hire before the Fjordline contract is signed",
         "audit: €3,900 fixed (was €2,900 in spring)", "dry run locally first"]
     assert idf.todos_of([ops]) == ["send Priya the CSV"]
+
+
+def test_a_files_names_numbers_and_days_are_kept_in_its_memory() -> None:
+    """A chunk memory keeps every identifier-looking token of its saved files (measured by
+    the independent check's tokenizer, daemon/pipeline/faithful.py): invoice numbers,
+    amounts, versions, hosts, weekdays, snake_case and CamelCase names, quoted phrases.
+    They come last ("Mentions:"), after the subjects in what is indexed, and the memory
+    still names nothing its sources lack."""
+    from daemon.pipeline import faithful
+    from daemon.pipeline.compaction import _prose
+    from daemon.pipeline.summarize import MENTIONS_LINE
+
+    code = ('"""Disputes."""\n'
+            "def dispute(ledger):\n"
+            "    # The alpaca invoice INV-77231 is disputed; call the vendor on Monday.\n"
+            "    ledger.hold(amount=\"€3,900\", days=14, host='billing.kestrel.dev:7437')\n"
+            '    retry_budget = 36  # see "the slow path" and PricingCard, v0.9.3\n'
+            '    ap.add_argument("--min-score", default=0.65)\n')
+    f = Event.new(ts=T0, source="files", kind="file.modified",
+                  subject="/home/ana/src/ledger/disputes.py", title="disputes.py", text=code)
+    chunk = Chunk((f,))
+    row = memory_row(chunk, chunk_fields(chunk, ""), "m", [0.0])
+    kept = faithful.Sources(row["text"])
+    assert [t for t in faithful.tokens(code) if not kept.has(t)] == []
+    sources = f"{f.kind} 2026-11-24 09:00 Tuesday November\n{f.subject}\n{f.title}\n{code}"
+    assert faithful.check(row["text"], sources).ok
+    assert MENTIONS_LINE in row["text"] and "INV-77231" in row["text"]
+    assert row["doc"].index(f.subject) < row["doc"].index(MENTIONS_LINE.strip())
+    assert "Mentions" not in _prose(row)  # a digest's prompt does not carry the list

@@ -1,0 +1,62 @@
+"""A file just saved, a command just run: searchable the moment it is journaled, before
+the worker has embedded and stored it (daemon/recall/fresh.py). Real journal, real
+LanceDB, real embedder."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from collectors.base import Batch, Event
+from daemon.config import load_config
+from daemon.intake.journal import INDEXED, Journal
+from daemon.owners import Owners, identity
+from daemon.recall.fresh import query_words
+from daemon.service import MemoryService
+from daemon.store.engine import Engine
+
+NOW = datetime.now(UTC)
+
+
+def saved(text: str, minutes_ago: int = 1) -> Event:
+    return Event.new(ts=NOW - timedelta(minutes=minutes_ago), source="files",
+                     kind="file.modified", subject="/home/u/notes/ports.md", title="ports.md",
+                     text=text)
+
+
+def test_a_journaled_event_is_found_before_it_is_indexed_and_once_after(make_config) -> None:
+    cfg = load_config(make_config(pipeline={"summarize": False}))
+    journal = Journal(cfg.data_path / "journal.sqlite3")
+    engine = Engine(cfg)
+    service = MemoryService(cfg, journal, engine)
+    older = Event.new(ts=NOW - timedelta(hours=3), source="shell", kind="shell.command",
+                      subject="curl localhost:8080/health", title="", text="")
+    journal.append(Batch("shell", [older]))
+    engine.index(journal.by_ids([older.id]))
+    journal.advance([older.id], INDEXED)
+    note = saved("The qwen endpoint zephyrport listens on 8081 now")
+    journal.append(Batch("files", [note]))
+
+    hits = service.search("which port does zephyrport listen on", k=5)
+    assert hits[0].id == note.id and hits[0].table == "events"
+    assert (hits[0].device, hits[0].user) == identity(cfg)
+    assert [h.id for h in hits].count(note.id) == 1
+    # every word must be there; the filters and scopes hold
+    assert note.id not in {h.id for h in service.search("zephyrport kubernetes", k=5)}
+    assert note.id not in {h.id for h in service.search("zephyrport", k=5, source="shell")}
+    assert note.id not in {h.id for h in service.search("zephyrport", k=5, raw=False)}
+    other = Owners(devices=None, users=("someone-else",))
+    assert note.id not in {h.id for h in service.search("zephyrport", k=5, owners=other)}
+    until = NOW - timedelta(hours=1)
+    assert note.id not in {h.id for h in service.search("zephyrport", k=5, until=until)}
+
+    engine.index(journal.by_ids([note.id]))  # the worker catches up: the store answers
+    journal.advance([note.id], INDEXED)
+    assert [h.id for h in service.search("zephyrport", k=5)].count(note.id) == 1
+    journal.close()
+
+
+def test_question_words_are_not_required() -> None:
+    assert query_words("What port does the local Qwen endpoint listen on?") == [
+        "port", "local", "qwen", "endpoint", "listen"]
+    assert query_words("fix/decay-applied-twice v0.9.3") == ["fix/decay-applied-twice",
+                                                             "v0.9.3"]
