@@ -18,14 +18,22 @@ On top of the fusion:
   Likewise one command run again, one page visited again or one file saved again (same
   source and subject) takes one slot, the others folded into the best of them.
 - full-text queries drop question words ("where did I …"), which only match noise.
+
+The four searches of a query run side by side (`run_legs`), each reading only the
+columns a hit is made of: the results are those of running them one after the other
+(tests/daemon/recall/test_search_fast_path.py).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import partial
 
 from daemon.owners import Owners
 from daemon.recall.hits import Hit
@@ -45,6 +53,11 @@ RECENCY_WEIGHT = 0.002  # at most ~1/8 of a top rank's 1/61
 RECENCY_HALF_LIFE_DAYS = 14.0
 COVERED_CHARS = 1200  # text kept of each matching event shown inside its memory
 _FTS_UNSAFE = re.compile(r"[^\w\s./:-]+", re.UNICODE)
+# Threads running a query's vector and full-text searches beside the caller's (run_legs):
+# at 100k memories the four searches of a hybrid query overlap instead of queueing.
+LEG_THREADS = 3
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -147,17 +160,19 @@ def hybrid_search(store: Store, query: str, vector: list[float], k: int, *,
     f = filters or Filters(source=source, since=since, until=until)
     now = now or datetime.now(UTC)
     depth = max(k * 4, DEPTH)
-    lists: list[list[Hit]] = []
-    texts: list[list[Hit]] = []
     text = fts_query(query)
+    legs: list[Callable[[], list[Hit]]] = []
+    full_text: list[bool] = []
     for table in f.tables():
         where = f.where(table, store_columns(store, table))
-        lists.append(store.vector_search(table, vector, depth, where))
+        legs.append(partial(store.vector_search, table, vector, depth, where))
+        full_text.append(False)
         if text:
-            try:
-                texts.append(store.text_search(table, text, depth, where))
-            except (ValueError, RuntimeError, OSError) as exc:
-                log.warning("full-text search failed for %r (%s); using vectors only", text, exc)
+            legs.append(partial(_text_leg, store, table, text, depth, where))
+            full_text.append(True)
+    found = run_legs(legs)
+    lists = [hits for hits, fts in zip(found, full_text, strict=True) if not fts]
+    texts = [hits for hits, fts in zip(found, full_text, strict=True) if fts]
     # One floor over both tables: a rare identifier matched in one event is not drowned
     # by memories that share only the query's common words.
     top = max((h.score for hits in texts for h in hits), default=0.0)
@@ -165,6 +180,37 @@ def hybrid_search(store: Store, query: str, vector: list[float], k: int, *,
               if (kept := [h for h in hits if h.score >= top * FTS_RELATIVE_FLOOR])]
     best = fuse(lists, query, now)[:k]
     return with_sources(store, best, Owners(f.devices, f.users)) if f.raw else best
+
+
+def _text_leg(store: Store, table: str, text: str, depth: int,
+              where: str | None) -> list[Hit]:
+    try:
+        return store.text_search(table, text, depth, where)
+    except (ValueError, RuntimeError, OSError) as exc:
+        log.warning("full-text search failed for %r (%s); using vectors only", text, exc)
+        return []
+
+
+def run_legs(legs: list[Callable[[], list[Hit]]]) -> list[list[Hit]]:
+    """Run the searches of one query side by side, results in `legs`' order: LanceDB
+    does each in native code, so they overlap (the caller's thread runs the first).
+    LEG_THREADS 0 runs them one after the other (the same results)."""
+    if LEG_THREADS <= 0 or len(legs) < 2:
+        return [leg() for leg in legs]
+    futures = [_leg_pool().submit(leg) for leg in legs[1:]]
+    try:
+        first = legs[0]()
+    finally:
+        wait(futures)
+    return [first, *(f.result() for f in futures)]
+
+
+def _leg_pool() -> ThreadPoolExecutor:
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(LEG_THREADS, thread_name_prefix="search-leg")
+        return _POOL
 
 
 SOURCE_LINES = 12  # events listed under a memory hit

@@ -4,8 +4,8 @@ grown well past the size it was trained on.
 
 Below the threshold a flat scan is exact and fast enough (bench/ann_choice.py: ~22 ms at
 10k rows on the 2-core box, ~350 ms at 100k). Past it the store builds an IVF_SQ index
-(sqrt(rows) partitions, one byte per dimension: 7 s to build at 100k where IVF_PQ took
-444 s) and searches it probing NPROBES partitions, re-ranking the candidates on the full
+(partitions of ~sqrt(rows) rows each, one byte per dimension: 7 s to build at 100k where
+IVF_PQ took 444 s) and searches it probing NPROBES partitions, re-ranking the candidates on the full
 vectors (refine): the quantized distances only choose candidates, so recall holds on
 tight clusters of near-copies they alone cannot tell apart. Filters are applied before
 the search (prefilter), so a filtered search returns only matching rows; rows added
@@ -31,6 +31,12 @@ log = logging.getLogger(__name__)
 
 INDEX_NAME = "vector_idx"
 ROWS_KEY = "memoryd.ann_rows"  # vector field metadata: rows the index was trained on
+# ... and how its partitions were sized. An index given only `num_partitions` (before
+# this key) is merged back to a handful of partitions by the next optimize (Lance keeps
+# a target partition size, not a count: 316 partitions at 100k became 4, and a search
+# compared the query with every row); one without the key is rebuilt once.
+LAYOUT_KEY = "memoryd.ann_layout"
+LAYOUT = "target-size"
 REBUILD_GROWTH = 4.0  # retrain (new partitions) once the table has this many times those
 MAX_PARTITIONS = 4096  # IVF partitions: sqrt(rows), 316 at 100k, 1,000 at 1M
 # How searches use the index (chosen with bench/ann_choice.py): partitions probed, and
@@ -53,11 +59,23 @@ def partitions(rows: int) -> int:
     return max(1, min(MAX_PARTITIONS, round(math.sqrt(rows))))
 
 
+def partition_size(rows: int) -> int:
+    """Rows per partition for `partitions(rows)` partitions (~sqrt(rows))."""
+    return max(1, math.ceil(rows / partitions(rows)))
+
+
 def index_config(rows: int) -> Any:
-    """IVF_SQ: each vector kept as one byte per dimension in sqrt(rows) partitions."""
+    """IVF_SQ: each vector kept as one byte per dimension in ~sqrt(rows) partitions,
+    given as a partition size, which optimize keeps (see LAYOUT_KEY)."""
     from lancedb.index import IvfSq
 
-    return IvfSq(distance_type="cosine", num_partitions=partitions(rows))
+    return IvfSq(distance_type="cosine", target_partition_size=partition_size(rows))
+
+
+def current_layout(table: Any) -> bool:
+    """Whether the index was built with partitions that optimize keeps."""
+    meta = table.schema.field("vector").metadata or {}
+    return meta.get(LAYOUT_KEY.encode()) == LAYOUT.encode()
 
 
 def trained_rows(table: Any) -> int:
@@ -86,7 +104,8 @@ def refresh(table: Any, min_rows: int, location: str) -> str:
 def maintain(table: Any, min_rows: int, location: str) -> str:
     """Build the vector index of `table` when it has `min_rows` rows and none yet, or
     rebuild it when the table has grown REBUILD_GROWTH times past what it was trained
-    on; return what happened: "below", "kept", "built", "rebuilt" or "found" (another
+    on, or when it was built by a memoryd whose partitions optimize merged (LAYOUT_KEY);
+    return what happened: "below", "kept", "built", "rebuilt" or "found" (another
     daemon built it meanwhile). `min_rows` <= 0 turns the index off (flat search)."""
     if min_rows <= 0:
         return "below"
@@ -95,7 +114,7 @@ def maintain(table: Any, min_rows: int, location: str) -> str:
     if idx is None:
         return "below" if rows < min_rows else build(table, rows, location, replace=False)
     trained = trained_rows(table) or int(getattr(idx, "num_indexed_rows", 0) or rows)
-    if rows >= REBUILD_GROWTH * max(trained, min_rows):
+    if rows >= REBUILD_GROWTH * max(trained, min_rows) or not current_layout(table):
         return build(table, rows, location, replace=True)
     return "kept"
 
@@ -106,7 +125,8 @@ def build(table: Any, rows: int, location: str, replace: bool) -> str:
 
     def attempt() -> str:
         idx = vector_index(table)
-        if idx is not None and (not replace or trained_rows(table) * REBUILD_GROWTH > rows):
+        if idx is not None and (not replace or (
+                current_layout(table) and trained_rows(table) * REBUILD_GROWTH > rows)):
             return "found"  # another daemon's (re)build landed first
         table.create_index("vector", config=index_config(rows), replace=replace,
                            name=INDEX_NAME)
@@ -118,11 +138,11 @@ def build(table: Any, rows: int, location: str, replace: bool) -> str:
         log.info("the %s table's vector index was built by another writer", table.name)
         return done
     retrying("index creation", lambda: table.update_field_metadata(
-        {"path": "vector", "metadata": {ROWS_KEY: str(rows)}}), where=location,
-        refresh=table.checkout_latest)
-    log.info("%s the vector index of the %s table at %s: IVF_SQ, %d partitions over %d "
-             "rows, in %.1f s", done, table.name, location, partitions(rows), rows,
-             time.monotonic() - began)
+        {"path": "vector", "metadata": {ROWS_KEY: str(rows), LAYOUT_KEY: LAYOUT}}),
+        where=location, refresh=table.checkout_latest)
+    log.info("%s the vector index of the %s table at %s: IVF_SQ, ~%d partitions of %d "
+             "rows over %d rows, in %.1f s", done, table.name, location, partitions(rows),
+             partition_size(rows), rows, time.monotonic() - began)
     return done
 
 

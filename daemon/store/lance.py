@@ -24,6 +24,7 @@ import pyarrow as pa
 from daemon.errors import PermanentError, RetryableError
 from daemon.recall.hits import Hit
 from daemon.store import ann
+from daemon.store.hitrows import hit, hit_columns
 from daemon.store.lancedb_lean import lancedb
 from daemon.store.migrate import MIGRATABLE, migrate_once
 from daemon.store.objectstore import settings_from_options
@@ -32,7 +33,6 @@ from daemon.store.schema import (
     SCHEMA_VERSION,
     events_schema,
     memories_schema,
-    memory_text,
     with_primary_key,
 )
 from daemon.store.tables import (
@@ -111,6 +111,10 @@ class Store:
         self._unindexed = {"events": 0, "memories": 0}
         self.events = self._open("events", events_schema(dims, embedder), embedder)
         self.memories = self._open("memories", memories_schema(dims, embedder), embedder)
+        # the columns a search reads (a migration, the only thing adding any, reopens)
+        self._hit_columns = {name: hit_columns(name, t.schema.names)
+                             for name, t in (("events", self.events),
+                                             ("memories", self.memories))}
 
     def _open(self, name: str, schema: pa.Schema, embedder: str) -> Any:
         # On a bucket `id` is the primary key: several daemons insert at once. (A local
@@ -245,33 +249,16 @@ class Store:
                       .distance_type("cosine").limit(k), k)
         if where:
             q = q.where(where, prefilter=True)
-        return [self._hit(table, r, 1.0 - float(r["_distance"])) for r in q.to_list()]
+        rows = q.select([*self._hit_columns[table], "_distance"]).to_list()
+        return [hit(table, r, 1.0 - float(r["_distance"])) for r in rows]
 
     def text_search(self, table: str, text: str, k: int, where: str | None = None) -> list[Hit]:
         t = self.events if table == "events" else self.memories
         q = t.search(text, query_type="fts", fts_columns="doc").limit(k)
         if where:
             q = q.where(where, prefilter=True)
-        return [self._hit(table, r, float(r["_score"])) for r in q.to_list()]
-
-    @staticmethod
-    def _hit(table: str, r: dict[str, Any], score: float) -> Hit:
-        ts = r["ts"]
-        if ts.tzinfo is None:
-            ts = ts.replace(tzinfo=UTC)
-        device, user = str(r.get("device") or ""), str(r.get("user") or "")
-        if table == "events":
-            return Hit(id=r["id"], table=table, source=r["source"], kind=r["kind"], ts=ts,
-                       title=r["title"] or r["subject"], text=r["text"], score=score,
-                       device=device, user=user, subject=str(r.get("subject") or ""))
-        end = r.get("ts_end")
-        if end is not None and end.tzinfo is None:
-            end = end.replace(tzinfo=UTC)
-        return Hit(id=r["id"], table=table, source=r["source"], kind=f"memory.{r['level']}",
-                   ts=ts, title=r["title"], text=memory_text(r), score=score,
-                   event_ids=tuple(r["event_ids"] or ()), ts_end=end,
-                   project=r.get("project") or "", memory_ids=tuple(r.get("sources") or ()),
-                   device=device, user=user)
+        rows = q.select([*self._hit_columns[table], "_score"]).to_list()
+        return [hit(table, r, float(r["_score"])) for r in rows]
 
     # -- listing and forgetting (the read path) -------------------------------------
 
@@ -295,8 +282,9 @@ class Store:
         for n in range(0, len(ids), 500):
             part = ids[n:n + 500]
             quoted = ", ".join(sql_str(i) for i in part)
-            found = t.search().where(f"id IN ({quoted})").limit(len(part)).to_list()
-            out.extend(self._hit(table, r, 0.0) for r in found)
+            found = (t.search().where(f"id IN ({quoted})")
+                     .select(self._hit_columns[table]).limit(len(part)).to_list())
+            out.extend(hit(table, r, 0.0) for r in found)
         out.sort(key=lambda h: (h.ts, h.id), reverse=newest_first)
         return out
 

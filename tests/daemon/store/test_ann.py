@@ -6,6 +6,7 @@ sees vectors, and a few hundred rows keep each test to seconds."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,3 +142,54 @@ def test_two_stores_deciding_at_once_end_with_one_index(tmp_path: Path) -> None:
     third = store_at(path)
     assert len([i for i in third.events.list_indices() if "vector" in i.columns]) == 1
     assert third.vector_search("events", vector_of(third, "e00123"), 3)[0].id == "e00123"
+
+
+def partitions_and_compared(table: Any, vector: list[float]) -> tuple[int, float]:
+    """(partitions the index has, rows compared) for a search probing one partition,
+    read from LanceDB's own plan metrics."""
+    plan = table.search(vector).distance_type("cosine").nprobes(1).limit(5).analyze_plan()
+    ranked = re.search(r"partitions_ranked=(\d+)", plan)
+    compared = re.search(r"index_comparisons=([\d.]+)( K)?", plan)
+    assert ranked and compared, plan
+    return int(ranked.group(1)), float(compared.group(1)) * (1000 if compared.group(2) else 1)
+
+
+def test_partitions_survive_optimize(tmp_path: Path) -> None:
+    # LanceDB's optimize merges an index given only a partition count back to its own
+    # default size (a few partitions at 100k rows: every search compared every row);
+    # memoryd gives a partition size, which optimize keeps.
+    store = store_at(tmp_path / "store")
+    store.upsert_events(rows(0, 1600, seed=8))
+    store.optimize()
+    assert ann.current_layout(store.events)
+    built, compared = partitions_and_compared(store.events, vector_of(store, "e00010"))
+    assert built >= 30 and compared < 200  # ~sqrt(1600) = 40 partitions of ~40 rows
+    store.upsert_events(rows(1600, 200, seed=9))
+    store.optimize()
+    store.optimize()
+    kept, compared = partitions_and_compared(store.events, vector_of(store, "e01700"))
+    assert kept >= built * 0.8 and compared < 200
+    assert ann.trained_rows(store.events) == 1600  # folded in, not retrained
+    assert store.vector_search("events", vector_of(store, "e01700"), 3)[0].id == "e01700"
+
+
+def test_an_index_of_the_old_layout_is_rebuilt_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from lancedb.index import IvfSq
+
+    caplog.set_level(logging.INFO, logger="daemon.store.ann")
+    store = store_at(tmp_path / "store")
+    store.upsert_events(rows(0, 1600, seed=10))
+    # what memoryd built before: a partition count, its rows noted, no layout key
+    store.events.create_index("vector", config=IvfSq(distance_type="cosine",
+                                                     num_partitions=40), name=ann.INDEX_NAME)
+    store.events.update_field_metadata({"path": "vector", "metadata": {ann.ROWS_KEY: "1600"}})
+    store.events.optimize()
+    merged, _ = partitions_and_compared(store.events, vector_of(store, "e00010"))
+    assert not ann.current_layout(store.events)
+    store.optimize()  # memoryd's optimize: rebuilt with a partition size
+    assert builds(caplog) == ["rebuilt"] and ann.current_layout(store.events)
+    store.optimize()
+    assert builds(caplog) == ["rebuilt"]  # once
+    now, compared = partitions_and_compared(store.events, vector_of(store, "e00010"))
+    assert now >= 30 and now > merged and compared < 200
