@@ -47,8 +47,21 @@ class Event:
         return attrs_json(self.attrs)
 
 
-# one encoder, not one per json.dumps(**options) call: the journal encodes every event's attrs
-attrs_json = json.JSONEncoder(sort_keys=True, default=str).encode
+_ENCODER = json.JSONEncoder(sort_keys=True, default=str)
+# The C encoder behind it, made once: JSONEncoder.encode builds a new one on every call,
+# most of what encoding a small attrs dict costs (the journal encodes every event's).
+# Without a circular-reference check: attrs are JSON-shaped trees, and a cycle still
+# ends in a RecursionError.
+_MAKE = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE = (_MAKE(None, str, json.encoder.encode_basestring_ascii, None, ": ", ", ", True,
+                   False, True) if _MAKE is not None else None)
+
+
+def attrs_json(value: dict[str, Any]) -> str:
+    """`value` as JSON, keys sorted, what JSON cannot say as its str()."""
+    if _C_ENCODE is None:
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODE(value, 0))
 
 
 @dataclass(frozen=True)
