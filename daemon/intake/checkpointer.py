@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 # The writer's own limit (pages of 4 KiB): reached only if this thread falls behind.
 WRITER_LIMIT_PAGES = 16_384
-SETTLE_SECONDS = 0.25  # after a write, wait this long for more before copying
+SETTLE_SECONDS = 2.0  # after a write, wait this long for more before copying
 
 
 class WalCheckpointer:
