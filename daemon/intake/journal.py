@@ -31,6 +31,7 @@ from collectors.base import Batch, Event, attrs_json
 from daemon.errors import RetryableError
 from daemon.intake import redact as redaction
 from daemon.intake.checkpointer import WRITER_LIMIT_PAGES, WalCheckpointer
+from daemon.intake.tombstones import EVENT, MEMORY
 from daemon.owners import owned_id
 from daemon.sqlite_migrations import Migration, migrate, run_script
 
@@ -81,45 +82,6 @@ def _m3_owner(db: sqlite3.Connection) -> None:
 
 # Ordered migrations; PRAGMA user_version says how many have run. Append, never edit.
 MIGRATIONS: list[Migration] = [_m1_events_and_cursors, _m2_forgotten, _m3_owner]
-EVENT, MEMORY = "event", "memory"  # what a tombstone stands for
-
-
-def read_forgotten(path: Path) -> tuple[frozenset[str], frozenset[str]]:
-    """The forgotten (event ids, memory ids) in the journal at `path`, read-only, for a
-    process that does not own the journal (the worker merging a sync peer's memories)."""
-    if not path.exists():
-        return frozenset(), frozenset()
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    try:
-        rows = db.execute("SELECT id, kind FROM forgotten").fetchall()
-    except sqlite3.OperationalError:  # a journal from before tombstones: nothing forgotten
-        return frozenset(), frozenset()
-    finally:
-        db.close()
-    return (frozenset(i for i, k in rows if k == EVENT),
-            frozenset(i for i, k in rows if k == MEMORY))
-
-
-def forgotten_among(path: Path, ids: Iterable[str]) -> set[str]:
-    """Which of `ids` the journal at `path` holds tombstones for (read-only, for the
-    worker: an index or summary step re-checks its batch just after its store commit)."""
-    ids = list(ids)
-    if not ids or not path.exists():
-        return set()
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)
-    found: set[str] = set()
-    try:
-        for i in range(0, len(ids), 500):
-            part = ids[i:i + 500]
-            found.update(r[0] for r in db.execute(
-                f"SELECT id FROM forgotten WHERE id IN ({','.join('?' * len(part))})", part))
-    except sqlite3.OperationalError:  # a journal from before tombstones
-        return set()
-    finally:
-        db.close()
-    return found
-
-
 class JournalUnwritable(RetryableError):
     """The journal cannot be written now (disk full, read-only); retry when it can."""
 

@@ -69,7 +69,7 @@ class Engine:
 
     def _drop_forgotten(self, table: str, event_ids: list[str], row_ids: list[str]) -> int:
         """Delete `row_ids` from `table` if any of `event_ids` was forgotten meanwhile."""
-        from daemon.intake.journal import forgotten_among
+        from daemon.intake.tombstones import forgotten_among
 
         gone = forgotten_among(self.cfg.data_path / "journal.sqlite3", event_ids)
         if not gone:
@@ -275,7 +275,7 @@ class Engine:
     def export_memories(self, context_rows: int = 30) -> dict[str, Any]:
         """The `memories` table as Parquet bytes with counts and this machine's
         tombstones (ids only), for a sync snapshot."""
-        from daemon.intake.journal import read_forgotten
+        from daemon.intake.tombstones import read_forgotten
         from daemon.sync.exchange import export_memories
 
         return export_memories(self.store, context_rows,
@@ -284,7 +284,7 @@ class Engine:
     def import_memories(self, segments: list[bytes], adm: Any = None) -> dict[str, Any]:
         """Check a peer's snapshot whole (daemon.sync.guard.Admission), apply its
         tombstones, then merge its memories by id."""
-        from daemon.intake.journal import read_forgotten
+        from daemon.intake.tombstones import read_forgotten
         from daemon.sync.exchange import import_memories
 
         return import_memories(self.store, segments,
