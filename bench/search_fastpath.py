@@ -39,30 +39,12 @@ from bench.search_vs_chroma import base_rows, build_memoryd, exact_top, write_ro
 from daemon.recall import search
 from daemon.recall.hits import Hit
 from daemon.store import ann
-from daemon.store.hitrows import hit
 from daemon.store.lance import Store
 
+# the search path as it was (whole rows), the reference the fast path is pinned equal to
+from tests.daemon.recall.test_search_fast_path import plain_text, plain_vector
+
 K = 10
-
-
-def plain_vector(store: Store, table: str, vector: list[float], k: int,
-                 where: str | None = None) -> list[Hit]:
-    """The vector search as it was: every column of every row."""
-    t = store.events if table == "events" else store.memories
-    q = ann.tuned(t.search(vector, vector_column_name="vector").distance_type("cosine")
-                  .limit(k), k)
-    if where:
-        q = q.where(where, prefilter=True)
-    return [hit(table, r, 1.0 - float(r["_distance"])) for r in q.to_list()]
-
-
-def plain_text(store: Store, table: str, text: str, k: int,
-               where: str | None = None) -> list[Hit]:
-    t = store.events if table == "events" else store.memories
-    q = t.search(text, query_type="fts", fts_columns="doc").limit(k)
-    if where:
-        q = q.where(where, prefilter=True)
-    return [hit(table, r, float(r["_score"])) for r in q.to_list()]
 
 
 class Before(Store):
