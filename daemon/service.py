@@ -19,6 +19,7 @@ from daemon.owners import EVERYONE, Owners, identity, whose
 from daemon.recall.fresh import fresh_hits, with_fresh
 from daemon.recall.hits import Hit
 from daemon.store.interface import MemoryEngine
+from models.errors import ModelError
 
 
 def hit_json(h: Hit) -> dict[str, Any]:
@@ -151,7 +152,7 @@ class MemoryService:
         try:
             counts = dict(self.engine.counts(owners=owners or EVERYONE))
         except Exception as exc:  # the worker is starting, or the store is unreadable
-            problems.append(Problem("store_unreadable", str(exc), _now()))
+            problems.append(_unreadable(exc, str(exc)))
             return {"memory": {**health.assess(problems, public=True), "reason": str(exc)}}
         if not raw:
             counts.pop("events", None)
@@ -176,8 +177,7 @@ class MemoryService:
                 out["engine"] = self.engine.status()
             except Exception as exc:
                 out["engine"] = {"error": str(exc)}
-                problems.append(Problem("store_unreadable", f"memory cannot be read: {exc}",
-                                        _now()))
+                problems.append(_unreadable(exc, f"memory cannot be read: {exc}"))
         out["paused"] = self.pause.paused() if self.pause else None
         problems += self._problems(out["collectors"]["running"])
         if self.sync is not None:  # published memory: say when a target cannot get it
@@ -207,6 +207,13 @@ class MemoryService:
 
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _unreadable(exc: Exception, message: str) -> Problem:
+    """Why the engine cannot answer: its embedder cannot load (a model's files are
+    missing or wrong: the config names the fix), or the store cannot be read."""
+    code = "embedder_failed" if isinstance(exc, ModelError) else "store_unreadable"
+    return Problem(code, message, _now())
 
 
 def _range(since: datetime | None, until: datetime | None) -> tuple[datetime | None,
