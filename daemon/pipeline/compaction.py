@@ -5,7 +5,8 @@ A digest is a `memories` row with `level` `day` (id `day-YYYY-MM-DD`) or `week` 
 timezone`, default the machine's, as the read path counts them), `ts`/`ts_end` bounding
 the period's activity (stored UTC), and `sources`
 listing the ids it was made from (chunks for a day, days for a week). Its prose comes
-from the model (task `compaction`, under a JSON schema); its identifiers, entities,
+from the model for a day (task `compaction`, plain sentences, each checked against the
+sources) and from the days' checked prose for a week; its identifiers, entities,
 dates and open tasks are the union of its sources', merged deterministically, so what a
 chunk kept its day and week keep too.
 
@@ -31,18 +32,15 @@ from daemon.pipeline.summarize import FALLBACK_MODEL, Fields, dedupe_sentences, 
 log = logging.getLogger(__name__)
 
 SYSTEM = ("You write short, factual digests of a person's computer activity from notes "
-          "about it. Never invent anything that is not in the notes. Answer in JSON.")
-# The model writes only the prose; decisions and open tasks are its sources' checked
-# ones, merged (a digest model asked for them echoed the question or listed event kinds).
-SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"summary": {"type": "string", "maxLength": 700}},
-    "required": ["summary"],
-}
-RESPONSE_FORMAT = {"type": "json_object", "schema": SCHEMA}
-# The bundled model has 4,096 tokens of context: ~1,700 tokens of notes leave room for
-# the instructions and a few hundred tokens of answer.
-MAX_PROMPT_CHARS = 6000
+          "about it. Never invent anything that is not in the notes.")
+# The model writes only a day's prose, as plain sentences: decisions and open tasks are
+# its sources' checked ones, merged (a digest model asked for them echoed the question or
+# listed event kinds), and a week's prose is its days' (no model call). No JSON grammar:
+# on the bundled 0.5B model a schema halved the speed of every answer token.
+# Prompt evaluation is the cost (~50 tokens/s on two cores): the notes are the chunks'
+# prose without their bracketed kinds and times, at most ~700 tokens of them.
+MAX_PROMPT_CHARS = 2400
+MODEL_LEVELS = ("day",)  # the levels whose prose a model writes
 LEVELS = ("chunk", "day", "week")
 ROW_COLUMNS = ["id", "ts", "ts_end", "level", "source", "title", "text", "model", "created",
                "project", "sources", "identifiers", "entities", "dates", "decisions",
@@ -85,6 +83,15 @@ def _prose(row: dict[str, Any]) -> str:
     return " ".join(" ".join(keep).split())
 
 
+# "(file.modified, 2026-11-28 09:31–09:39 UTC)": the prompt line's time says it already
+_KIND_AND_TIME = re.compile(r" ?\([a-z]+\.[a-z_]+, \d{4}-\d\d-\d\d [^)]*\)")
+
+
+def _note(row: dict[str, Any]) -> str:
+    """A chunk memory as one short prompt note: its prose without kinds and times."""
+    return _KIND_AND_TIME.sub("", _prose(row))
+
+
 def prompt(level: str, key: str, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The model's messages for the digest of `rows` (sorted by time)."""
     per_row = max(120, MAX_PROMPT_CHARS // max(len(rows), 1))
@@ -95,31 +102,43 @@ def prompt(level: str, key: str, rows: list[dict[str, Any]]) -> list[dict[str, s
                 else r["ts"].astimezone(UTC).strftime("%a %Y-%m-%d"))
         where = f" [{r['project']}]" if r.get("project") else ""
         tasks = f" Open: {'; '.join(r['open_tasks'][:3])}." if r.get("open_tasks") else ""
-        line = f"- {when}{where} {(_prose(r) + tasks)[:per_row]}"
+        line = f"- {when}{where} {(_note(r) + tasks)[:per_row]}"
         if used + len(line) > MAX_PROMPT_CHARS:  # the context window is 4,096 tokens
             lines.append(f"- … and {len(rows) - i} more")
             break
         lines.append(line)
         used += len(line) + 1
     label = f"the day {key}" if level == "day" else f"the week {key}"
-    user = (f"Notes about {label}:\n" + "\n".join(lines) + "\n\n"
-            f"Answer with a JSON object. summary: {INSTRUCTION}")
+    user = f"Notes about {label}:\n" + "\n".join(lines) + f"\n\nWrite {INSTRUCTION}"
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 
 def fallback_summary(level: str, key: str, rows: list[dict[str, Any]]) -> str:
-    """A digest written from its sources alone, for when the model gives nothing. It
-    names only what its sources name: where the time went, most first, then each source's
-    first line (no counts: a number the sources do not hold is what the faithfulness
-    check flags, whoever wrote it)."""
+    """A digest written from its sources alone: a week's always (its days' prose, day by
+    day), a day's when the model gives nothing. It names only what its sources name:
+    where the time went, most first, then each source's first line (no counts: a number
+    the sources do not hold is what the faithfulness check flags, whoever wrote it)."""
+    if level == "week":
+        return week_summary(key, rows)
     by_project: dict[str, int] = {}
     for r in rows:
         name = r.get("project") or r.get("source") or "other"
         by_project[name] = by_project.get(name, 0) + 1
     what = ", ".join(p for p, _ in sorted(by_project.items(), key=lambda x: -x[1]))
-    head = f"{'Day' if level == 'day' else 'Week'} {key}: {what}."
+    head = f"Day {key}: {what}."
     firsts = idf.merge(_prose(r).split(". ")[0].rstrip(".") for r in rows)[:6]
     return head + " " + ". ".join(f for f in firsts if f) + "."
+
+
+def week_summary(key: str, days: list[dict[str, Any]]) -> str:
+    """A week's prose: each day's first two sentences, under its weekday and date."""
+    parts = [f"Week {key}."]
+    for d in days:
+        first = " ".join(faithful.sentences(_prose(d))[:2])
+        if first:
+            day = date.fromisoformat(d["id"][4:14])  # day-YYYY-MM-DD[~owner]: the user's day
+            parts.append(f"{day.strftime('%A %Y-%m-%d')}: {first}")
+    return " ".join(parts)
 
 
 def source_text(rows: list[dict[str, Any]]) -> str:
@@ -146,9 +165,9 @@ def _items(rows: list[dict[str, Any]], name: str, limit: int) -> list[str]:
     return [i for i in merged if not idf.placeholder(i)][:limit]
 
 
-INSTRUCTION = ("three to five sentences on what the person worked on, per project, naming "
-               "files, pages, tickets and commands exactly as the notes do. Use only what "
-               "the notes say; never guess.")
+INSTRUCTION = ("three to five plain sentences on what the person worked on, per project, "
+               "naming files, pages, tickets and commands exactly as the notes do. Use only "
+               "what the notes say; never guess. No list, no heading.")
 _INSTRUCTION_WORDS = frozenset(re.findall(r"[a-z]+", INSTRUCTION.lower()))
 
 
@@ -169,13 +188,22 @@ def _grounded_prose(summary: str, src: faithful.Sources) -> tuple[str, list[str]
     return " ".join(kept), dropped
 
 
+def prose_answer(answer: str) -> str:
+    """The model's prose: its plain answer, or the `summary` of a JSON one (a model
+    that answers in JSON anyway, or a digest written before answers were plain)."""
+    text = (answer or "").strip()
+    if text.startswith("{"):
+        raw = parse(text).get("summary")
+        return raw if isinstance(raw, str) else ""
+    return re.sub(r"^(?:summary|digest)\s*:\s*", "", text, flags=re.I)
+
+
 def digest_fields(level: str, key: str, rows: list[dict[str, Any]], answer: str) -> Fields:
     """Given a digest's sources and the model's answer, return its fields: the model's
     prose, checked against the sources (a sentence naming what they lack is dropped), or
     a fallback; and the deterministic union of the sources' checked lists."""
-    data = parse(answer)
-    raw = data.get("summary")
-    summary = dedupe_sentences(" ".join(raw.split())) if isinstance(raw, str) else ""
+    raw = prose_answer(answer)
+    summary = dedupe_sentences(" ".join(raw.split()))
     unsupported: list[str] = []
     if summary:
         src = faithful.Sources(source_text(rows))
@@ -248,8 +276,10 @@ def stale_periods(level: str, members: Iterable[dict[str, Any]],
 
 def keep_prose(new: Fields, old: dict[str, Any] | None) -> Fields:
     """When the model failed this time but wrote the old digest, keep the old prose:
-    a digest never trades a written summary for a lesser one."""
-    if not new.fallback or old is None or old.get("model") == FALLBACK_MODEL:
+    a digest never trades a written summary for a lesser one. (A week's prose is its
+    days', never a model's: `level` not in MODEL_LEVELS keeps nothing.)"""
+    if (not new.fallback or old is None or old.get("model") == FALLBACK_MODEL
+            or old.get("level") not in MODEL_LEVELS):
         return new
     prose = _prose(old)
     if not prose:

@@ -205,16 +205,16 @@ class Engine:
                 old: dict[str, Any] | None, tz: tzinfo, owner: str = "") -> str:
         from daemon.pipeline import compaction
 
-        try:
-            out = self.models.complete("compaction", compaction.prompt(level, key, rows),
-                                       max_tokens=self.cfg.compaction.digest_max_tokens,
-                                       temperature=0.2,
-                                       response_format=compaction.RESPONSE_FORMAT)
-            answer, model = out.text, out.model
-        except ModelError as exc:  # the merged fields are still worth writing
-            log.warning("the %s digest %s got no model answer (%s)", level, key, exc)
-            answer, model = "", ""
-            self._digest_errors.append(str(exc))
+        answer, model = "", ""
+        if level in compaction.MODEL_LEVELS:  # a week's prose is its days'
+            try:
+                out = self.models.complete("compaction", compaction.prompt(level, key, rows),
+                                           max_tokens=self.cfg.compaction.digest_max_tokens,
+                                           temperature=0.2)
+                answer, model = out.text, out.model
+            except ModelError as exc:  # the merged fields are still worth writing
+                log.warning("the %s digest %s got no model answer (%s)", level, key, exc)
+                self._digest_errors.append(str(exc))
         fields = compaction.digest_fields(level, key, rows, answer)
         self._record_faithfulness(level, model, fields,
                                   compaction.digest_id(level, key, owner))
