@@ -1,5 +1,5 @@
 """Hallucination rate per model, side by side: the same chunks and days, each model asked
-with memoryd's own prompts and schemas, each answer judged by the independent check.
+with memoryd's own prompts (and schema, for chunks), each answer judged by the independent check.
 
 Input is a build the eval kit kept (`../shared/eval/run.py SET --keep DIR`): its journal
 gives the events (as collected and redacted), its store the chunk memories a day digest is
@@ -7,7 +7,8 @@ made from. For every model named, in one run, interleaved chunk by chunk:
 
 - chunk answers: `summarize.prompt` of an evenly spread sample of the build's chunks (the
   chunking of `[pipeline]`), the model under `summarize.RESPONSE_FORMAT`;
-- day digests: `compaction.prompt` of each day's chunk memories, under its schema.
+- day digests: `compaction.prompt` of each day's chunk memories (plain prose, as memoryd
+  asks it).
 
 "before repair" counts answers in which `daemon/pipeline/faithful.py` (which shares no
 code with the summarizer) finds an identifier-looking token that the sources lack: a
@@ -70,7 +71,7 @@ def day_rows(store: Any) -> dict[str, list[dict[str, Any]]]:
 
 
 def ask(llm: Any, messages: list[dict[str, str]], max_tokens: int,
-        schema: dict[str, Any]) -> tuple[str, float]:
+        schema: dict[str, Any] | None) -> tuple[str, float]:
     started = time.perf_counter()
     out = llm.create_chat_completion(messages=messages, max_tokens=max_tokens, temperature=0.2,
                                      response_format=schema)
@@ -124,7 +125,7 @@ def main() -> int:
             src = compaction.source_text(rows)
             for m, llm in llms.items():
                 text, secs = ask(llm, compaction.prompt("day", key, rows),
-                                 cfg.compaction.digest_max_tokens, compaction.RESPONSE_FORMAT)
+                                 cfg.compaction.digest_max_tokens, None)  # plain prose
                 fields = compaction.digest_fields("day", key, rows, text)
                 stored = compaction.digest_row("day", key, rows, fields, m, [0.0])["text"]
                 _count(stats[m]["day"], secs, fields.unsupported, fields.fallback,

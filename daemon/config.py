@@ -241,7 +241,7 @@ class CompactionConfig:
     enabled: bool = True  # write day and week digests
     interval_seconds: float = 3600.0  # how often the daemon looks for new or stale digests
     chunk_max_tokens: int = 160  # a chunk summary's JSON answer (the summary comes first)
-    digest_max_tokens: int = 160  # a day digest's answer (three to five sentences)
+    digest_max_tokens: int = 100  # a day digest's answer (two or three sentences)
     yield_cpu_percent: float = 75.0  # the daemon's summaries wait while the machine's CPU is
     # this busy (100 = every core); 0 never waits. `ingest --once` never waits.
     yield_on_battery: bool = True  # ... and while the laptop runs on battery

@@ -19,6 +19,7 @@ digest it wrote before keeps its prose and only gains the merged fields.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Iterable
@@ -38,8 +39,8 @@ SYSTEM = ("You write short, factual digests of a person's computer activity from
 # listed event kinds), and a week's prose is its days' (no model call). No JSON grammar:
 # on the bundled 0.5B model a schema halved the speed of every answer token.
 # Prompt evaluation is the cost (~50 tokens/s on two cores): the notes are the chunks'
-# prose without their bracketed kinds and times, at most ~700 tokens of them.
-MAX_PROMPT_CHARS = 2400
+# prose without their bracketed kinds and times, at most ~550 tokens of them.
+MAX_PROMPT_CHARS = 1800
 MODEL_LEVELS = ("day",)  # the levels whose prose a model writes
 LEVELS = ("chunk", "day", "week")
 ROW_COLUMNS = ["id", "ts", "ts_end", "level", "source", "title", "text", "model", "created",
@@ -165,7 +166,7 @@ def _items(rows: list[dict[str, Any]], name: str, limit: int) -> list[str]:
     return [i for i in merged if not idf.placeholder(i)][:limit]
 
 
-INSTRUCTION = ("three to five plain sentences on what the person worked on, per project, "
+INSTRUCTION = ("two or three plain sentences on what the person worked on, per project, "
                "naming files, pages, tickets and commands exactly as the notes do. Use only "
                "what the notes say; never guess. No list, no heading.")
 _INSTRUCTION_WORDS = frozenset(re.findall(r"[a-z]+", INSTRUCTION.lower()))
@@ -188,14 +189,22 @@ def _grounded_prose(summary: str, src: faithful.Sources) -> tuple[str, list[str]
     return " ".join(kept), dropped
 
 
+# What the 0.5B model writes though asked for plain sentences: markdown emphasis and
+# headings, numbered or bulleted lines ("1. **Backtest Decay.py**: This script ...").
+_MARKUP = re.compile(r"\*\*|__|`|^#+\s*|^\s*(?:\d+[.)]|[-*•])\s+", re.M)
+
+
 def prose_answer(answer: str) -> str:
-    """The model's prose: its plain answer, or the `summary` of a JSON one (a model
-    that answers in JSON anyway, or a digest written before answers were plain)."""
+    """The model's prose as sentences: its plain answer (markdown and list markers
+    removed, each line a sentence), or the `summary` of a JSON one (a model that
+    answers in JSON anyway, or a digest written before answers were plain)."""
     text = (answer or "").strip()
     if text.startswith("{"):
         raw = parse(text).get("summary")
         return raw if isinstance(raw, str) else ""
-    return re.sub(r"^(?:summary|digest)\s*:\s*", "", text, flags=re.I)
+    text = re.sub(r"^(?:summary|digest)\s*:\s*", "", text, flags=re.I)
+    lines = [ln.strip() for ln in _MARKUP.sub("", text).splitlines() if ln.strip()]
+    return " ".join(ln if ln[-1] in ".!?:" else ln + "." for ln in lines)
 
 
 def digest_fields(level: str, key: str, rows: list[dict[str, Any]], answer: str) -> Fields:
@@ -242,11 +251,15 @@ def digest_row(level: str, key: str, rows: list[dict[str, Any]], fields: Fields,
     title = (f"{level} digest {key}: " + (", ".join(projects[:4]) or "activity")
              + (f" +{len(projects) - 4} more" if len(projects) > 4 else ""))
     text = fields.text()
+    # Found by what it holds, read as prose: the model's sentences only restate what
+    # the sources hold (each is checked), so the digest's full-text doc and vector are
+    # its extracted part, and the prose never moves its rank.
+    found_by = dataclasses.replace(fields, summary=fallback_summary(level, key, rows))
     return {
         "id": digest_id(level, key, owner), "ts": max(first, start), "ts_end": min(last, end),
         "level": level, "source": ",".join(sources), "title": title, "text": text,
         "event_ids": [], "model": model, "created": datetime.now(UTC),
-        "doc": f"{title}\n{text}", "vector": vector,
+        "doc": f"{title}\n{found_by.text()}", "vector": vector,
         "project": projects[0] if len(projects) == 1 else "",
         "sources": [r["id"] for r in rows], **fields.columns(),
     }

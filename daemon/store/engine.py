@@ -223,7 +223,7 @@ class Engine:
             kept = fields.summary != compaction.fallback_summary(level, key, rows)
             model = old["model"] if kept and old else summarize.FALLBACK_MODEL
         row = compaction.digest_row(level, key, rows, fields, model, [], tz, owner)
-        row["vector"] = self.models.embed([f"{row['title']}\n{row['text']}"[:2000]])[0]
+        row["vector"] = self.models.embed([row["doc"][:2000]])[0]  # its extracted part
         self.store.upsert_memories([row])
         log.info("wrote the %s digest %s from %d memories (%s)", level, key, len(rows), model)
         return str(row["id"])
