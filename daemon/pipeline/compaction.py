@@ -93,9 +93,17 @@ def _note(row: dict[str, Any]) -> str:
     return _KIND_AND_TIME.sub("", _prose(row))
 
 
+def _clip(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters at a word's end (the model copies a cut word)."""
+    if len(text) <= limit:
+        return text
+    cut = text[:limit - 1]
+    return (cut.rsplit(" ", 1)[0] if " " in cut else cut).rstrip(" ,;:") + "…"
+
+
 def prompt(level: str, key: str, rows: list[dict[str, Any]]) -> list[dict[str, str]]:
     """The model's messages for the digest of `rows` (sorted by time)."""
-    per_row = max(120, MAX_PROMPT_CHARS // max(len(rows), 1))
+    per_row = max(80, MAX_PROMPT_CHARS // max(len(rows), 1))
     lines: list[str] = []
     used = 0
     for i, r in enumerate(rows):
@@ -103,7 +111,7 @@ def prompt(level: str, key: str, rows: list[dict[str, Any]]) -> list[dict[str, s
                 else r["ts"].astimezone(UTC).strftime("%a %Y-%m-%d"))
         where = f" [{r['project']}]" if r.get("project") else ""
         tasks = f" Open: {'; '.join(r['open_tasks'][:3])}." if r.get("open_tasks") else ""
-        line = f"- {when}{where} {(_note(r) + tasks)[:per_row]}"
+        line = f"- {when}{where} {_clip(_note(r) + tasks, per_row)}"
         if used + len(line) > MAX_PROMPT_CHARS:  # the context window is 4,096 tokens
             lines.append(f"- … and {len(rows) - i} more")
             break

@@ -241,6 +241,12 @@ def test_a_day_is_asked_in_plain_sentences_from_notes_without_their_kinds_and_ti
     system, user = compaction.prompt("day", "2026-11-16", rows)
     assert "- 09:00 [billing-api] Ran git switch feature/eu-vat, make test.\n" in user["content"]
     assert "shell.command" not in user["content"] and "JSON" not in user["content"]
+    long = "Visited Hybrid Search - LanceDB, Reranking - LanceDB " * 20
+    many = [_chunk_row(MONDAY + timedelta(minutes=i), long, "x") for i in range(30)]
+    notes = [n for n in compaction.prompt("day", "2026-11-16", many)[1]["content"].split("\n")
+             if n.startswith("- 09:")]
+    assert len(notes) >= 15 and all(n.endswith("…") for n in notes)  # cut, at a word's end
+    assert {n[:-1].split()[-1] for n in notes} <= set(long.replace(",", "").split())
     plain = "Switched to feature/eu-vat and ran make test in billing-api."
     fields = compaction.digest_fields("day", "2026-11-16", rows, plain)
     assert not fields.fallback and fields.summary == plain
