@@ -171,7 +171,8 @@ def _schedule_pipeline(cfg: Config, scheduler: Any, pipeline: Pipeline,
         return Polite(name, job, lambda: busy_reason(cc.yield_cpu_percent, cc.yield_on_battery),
                       cc.max_defer_seconds)
 
-    scheduler.add_job(_guarded("summarizing", polite("summarizing", pipeline.summary_step)),
+    scheduler.add_job(_guarded("summarizing", polite("summarizing",
+                                                      pipeline.summarize_then_digest_past)),
                       "interval",
                       seconds=max(p.interval_seconds, 5.0), max_instances=1, coalesce=True,
                       id="summarize")

@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 EXTRACTED_PER_CALL = 16  # chunks a summary step may write per model call it may make
 SUMMARY_BACKOFF = 5.0  # seconds before summaries are tried again after a failure
 SUMMARY_BACKOFF_MAX = 60.0
+# While summaries write chunk memories of past days (a backfill, late events), those days'
+# digests follow at most this often, instead of at the next [compaction] interval.
+DIGESTS_FOLLOW_SECONDS = 600.0
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -63,6 +66,8 @@ class Pipeline:
         # Summaries and digests share the machine with its user: at most this CPU share.
         self.budget = CpuBudget(cfg.compaction.max_cpu_percent)
         self.progress = Progress()
+        self._chunks_since_digests = False
+        self._digests_followed = time.monotonic()
 
     def index_step(self) -> int:
         """Make every journaled event searchable (up to one batch); return how many."""
@@ -163,15 +168,31 @@ class Pipeline:
         elif written:
             self.conditions.clear("summarizer_failed")
 
-    def compact_step(self, max_digests: int = 0) -> list[str]:
-        """Write the day and week digests that are missing or stale; return their ids.
-        Runs after summaries, never beside them: one model job at a time."""
+    def summarize_then_digest_past(self) -> StepReport:
+        """The daemon's summary job: `summary_step`, then, at most every
+        DIGESTS_FOLLOW_SECONDS while it writes chunk memories, the digests of the past
+        days they changed. A backfill's days are digested as their summaries land, not an hour
+        later; today's digest waits for the compaction interval as before (it changes all
+        day: digesting it after every chunk would cost the model time the budget keeps)."""
+        report = self.summary_step()
+        self._chunks_since_digests |= report.summarized_chunks > 0
+        if (self._chunks_since_digests
+                and time.monotonic() - self._digests_followed >= DIGESTS_FOLLOW_SECONDS):
+            self._digests_followed = time.monotonic()
+            self._chunks_since_digests = False
+            self.compact_step(past_only=True)
+        return report
+
+    def compact_step(self, max_digests: int = 0, past_only: bool = False) -> list[str]:
+        """Write the day and week digests that are missing or stale (`past_only`: not
+        today's); return their ids. Runs after summaries, never beside them: one model
+        job at a time."""
         if not (self.cfg.compaction.enabled and self.cfg.pipeline.summarize):
             return []
         if not self.budget.ready():
             return []
         with self._summary_lock, self.budget.spend():
-            done = self.engine.compact(max_digests)
+            done = self.engine.compact(max_digests, past_only=past_only)
             written = list(done.get("written", []))
             self._report_digest_model(done.get("model_errors") or [], written)
             if not max_digests and self.cfg.compaction.retain_events_days > 0:

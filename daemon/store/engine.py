@@ -155,9 +155,10 @@ class Engine:
             log.info("replaced %d unacknowledged chunk memories of the same events", gone)
         return gone
 
-    def compact(self, max_digests: int = 0) -> dict[str, Any]:
+    def compact(self, max_digests: int = 0, past_only: bool = False) -> dict[str, Any]:
         """Write the day digests, then the week digests, that are missing or stale; at
-        most `max_digests` model calls (0: no limit). Return what was written."""
+        most `max_digests` model calls (0: no limit); `past_only`: not today's (the user's
+        day, still being written). Return what was written."""
         from daemon.pipeline import compaction
 
         written: list[str] = []
@@ -176,10 +177,13 @@ class Engine:
             digests = self.store.memory_rows(f"level = '{level}' AND {own}",
                                              compaction.ROW_COLUMNS)
             old = {d["id"]: d for d in digests}
+            today = datetime.now(tz).date().isoformat()
             for key, rows in compaction.stale_periods(level, members, digests, tz,
                                                       suffix).items():
                 if max_digests and len(written) >= max_digests:
                     break
+                if past_only and key == today:
+                    continue
                 written.append(self._digest(level, key, rows, old.get(
                     compaction.digest_id(level, key, suffix)), tz, suffix))
         return {"written": written, "model_errors": self._digest_errors}

@@ -97,7 +97,7 @@ class BurningEngine:
             pass
         return {"seconds": self.cpu}
 
-    def compact(self, max_digests: int = 0) -> dict[str, Any]:
+    def compact(self, max_digests: int = 0, past_only: bool = False) -> dict[str, Any]:
         return {"written": []}
 
     def prune_events(self, older_than_days: int) -> int:
@@ -175,7 +175,7 @@ class DigestFailingEngine(ExtractingEngine):
         super().__init__(cpu=0.0)
         self.errors = ["llama.cpp could not load broken.gguf"]
 
-    def compact(self, max_digests: int = 0) -> dict[str, Any]:
+    def compact(self, max_digests: int = 0, past_only: bool = False) -> dict[str, Any]:
         return {"written": ["day-2026-12-03~ada@desk"], "model_errors": self.errors}
 
 
@@ -197,3 +197,41 @@ def test_a_summarizer_failing_only_on_digests_is_reported_and_cleared(make_confi
     pipeline.compact_step()  # the model wrote a digest again
     assert not [p for p in pipeline.conditions.active() if p.code == "summarizer_failed"]
     journal.close()
+
+
+def test_past_days_are_digested_as_their_summaries_land_and_today_waits(
+        make_config, monkeypatch) -> None:
+    from daemon.pipeline import steps
+    from models.errors import ModelError
+
+    cfg = load_config(make_config(pipeline={"chunk_close_after_seconds": 1},
+                                  search={"timezone": "UTC"}))
+    journal = Journal(cfg.data_path / "journal.sqlite3")
+    engine = Engine(cfg)
+    asked: list[str] = []
+
+    def no_model(task: str, messages: list[dict[str, str]], **_: Any) -> None:
+        asked.append(messages[-1]["content"].split(":")[0])
+        raise ModelError("no model answers in this test")  # the digest is the extracted one
+
+    engine.models.complete = no_model  # type: ignore[method-assign,assignment]
+    pipeline = Pipeline(cfg, journal, engine)
+    now = datetime.now(UTC)
+    past = now - timedelta(days=3)
+    journal.append(Batch("shell", _session(past, "backfill") + _session(
+        now - timedelta(seconds=100), "today")))
+    pipeline.index_step()
+    try:
+        monkeypatch.setattr(steps, "DIGESTS_FOLLOW_SECONDS", 3600.0)
+        assert pipeline.summarize_then_digest_past().summarized_chunks == 2
+        assert asked == []  # chunks written, but not yet time for their digests
+        monkeypatch.setattr(steps, "DIGESTS_FOLLOW_SECONDS", 0.0)
+        pipeline.summarize_then_digest_past()
+        assert asked == [f"Notes about the day {past.date()}"]  # not today's
+        days = {r["id"].split("~")[0] for r in engine.store.memory_rows("level = 'day'")}
+        assert days == {f"day-{past.date()}"}
+        pipeline.summarize_then_digest_past()  # nothing new summarized: nothing asked
+        assert len(asked) == 1
+    finally:
+        engine.close()
+        journal.close()
