@@ -89,13 +89,16 @@ class Pipeline:
         p = self.cfg.pipeline
         if not p.summarize:
             return report
+        # The CPU budget holds back model work; with chunk_model "never" no chunk asks
+        # the model, so a digest's hold does not stop the extracted memories.
+        budgeted = not flush and self.cfg.compaction.chunk_model_mode != "never"
         if not flush and (time.monotonic() < self._summary_hold_until
-                          or not self.budget.ready()):
+                          or (budgeted and not self.budget.ready())):
             return report
         asked = 0  # model calls: `max_chunks` of them; chunks it does not read are cheap
         with self._summary_lock:
             for chunk in self.next_chunks(flush=flush, now=now)[:max_chunks * EXTRACTED_PER_CALL]:
-                if asked >= max_chunks or (not flush and not self.budget.ready()):
+                if asked >= max_chunks or (budgeted and not self.budget.ready()):
                     break
                 try:
                     with self.budget.spend(enabled=not flush) as charge:

@@ -104,10 +104,12 @@ class BurningEngine:
         return 0
 
 
-def _thirty_chunks_at_five_percent(make_config: Any, engine: Any) -> tuple[Pipeline, Journal]:
+def _thirty_chunks_at_five_percent(make_config: Any, engine: Any,
+                                   mode: str = "always") -> tuple[Pipeline, Journal]:
     """60 indexed commands of two hours ago (30 closed chunks of 2) before a pipeline on
-    `engine` whose budget is 5 % of one core, whatever the box has."""
-    cfg = load_config(make_config(compaction={"max_cpu_percent": 5},
+    `engine` whose budget is 5 % of one core, whatever the box has; `mode`: which chunks
+    the model reads ([compaction] chunk_model)."""
+    cfg = load_config(make_config(compaction={"max_cpu_percent": 5, "chunk_model": mode},
                                   pipeline={"chunk_max_events": 2}))
     journal = Journal(cfg.data_path / "journal.sqlite3")
     pipeline = Pipeline(cfg, journal, engine)
@@ -155,6 +157,19 @@ def test_chunks_the_model_does_not_read_are_not_held_by_the_budget(make_config) 
     # the budget holds nothing back for work that asked no model
     assert first.summarized_chunks == 30 and engine.calls == 30
     assert pipeline.budget.ready()
+    journal.close()
+
+
+def test_a_digests_hold_does_not_stop_chunks_no_model_reads(make_config) -> None:
+    engine = ExtractingEngine(cpu=0.0)
+    pipeline, journal = _thirty_chunks_at_five_percent(make_config, engine, mode="never")
+    pipeline.budget.hold_until = time.monotonic() + 3600  # a digest just spent a lot
+    assert not pipeline.budget.ready()
+    assert pipeline.summary_step().summarized_chunks == 30  # extracted ones: not held
+    digests: list[int] = []
+    engine.compact = lambda *a, **k: digests.append(1) or {"written": []}  # type: ignore
+    pipeline.compact_step()
+    assert digests == []  # the model's work still waits
     journal.close()
 
 
