@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from daemon import backoff
@@ -34,6 +34,7 @@ SUMMARY_BACKOFF_MAX = 60.0
 # While summaries write chunk memories of past days (a backfill, late events), those days'
 # digests follow at most this often, instead of at the next [compaction] interval.
 DIGESTS_FOLLOW_SECONDS = 600.0
+RECENT_DAYS = 7  # history this recent is summarized first and, extracted, outside the budget
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -89,15 +90,16 @@ class Pipeline:
         p = self.cfg.pipeline
         if not p.summarize:
             return report
-        # The CPU budget holds back model work; with chunk_model "never" no chunk asks
-        # the model, so a digest's hold does not stop the extracted memories.
-        budgeted = not flush and self.cfg.compaction.chunk_model_mode != "never"
-        if not flush and (time.monotonic() < self._summary_hold_until
-                          or (budgeted and not self.budget.ready())):
+        if not flush and time.monotonic() < self._summary_hold_until:
             return report
+        # The CPU budget bounds model work and the summaries of history older than
+        # RECENT_DAYS; the last days' extracted memories (no model) go first, unheld.
+        recent = (now or datetime.now(UTC)) - timedelta(days=RECENT_DAYS)
+        model_reads = self.cfg.compaction.chunk_model_mode != "never"
         asked = 0  # model calls: `max_chunks` of them; chunks it does not read are cheap
         with self._summary_lock:
             for chunk in self.next_chunks(flush=flush, now=now)[:max_chunks * EXTRACTED_PER_CALL]:
+                budgeted = not flush and (model_reads or chunk.end < recent)
                 if asked >= max_chunks or (budgeted and not self.budget.ready()):
                     break
                 try:
@@ -105,7 +107,7 @@ class Pipeline:
                         result = self.engine.summarize(list(chunk.events))
                         if result.get("model_asked", True):
                             asked += 1
-                        else:
+                        elif chunk.end >= recent:
                             charge.waive()
                 except (ModelError, RetryableError) as exc:
                     self.last_error = f"summarizing failed: {exc}"

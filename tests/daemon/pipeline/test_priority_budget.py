@@ -104,8 +104,9 @@ class BurningEngine:
         return 0
 
 
-def _thirty_chunks_at_five_percent(make_config: Any, engine: Any,
-                                   mode: str = "always") -> tuple[Pipeline, Journal]:
+def _thirty_chunks_at_five_percent(make_config: Any, engine: Any, mode: str = "always",
+                                   age: timedelta = timedelta(hours=2)
+                                   ) -> tuple[Pipeline, Journal]:
     """60 indexed commands of two hours ago (30 closed chunks of 2) before a pipeline on
     `engine` whose budget is 5 % of one core, whatever the box has; `mode`: which chunks
     the model reads ([compaction] chunk_model)."""
@@ -114,7 +115,7 @@ def _thirty_chunks_at_five_percent(make_config: Any, engine: Any,
     journal = Journal(cfg.data_path / "journal.sqlite3")
     pipeline = Pipeline(cfg, journal, engine)
     pipeline.budget = CpuBudget(5, cores=1)
-    old = datetime.now(UTC) - timedelta(hours=2)
+    old = datetime.now(UTC) - age
     journal.append(Batch("shell", [
         Event.new(source="shell", kind="shell.command", subject=f"make {i}",
                   ts=old + timedelta(seconds=i)) for i in range(60)]))
@@ -170,6 +171,16 @@ def test_a_digests_hold_does_not_stop_chunks_no_model_reads(make_config) -> None
     engine.compact = lambda *a, **k: digests.append(1) or {"written": []}  # type: ignore
     pipeline.compact_step()
     assert digests == []  # the model's work still waits
+    journal.close()
+
+
+def test_older_history_stays_inside_the_budget_even_without_the_model(make_config) -> None:
+    engine = ExtractingEngine(cpu=0.3)  # the tree's CPU during each memory, as indexing's
+    pipeline, journal = _thirty_chunks_at_five_percent(make_config, engine, mode="never",
+                                                       age=timedelta(days=10))
+    first = pipeline.summary_step()
+    # history older than a week is charged: 0.3 CPU s at 5 % of a core holds the next ~6 s
+    assert first.summarized_chunks == 1 and not pipeline.budget.ready()
     journal.close()
 
 
