@@ -171,13 +171,13 @@ class Engine:
         own = self._own().where()
         mine = owner_key(self.store.device, self.store.user)
         suffix = f"~{mine}" if mine else ""
+        today = datetime.now(tz).date().isoformat()
         for level, below in (("day", "chunk"), ("week", "day")):
             members = self.store.memory_rows(f"level = '{below}' AND {own}",
                                              compaction.ROW_COLUMNS)
             digests = self.store.memory_rows(f"level = '{level}' AND {own}",
                                              compaction.ROW_COLUMNS)
             old = {d["id"]: d for d in digests}
-            today = datetime.now(tz).date().isoformat()
             for key, rows in compaction.stale_periods(level, members, digests, tz,
                                                       suffix).items():
                 if max_digests and len(written) >= max_digests:
