@@ -81,9 +81,9 @@ class ModelsConfig:
     # or "torch" (sentence-transformers)
     dir: str = ""  # where packaged models are assembled; "" means <data_dir>/models
     threads: int = 0  # llama.cpp threads; 0 means every core
-    embed_threads: int = 1  # indexing threads (ONNX or torch); 0 = every core. One keeps
-    # queries and indexing from starving a summary running beside them (llama.cpp slows
-    # many-fold when its threads compete for cores).
+    embed_threads: int = 0  # indexing threads (ONNX or torch); 0 = every core. Indexing
+    # takes the cores between the worker's completions, never beside one (models/cores.py:
+    # llama.cpp slows many-fold when its threads compete for cores).
     context_tokens: int = 4096
     summary_max_tokens: int = 120
     idle_unload_seconds: float = 300.0  # models (and the worker holding them) leave after this
@@ -93,6 +93,8 @@ class ModelsConfig:
 class PipelineConfig:
     interval_seconds: float = 2.0  # how often the daemon drains the journal
     batch_events: int = 256
+    worker_nice: int = 10  # the model worker's niceness (0-19): its indexing and summaries
+    # yield the cores to the user's programs and to searches; 0 = as the daemon
     chunk_gap_seconds: float = 300.0  # a pause this long ends an activity chunk
     chunk_max_events: int = 24
     chunk_close_after_seconds: float = 20.0  # a chunk is summarized once quiet this long
@@ -351,6 +353,9 @@ def load_config(path: str | Path | None = None) -> Config:
         raise ConfigError(f"{cfg_path}: [models] embedder_runtime = "
                           f"{cfg.models.embedder_runtime!r} is not one of "
                           f"{', '.join(EMBEDDER_RUNTIMES)}")
+    if not 0 <= cfg.pipeline.worker_nice <= 19:
+        raise ConfigError(f"{cfg_path}: [pipeline] worker_nice = {cfg.pipeline.worker_nice} "
+                          "is not between 0 (as the daemon) and 19 (the most polite)")
     data_dir = cfg.data_dir or str(default_data_dir())
     from daemon.owners import resolve_identity
 

@@ -11,6 +11,7 @@ from typing import Any
 
 from models import tool_format
 from models.base import Completion, Message, Profile
+from models.cores import CORES
 from models.errors import ModelError
 from models.idle import IdleHolder
 
@@ -74,7 +75,7 @@ class LlamaCppBackend:
             if schema is not None:
                 grammar = _grammar(schema)
                 choice_param = None  # llama-cpp-python ignores "required"; the grammar rules
-        with self._call_lock, self._model.lease() as llm:
+        with self._call_lock, CORES.completion(), self._model.lease() as llm:
             started = time.monotonic()
             try:
                 out = llm.create_chat_completion(

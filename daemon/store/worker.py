@@ -44,6 +44,18 @@ class StoreNotReady(RetryableError):
     does, so it answers instead. (Here, not in reader.py: the daemon unpickles it.)"""
 
 
+def _be_nice(niceness: int) -> None:
+    """Lower this process's CPU priority: the worker's indexing and summaries are
+    background work, searches (the reader) and the user's programs go first."""
+    try:
+        os.nice(max(0, niceness - os.nice(0)))  # before any thread: threads inherit it
+        log.info("the model worker runs at nice %d: searches and your programs go first",
+                 os.nice(0))
+    except OSError as exc:
+        log.warning("could not lower the model worker's priority (%s); it runs as the "
+                    "daemon does", exc)
+
+
 def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine") -> None:
     """Child process: build the Engine (or, for target "reader", the resident Reader)
     lazily and answer calls until told to exit."""
@@ -54,6 +66,8 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
 
     make: Any = Engine
     allowed = ENGINE_METHODS
+    if target == "engine" and cfg.pipeline.worker_nice:
+        _be_nice(cfg.pipeline.worker_nice)
     if target == "reader":
         from daemon.store.reader import Reader as make
 

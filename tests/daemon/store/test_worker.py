@@ -46,6 +46,11 @@ def test_worker_exits_when_idle_and_comes_back_after_a_crash(make_config, tmp_pa
         w.close()
 
 
+def _niceness(pid: int | None) -> int:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[16])  # field 19: nice
+
+
 def _gone(pid: int, seconds: float) -> bool:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
@@ -108,6 +113,7 @@ def test_the_worker_indexes_with_onnx_and_no_torch(make_config) -> None:
         hits = w.call("search", "restart the ledger api deployment", 3)
         assert hits and hits[0].id == events[0].id
         maps = Path(f"/proc/{w.pid}/maps").read_text()
+        assert _niceness(w.pid) == cfg.pipeline.worker_nice == 10  # background work
         assert "libtorch" not in maps, "the worker loaded torch to index"
         assert w.call("status")["models_loaded"]["embedder"] is True
     finally:
