@@ -98,7 +98,11 @@ class Pipeline:
         model_reads = self.cfg.compaction.chunk_model_mode != "never"
         asked = 0  # model calls: `max_chunks` of them; chunks it does not read are cheap
         with self._summary_lock:
-            for chunk in self.next_chunks(flush=flush, now=now)[:max_chunks * EXTRACTED_PER_CALL]:
+            chunks = self.next_chunks(flush=flush, now=now)[:max_chunks * EXTRACTED_PER_CALL]
+            if not model_reads:  # no model reads a chunk: many at a time
+                self._summarize_extracted(chunks, recent, flush, report)
+                return report
+            for chunk in chunks:
                 budgeted = not flush and (model_reads or chunk.end < recent)
                 if asked >= max_chunks or (budgeted and not self.budget.ready()):
                     break
@@ -110,28 +114,56 @@ class Pipeline:
                         elif chunk.end >= recent:
                             charge.waive()
                 except (ModelError, RetryableError) as exc:
-                    self.last_error = f"summarizing failed: {exc}"
-                    self._summary_failures += 1
-                    wait = backoff.delay(SUMMARY_BACKOFF, self._summary_failures,
-                                         cap=SUMMARY_BACKOFF_MAX)
-                    self._summary_hold_until = time.monotonic() + wait
-                    log.warning("%s; the events stay searchable and will be summarized later "
-                                "(next try in %.0f s)", self.last_error, wait)
-                    report.errors.append(str(exc))
-                    self.conditions.report(
-                        "summarizer_failed", f"the summarizer is failing ({exc}); new "
-                        "activity is searchable but not summarized until it works again")
+                    self._summary_failed(exc, report)
                     break
                 self._summary_failures = 0
                 if result.get("model_asked", True):  # an extracted memory says nothing of it
                     self.conditions.clear("summarizer_failed")
-                self.journal.advance([e.id for e in chunk.events], SUMMARIZED)
-                report.summarized_chunks += 1
-                report.summarized_events += len(chunk.events)
-                self.progress.record("summarize", len(chunk.events))
+                self._summarized([chunk], report)
                 log.info("summarized %d %s events in %.1f s (%d tokens)", len(chunk.events),
                          chunk.source, result.get("seconds", 0.0), result.get("tokens", 0))
         return report
+
+    def _summarize_extracted(self, chunks: list[Chunk], recent: datetime, flush: bool,
+                             report: StepReport) -> None:
+        """Write the extracted memories of `chunks` (no model reads them) in two batches:
+        the last RECENT_DAYS' first, unheld and uncharged, then older history's inside the
+        CPU budget (one charge for the batch)."""
+        new = [c for c in chunks if c.end >= recent]
+        old = [c for c in chunks if c.end < recent]
+        for batch, budgeted in ((new, False), (old, not flush)):
+            if not batch or (budgeted and not self.budget.ready()):
+                continue
+            started = time.monotonic()
+            try:
+                with self.budget.spend(enabled=budgeted):
+                    self.engine.summarize_many([list(c.events) for c in batch])
+            except (ModelError, RetryableError) as exc:
+                self._summary_failed(exc, report)
+                return
+            self._summary_failures = 0
+            self._summarized(batch, report)
+            log.info("summarized %d chunks (%d events) from their events in %.1f s",
+                     len(batch), sum(len(c.events) for c in batch), time.monotonic() - started)
+
+    def _summarized(self, chunks: list[Chunk], report: StepReport) -> None:
+        events = [e.id for c in chunks for e in c.events]
+        self.journal.advance(events, SUMMARIZED)
+        report.summarized_chunks += len(chunks)
+        report.summarized_events += len(events)
+        self.progress.record("summarize", len(events))
+
+    def _summary_failed(self, exc: Exception, report: StepReport) -> None:
+        self.last_error = f"summarizing failed: {exc}"
+        self._summary_failures += 1
+        wait = backoff.delay(SUMMARY_BACKOFF, self._summary_failures, cap=SUMMARY_BACKOFF_MAX)
+        self._summary_hold_until = time.monotonic() + wait
+        log.warning("%s; the events stay searchable and will be summarized later "
+                    "(next try in %.0f s)", self.last_error, wait)
+        report.errors.append(str(exc))
+        self.conditions.report(
+            "summarizer_failed", f"the summarizer is failing ({exc}); new "
+            "activity is searchable but not summarized until it works again")
 
     def next_chunks(self, *, flush: bool = False,
                     now: datetime | None = None) -> list[Chunk]:

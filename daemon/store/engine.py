@@ -23,6 +23,7 @@ from daemon.recall import reads as recall
 from daemon.recall.hits import Hit
 from daemon.recall.search import Filters
 from daemon.routing.modelcalls import ModelCalls
+from daemon.store import extracted
 from daemon.store.lance import Store, event_doc, event_row, open_store, sql_str
 from models.errors import ModelError
 
@@ -85,9 +86,8 @@ class Engine:
         back) and store it as a memory. A memory the model wrote is never replaced by a
         fallback one: when the model fails on a chunk it summarized before, the old
         memory stays."""
-        chunk = Chunk(tuple(sorted(events, key=lambda e: (e.ts, e.id))))
-        mode = self.cfg.compaction.chunk_model_mode
-        asked = mode == "always" or (mode == "stated" and summarize.needs_model(chunk))
+        chunk = extracted.as_chunk(events)
+        asked = self._asks_model(chunk)
         out = self.models.complete(
             "compaction", summarize.prompt(chunk), max_tokens=summarize.answer_tokens(
                 len(events), self.cfg.compaction.chunk_max_tokens),
@@ -109,14 +109,26 @@ class Engine:
                 self._supersede(chunk)
                 return {**result, "summary": old[0]["text"], "kept": True}
         row = summarize.memory_row(chunk, fields, model, [])
-        # embedded without its "Mentions:" list (the doc indexes it for full text)
-        main = row["text"].split(summarize.MENTIONS_LINE, 1)[0]
-        row["vector"] = self.models.embed([f"{row['title']}\n{main}"[:2000]])[0]
+        row["vector"] = self.models.embed([extracted.embed_doc(row)])[0]
         self.store.upsert_memories([row])
         if self._drop_forgotten("memories", [e.id for e in events], [row["id"]]):
             return {**result, "summary": "", "forgotten": True}
         self._supersede(chunk)
         return {**result, "summary": row["text"]}
+
+    def summarize_many(self, chunks: list[list[Event]]) -> list[dict[str, Any]]:
+        """Summarize several chunks, one result each in their order: those the model
+        reads one by one (`summarize`), the others' extracted memories in one batch
+        (daemon/store/extracted.py)."""
+        whole = [extracted.as_chunk(events) for events in chunks]
+        batch = iter(extracted.write_extracted(
+            self, [c for c in whole if not self._asks_model(c)]))
+        return [self.summarize(list(c.events)) if self._asks_model(c) else next(batch)
+                for c in whole]
+
+    def _asks_model(self, chunk: Chunk) -> bool:
+        mode = self.cfg.compaction.chunk_model_mode
+        return mode == "always" or (mode == "stated" and summarize.needs_model(chunk))
 
     def _record_faithfulness(self, level: str, model: str, fields: Fields,
                              memory_id: str) -> None:

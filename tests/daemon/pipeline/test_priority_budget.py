@@ -15,7 +15,7 @@ from daemon.config import load_config
 from daemon.intake.journal import Journal
 from daemon.pipeline.budget import CpuBudget
 from daemon.pipeline.citizen import _tree_cpu
-from daemon.pipeline.steps import Pipeline
+from daemon.pipeline.steps import EXTRACTED_PER_CALL, Pipeline
 from daemon.store.engine import Engine
 
 
@@ -27,9 +27,9 @@ class RecordingEngine(Engine):
         super().__init__(cfg)
         self.order: list[datetime] = []
 
-    def summarize(self, events: list[Event]) -> dict[str, Any]:
-        self.order.append(max(e.ts for e in events))
-        return super().summarize(events)
+    def summarize_many(self, chunks: list[list[Event]]) -> list[dict[str, Any]]:
+        self.order.extend(max(e.ts for e in events) for events in chunks)
+        return super().summarize_many(chunks)
 
 
 def _session(day: datetime, what: str) -> list[Event]:
@@ -46,16 +46,16 @@ class RecordingFake:
     def index(self, events: list[Event]) -> int:
         return len(events)
 
-    def summarize(self, events: list[Event]) -> dict[str, Any]:
-        self.order.append(max(e.ts for e in events))
-        return {}
+    def summarize_many(self, chunks: list[list[Event]]) -> list[dict[str, Any]]:
+        self.order.extend(max(e.ts for e in events) for events in chunks)
+        return [{} for _ in chunks]
 
     def close(self) -> None:
         pass
 
 
 @pytest.mark.parametrize("real", [
-    False, pytest.param(True, marks=pytest.mark.slow)])  # real: 3 summaries by the 0.5B
+    False, pytest.param(True, marks=pytest.mark.slow)])  # real: the real engine (embedder, LanceDB)
 def test_newest_chunks_are_summarized_first(make_config, real: bool) -> None:
     cfg = load_config(make_config(pipeline={"chunk_close_after_seconds": 1}))
     journal = Journal(cfg.data_path / "journal.sqlite3")
@@ -66,9 +66,8 @@ def test_newest_chunks_are_summarized_first(make_config, real: bool) -> None:
     for day, what in zip(days, ("old", "week", "today"), strict=True):  # oldest journaled first
         journal.append(Batch("shell", _session(day, what)))
     assert pipeline.index_step() == 9
-    try:
-        for _ in range(3):
-            assert pipeline.summary_step(max_chunks=1).summarized_chunks == 1
+    try:  # the last week's two in one batch, then older history's
+        assert pipeline.summary_step(max_chunks=1).summarized_chunks == 3
     finally:
         engine.close()
     assert [d.date() for d in sorted(days, reverse=True)] == [t.date() for t in engine.order]
@@ -96,6 +95,9 @@ class BurningEngine:
         while time.process_time() - start < self.cpu:
             pass
         return {"seconds": self.cpu}
+
+    def summarize_many(self, chunks: list[list[Event]]) -> list[dict[str, Any]]:
+        return [self.summarize(events) for events in chunks]
 
     def compact(self, max_digests: int = 0, past_only: bool = False) -> dict[str, Any]:
         return {"written": []}
@@ -179,9 +181,12 @@ def test_older_history_stays_inside_the_budget_even_without_the_model(make_confi
     engine = ExtractingEngine(cpu=0.3)  # the tree's CPU during each memory, as indexing's
     pipeline, journal = _thirty_chunks_at_five_percent(make_config, engine, mode="never",
                                                        age=timedelta(days=10))
-    first = pipeline.summary_step()
-    # history older than a week is charged: 0.3 CPU s at 5 % of a core holds the next ~6 s
-    assert first.summarized_chunks == 1 and not pipeline.budget.ready()
+    first = pipeline.summary_step(max_chunks=1)  # a batch of EXTRACTED_PER_CALL chunks
+    # history older than a week is charged: 16 x 0.3 CPU s at 5 % of a core holds the next
+    # ~100 s, so the rest waits
+    assert first.summarized_chunks == EXTRACTED_PER_CALL == engine.calls
+    assert not pipeline.budget.ready()
+    assert pipeline.summary_step(max_chunks=1).summarized_chunks == 0
     journal.close()
 
 
