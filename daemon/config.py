@@ -231,6 +231,8 @@ class StoreConfig:
     retries: int = 2  # per request, before the write is reported as failed (and retried later)
     refresh_seconds: float = 5.0  # how stale reads may be: other daemons' writes show up after this
     check_conditional_writes: bool = True  # refuse an endpoint that ignores If-None-Match
+    cache_mb: int = 160  # LanceDB's index and metadata caches, in each process that reads
+    # the store (0: LanceDB's own defaults, which grow to GBs on a busy table)
     optimize_rows: int = 2000  # fold new rows into the indexes (and compact) after this many
     cleanup_grace_seconds: float = -1.0  # old table versions kept this long while others
     # may be writing (-1: 0 for a local store, one daemon's; 300 on object storage)

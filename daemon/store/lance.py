@@ -82,22 +82,24 @@ class Store:
                  storage_options: dict[str, str] | None = None,
                  refresh_seconds: float | None = None,
                  owner: tuple[str, str] = ("", ""), optimize_rows: int = 2000,
-                 cleanup_grace: float = -1.0, ann_min_rows: int = 10_000) -> None:
+                 cleanup_grace: float = -1.0, ann_min_rows: int = 10_000,
+                 cache_mb: int = 0) -> None:
         self.remote = isinstance(path, str) and "://" in path
         self.location = str(path)
         self.device, self.user = owner
+        self.cache = _session(cache_mb)  # LanceDB's caches (None: its defaults)
         if self.remote:
             # Several daemons may write here: reads look for their commits this often.
             self._db = lancedb.connect(
-                str(path), storage_options=storage_options,
+                str(path), storage_options=storage_options, session=self.cache,
                 read_consistency_interval=(None if refresh_seconds is None
                                            else timedelta(seconds=refresh_seconds)))
         else:
             Path(path).mkdir(parents=True, exist_ok=True)
-            # A reader in another process than the writer (daemon/store/reader.py) asks
-            # for the latest commit every `refresh_seconds`; None: this process writes.
-            self._db = lancedb.connect(str(path), read_consistency_interval=(
-                None if refresh_seconds is None else timedelta(seconds=refresh_seconds)))
+            # A reader in another process asks for new commits every `refresh_seconds`
+            fresh = None if refresh_seconds is None else timedelta(seconds=refresh_seconds)
+            self._db = lancedb.connect(str(path), session=self.cache,
+                                       read_consistency_interval=fresh)
         self._migration = MigrationLock(self.location, settings_from_options(
             self.location, storage_options or {}) if self.remote else None)
         self.optimize_rows, self.ann_min_rows = optimize_rows, ann_min_rows  # store/ann.py
@@ -338,6 +340,15 @@ class Store:
                    delete_unverified=False)
 
 
+def _session(cache_mb: int) -> Any:
+    """LanceDB's caches: 4/5 of `cache_mb` for indexes, 1/5 for table metadata (None:
+    LanceDB's defaults, which grow to GBs on a busy table: bench/README.md)."""
+    if cache_mb <= 0:
+        return None
+    return lancedb.Session(index_cache_size_bytes=(cache_mb << 20) * 4 // 5,
+                           metadata_cache_size_bytes=(cache_mb << 20) // 5)
+
+
 def open_store(cfg: Any, dims: int, embedder: str,
                refresh_seconds: float | None = None) -> Store:
     """The store `cfg` names: `[store] uri` on object storage, else <data_dir>/store;
@@ -350,7 +361,8 @@ def open_store(cfg: Any, dims: int, embedder: str,
         return Store(cfg.data_path / "store", dims, embedder, owner=owner,
                      optimize_rows=cfg.store.optimize_rows,
                      cleanup_grace=cfg.store.cleanup_grace_seconds,
-                     refresh_seconds=refresh_seconds, ann_min_rows=cfg.search.ann_min_rows)
+                     refresh_seconds=refresh_seconds, ann_min_rows=cfg.search.ann_min_rows,
+                     cache_mb=cfg.store.cache_mb)
     from daemon.store.objectstore import check_conditional_writes, store_settings
 
     s = store_settings(cfg.store)
@@ -360,7 +372,7 @@ def open_store(cfg: Any, dims: int, embedder: str,
                  refresh_seconds=cfg.store.refresh_seconds, owner=owner,
                  optimize_rows=cfg.store.optimize_rows,
                  cleanup_grace=cfg.store.cleanup_grace_seconds,
-                 ann_min_rows=cfg.search.ann_min_rows)
+                 ann_min_rows=cfg.search.ann_min_rows, cache_mb=cfg.store.cache_mb)
 
 
 def event_row(ev: Any, vector: list[float]) -> dict[str, Any]:

@@ -107,3 +107,22 @@ def test_many_writers_opening_a_new_store_at_once_all_succeed(tmp_path: Path) ->
     store = Store(tmp_path / "store", 384, "all-minilm-l6-v2")
     assert [i.index_type for i in store.events.list_indices()] == ["FTS"]
     assert [i.index_type for i in store.memories.list_indices()] == ["FTS"]
+
+
+def test_lancedbs_caches_stay_inside_cache_mb(
+        tmp_path: Path, embedder: SentenceTransformerBackend) -> None:
+    """Each upsert is a table version whose metadata LanceDB caches; bounded by `[store]
+    cache_mb`, a busy store's caches stop growing (LanceDB's defaults grow to GBs)."""
+    from daemon.store.lance import _session
+
+    assert _session(0) is None  # LanceDB's defaults, as asked
+    store = Store(tmp_path / "store", 384, "all-minilm-l6-v2", cache_mb=1)
+    session = store.cache
+    vec = embedder.embed(["lead scoring"])[0]
+    for i in range(60):  # 60 versions, each searched
+        store.upsert_events([event_row(Event.new(
+            ts=1_763_000_000 + i, source="shell", kind="shell.command",
+            subject=f"make target-{i}"), vec)])
+        hybrid_search(store, f"target-{i}", vec, 3)
+    assert store.counts()["events"] == 60
+    assert 0 < session.size_bytes <= 1 << 20
