@@ -34,6 +34,7 @@ SUMMARY_BACKOFF_MAX = 60.0
 # While summaries write chunk memories of past days (a backfill, late events), those days'
 # digests follow at most this often, instead of at the next [compaction] interval.
 DIGESTS_FOLLOW_SECONDS = 600.0
+DIGESTS_PER_FOLLOW = 8  # digests (model calls) a follow writes: about the last week's
 RECENT_DAYS = 7  # history this recent is summarized first and, extracted, outside the budget
 ProgressFn = Callable[[str, int, int], None]
 
@@ -83,9 +84,10 @@ class Pipeline:
             return len(events)
 
     def summary_step(self, *, flush: bool = False, max_chunks: int = 4,
-                     now: datetime | None = None) -> StepReport:
+                     now: datetime | None = None, older: bool = True) -> StepReport:
         """Summarize closed activity chunks: up to `max_chunks` the model reads, and up to
-        EXTRACTED_PER_CALL times as many in all (an extracted memory costs one embedding)."""
+        EXTRACTED_PER_CALL times as many in all (an extracted memory costs one embedding);
+        `older` False: none older than RECENT_DAYS."""
         report = StepReport()
         p = self.cfg.pipeline
         if not p.summarize:
@@ -98,7 +100,8 @@ class Pipeline:
         model_reads = self.cfg.compaction.chunk_model_mode != "never"
         asked = 0  # model calls: `max_chunks` of them; chunks it does not read are cheap
         with self._summary_lock:
-            chunks = self.next_chunks(flush=flush, now=now)[:max_chunks * EXTRACTED_PER_CALL]
+            chunks = [c for c in self.next_chunks(flush=flush, now=now)
+                      if older or c.end >= recent][:max_chunks * EXTRACTED_PER_CALL]
             if not model_reads:  # no model reads a chunk: many at a time
                 self._summarize_extracted(chunks, recent, flush, report)
                 return report
@@ -208,16 +211,20 @@ class Pipeline:
     def summarize_then_digest_past(self) -> StepReport:
         """The daemon's summary job: `summary_step`, then, at most every
         DIGESTS_FOLLOW_SECONDS while it writes chunk memories, the digests of the past
-        days they changed. A backfill's days are digested as their summaries land, not an hour
-        later; today's digest waits for the compaction interval as before (it changes all
-        day: digesting it after every chunk would cost the model time the budget keeps)."""
-        report = self.summary_step()
+        days they changed (DIGESTS_PER_FOLLOW at most, newest first). A backfill's days are
+        digested as their summaries land, not an hour later; today's digest waits for the
+        compaction interval as before (it changes all day: digesting it after every chunk
+        would cost the model time the budget keeps). While digests are due, older
+        history's chunk memories wait for them: both spend the CPU budget, and the last
+        days' digests come first."""
+        due = (self._chunks_since_digests
+               and time.monotonic() - self._digests_followed >= DIGESTS_FOLLOW_SECONDS)
+        report = self.summary_step(older=not due)
         self._chunks_since_digests |= report.summarized_chunks > 0
-        if (self._chunks_since_digests
-                and time.monotonic() - self._digests_followed >= DIGESTS_FOLLOW_SECONDS):
+        if due and self.budget.ready():
             self._digests_followed = time.monotonic()
             self._chunks_since_digests = False
-            self.compact_step(past_only=True)
+            self.compact_step(DIGESTS_PER_FOLLOW, past_only=True)
         return report
 
     def compact_step(self, max_digests: int = 0, past_only: bool = False) -> list[str]:

@@ -267,3 +267,28 @@ def test_past_days_are_digested_as_their_summaries_land_and_today_waits(
     finally:
         engine.close()
         journal.close()
+
+
+def test_due_digests_go_before_older_history_and_are_not_starved(
+        make_config, monkeypatch) -> None:
+    """Older history's chunk memories and the digests both spend the CPU budget: while the
+    last days' digests are due, older history waits for them, so a backfill's digests are
+    not put off for as long as 90 days of history take to summarize."""
+    from daemon.pipeline import steps
+
+    engine = ExtractingEngine(cpu=0.0)
+    pipeline, journal = _thirty_chunks_at_five_percent(make_config, engine, mode="never",
+                                                       age=timedelta(days=10))
+    compactions: list[tuple[int, bool]] = []
+    engine.compact = lambda max_digests=0, past_only=False: (  # type: ignore[method-assign]
+        compactions.append((max_digests, past_only)) or {"written": []})
+    monkeypatch.setattr(steps, "DIGESTS_FOLLOW_SECONDS", 0.0)
+    pipeline._chunks_since_digests = True  # chunks were written since the last digests
+    pipeline.budget.hold_until = time.monotonic() + 3600  # ...and spent the budget
+    assert pipeline.summarize_then_digest_past().summarized_chunks == 0
+    assert compactions == []  # due, waiting for the budget; older history waits too
+    pipeline.budget.hold_until = 0.0
+    assert pipeline.summarize_then_digest_past().summarized_chunks == 0
+    assert compactions == [(steps.DIGESTS_PER_FOLLOW, True)]  # the digests went first
+    assert pipeline.summarize_then_digest_past().summarized_chunks == 30  # then history
+    journal.close()
