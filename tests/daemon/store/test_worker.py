@@ -114,6 +114,9 @@ def test_the_worker_indexes_with_onnx_and_no_torch(make_config) -> None:
         assert hits and hits[0].id == events[0].id
         maps = Path(f"/proc/{w.pid}/maps").read_text()
         assert _niceness(w.pid) == cfg.pipeline.worker_nice == 10  # background work
+        if "MALLOC_ARENA_MAX" not in os.environ:  # a user's own setting is kept
+            environ = Path(f"/proc/{w.pid}/environ").read_bytes().split(b"\0")
+            assert b"MALLOC_ARENA_MAX=2" in environ
         assert "libtorch" not in maps, "the worker loaded torch to index"
         assert w.call("status")["models_loaded"]["embedder"] is True
     finally:
