@@ -176,7 +176,7 @@ def _schedule_pipeline(cfg: Config, scheduler: Any, pipeline: Pipeline,
                       "interval",
                       seconds=max(p.interval_seconds, 5.0), max_instances=1, coalesce=True,
                       id="summarize")
-    scheduler.add_job(_guarded("compaction", polite("compaction", pipeline.compact_step)),
+    scheduler.add_job(_guarded("compaction", polite("compaction", pipeline.scheduled_compaction)),
                       "interval",
                       seconds=max(cfg.compaction.interval_seconds, 60.0), max_instances=1,
                       coalesce=True, id="compact", next_run_time=_soon(FIRST_COMPACTION))

@@ -34,7 +34,7 @@ SUMMARY_BACKOFF_MAX = 60.0
 # While summaries write chunk memories of past days (a backfill, late events), those days'
 # digests follow at most this often, instead of at the next [compaction] interval.
 DIGESTS_FOLLOW_SECONDS = 600.0
-DIGESTS_PER_FOLLOW = 8  # digests (model calls) a follow writes: about the last week's
+DIGESTS_PER_FOLLOW = 8  # digests a follow or a scheduled compaction writes: a week's
 RECENT_DAYS = 7  # history this recent is summarized first and, extracted, outside the budget
 ProgressFn = Callable[[str, int, int], None]
 
@@ -227,6 +227,12 @@ class Pipeline:
             self.compact_step(DIGESTS_PER_FOLLOW, past_only=True)
         return report
 
+    def scheduled_compaction(self) -> list[str]:
+        """The daemon's compaction job: at most DIGESTS_PER_FOLLOW digests a run, so a
+        backfill's 90 stale days never hold the summaries back for half an hour; the
+        rest follow at the next runs."""
+        return self.compact_step(DIGESTS_PER_FOLLOW)
+
     def compact_step(self, max_digests: int = 0, past_only: bool = False) -> list[str]:
         """Write the day and week digests that are missing or stale (`past_only`: not
         today's); return their ids. Runs after summaries, never beside them: one model
@@ -239,7 +245,7 @@ class Pipeline:
             done = self.engine.compact(max_digests, past_only=past_only)
             written = list(done.get("written", []))
             self._report_digest_model(done.get("model_errors") or [], written)
-            if not max_digests and self.cfg.compaction.retain_events_days > 0:
+            if not done.get("more") and self.cfg.compaction.retain_events_days > 0:
                 # every day is digested now: raw events past retention may go
                 self.engine.prune_events(self.cfg.compaction.retain_events_days)
         if written:

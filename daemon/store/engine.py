@@ -170,10 +170,11 @@ class Engine:
     def compact(self, max_digests: int = 0, past_only: bool = False) -> dict[str, Any]:
         """Write the day digests, then the week digests, that are missing or stale; at
         most `max_digests` model calls (0: no limit); `past_only`: not today's (the user's
-        day, still being written). Return what was written."""
+        day, still being written). Return what was written, and whether more is stale."""
         from daemon.pipeline import compaction
 
         written: list[str] = []
+        more = False  # stale digests left for the next run (`max_digests` reached)
         self._digest_errors = []
         tz = recall.user_tz(self.cfg)  # the user's days and weeks, as the read path's
         # A daemon digests only its own memories (its device and user): a day digest mixing
@@ -193,12 +194,13 @@ class Engine:
             for key, rows in compaction.stale_periods(level, members, digests, tz,
                                                       suffix).items():
                 if max_digests and len(written) >= max_digests:
+                    more = True
                     break
                 if past_only and key == today:
                     continue
                 written.append(self._digest(level, key, rows, old.get(
                     compaction.digest_id(level, key, suffix)), tz, suffix))
-        return {"written": written, "model_errors": self._digest_errors}
+        return {"written": written, "model_errors": self._digest_errors, "more": more}
 
     def prune_events(self, older_than_days: int) -> int:
         """Drop raw events older than `older_than_days` from the store (retention); the

@@ -152,7 +152,7 @@ def test_an_unusable_digest_answer_keeps_the_written_prose_and_gains_the_new_fac
 def test_the_worker_proxies_compaction(make_config, tmp_path: Path) -> None:
     w = WorkerEngine(load_config(make_config()), idle_seconds=60)
     try:
-        assert w.compact() == {"written": [], "model_errors": []}  # nothing to digest
+        assert w.compact() == {"written": [], "model_errors": [], "more": False}  # nothing to digest
     finally:
         w.close()
 

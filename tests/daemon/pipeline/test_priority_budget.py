@@ -292,3 +292,42 @@ def test_due_digests_go_before_older_history_and_are_not_starved(
     assert compactions == [(steps.DIGESTS_PER_FOLLOW, True)]  # the digests went first
     assert pipeline.summarize_then_digest_past().summarized_chunks == 30  # then history
     journal.close()
+
+
+def test_a_scheduled_compaction_writes_a_bounded_number_of_digests(
+        make_config, monkeypatch) -> None:
+    """A backfill leaves many days stale at once: each run of the compaction job writes
+    at most DIGESTS_PER_FOLLOW of them, newest first, and the next runs the rest (real
+    engine and LanceDB; the digests' prose is the extracted one: no model answers)."""
+    from daemon.pipeline import steps
+    from models.errors import ModelError
+
+    cfg = load_config(make_config(pipeline={"chunk_close_after_seconds": 1},
+                                  search={"timezone": "UTC"}))
+    journal = Journal(cfg.data_path / "journal.sqlite3")
+    engine = Engine(cfg)
+
+    def no_model(*_: Any, **__: Any) -> None:
+        raise ModelError("no model answers in this test")
+
+    engine.models.complete = no_model  # type: ignore[method-assign,assignment]
+    pipeline = Pipeline(cfg, journal, engine)
+    pipeline.budget = CpuBudget(0)  # the budget's hold between runs is pinned above
+    now = datetime.now(UTC)
+    days = [now - timedelta(days=d) for d in (2, 3, 4)]
+    journal.append(Batch("shell", [e for i, d in enumerate(days)
+                                   for e in _session(d, f"day{i}")]))
+    pipeline.index_step()
+    monkeypatch.setattr(steps, "DIGESTS_PER_FOLLOW", 2)
+    try:
+        assert pipeline.summary_step().summarized_chunks == 3
+        runs = []
+        while len(runs) < 5 and (written := pipeline.scheduled_compaction()):
+            runs.append(written)
+        assert len(runs[0]) == 2 and len(runs) >= 2  # bounded, the rest at the next run
+        assert [w.split("~")[0] for w in runs[0]] == [f"day-{d.date()}" for d in days[:2]]
+        stored = {r["id"].split("~")[0] for r in engine.store.memory_rows("level = 'day'")}
+        assert stored == {f"day-{d.date()}" for d in days}
+    finally:
+        engine.close()
+        journal.close()
