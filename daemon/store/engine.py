@@ -174,7 +174,7 @@ class Engine:
         from daemon.pipeline import compaction
 
         written: list[str] = []
-        more = False  # stale digests left for the next run (`max_digests` reached)
+        more, calls = False, 0  # stale digests left for the next run; model digests
         self._digest_errors = []
         tz = recall.user_tz(self.cfg)  # the user's days and weeks, as the read path's
         # A daemon digests only its own memories (its device and user): a day digest mixing
@@ -193,11 +193,13 @@ class Engine:
             old = {d["id"]: d for d in digests}
             for key, rows in compaction.stale_periods(level, members, digests, tz,
                                                       suffix).items():
-                if max_digests and len(written) >= max_digests:
-                    more = True
-                    break
                 if past_only and key == today:
                     continue
+                if max_digests and level in compaction.MODEL_LEVELS:
+                    if calls >= max_digests:  # only the model's digests are counted
+                        more = True
+                        break
+                    calls += 1
                 written.append(self._digest(level, key, rows, old.get(
                     compaction.digest_id(level, key, suffix)), tz, suffix))
         return {"written": written, "model_errors": self._digest_errors, "more": more}
