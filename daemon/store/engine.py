@@ -106,14 +106,14 @@ class Engine:
                             "writing one from the events", len(events), chunk.source)
             old = self.store.memory_rows(f"id = '{chunk.id}'", ["id", "model", "text"])
             if old and old[0]["model"] != summarize.FALLBACK_MODEL and old[0]["text"]:
-                self._supersede(chunk)
+                self._supersede([chunk])
                 return {**result, "summary": old[0]["text"], "kept": True}
         row = summarize.memory_row(chunk, fields, model, [])
         row["vector"] = self.models.embed([extracted.embed_doc(row)])[0]
         self.store.upsert_memories([row])
         if self._drop_forgotten("memories", [e.id for e in events], [row["id"]]):
             return {**result, "summary": "", "forgotten": True}
-        self._supersede(chunk)
+        self._supersede([chunk])
         return {**result, "summary": row["text"]}
 
     def summarize_many(self, chunks: list[list[Event]]) -> list[dict[str, Any]]:
@@ -152,16 +152,20 @@ class Engine:
             log.warning("could not record the faithfulness check (%s); the memory is "
                         "stored all the same", exc)
 
-    def _supersede(self, chunk: Chunk) -> int:
-        """Delete this daemon's other chunk memories of any of `chunk`'s events. Such a
-        memory was written for a chunk whose journal update never happened (a crash
-        between the store write and the journal's): its events are still waiting, so the
-        chunk they are in now may differ (new events joined it) and gets another id. Left
-        alone, those events would be covered twice. Runs after the new memory is stored,
-        so an event is never without one; a crash before it runs repeats it."""
-        ids = ", ".join(sql_str(e.id) for e in chunk.events)
-        where = (f"level = 'chunk' AND id != {sql_str(chunk.id)} AND "
-                 f"array_has_any(event_ids, make_array({ids})) AND {self._own().where()}")
+    def _supersede(self, chunks: list[Chunk]) -> int:
+        """Delete this daemon's other chunk memories of any of `chunks`' events, in one
+        delete. Such a memory was written for a chunk whose journal update never happened
+        (a crash between the store write and the journal's): its events are still
+        waiting, so the chunk they are in now may differ (new events joined it) and gets
+        another id. Left alone, those events would be covered twice. Runs after the new
+        memories are stored, so an event is never without one; a crash before it runs
+        repeats it."""
+        if not chunks:
+            return 0
+        mine = ", ".join(sql_str(c.id) for c in chunks)
+        events = ", ".join(sql_str(e.id) for c in chunks for e in c.events)
+        where = (f"level = 'chunk' AND id NOT IN ({mine}) AND "
+                 f"array_has_any(event_ids, make_array({events})) AND {self._own().where()}")
         gone = self.store.delete("memories", where, path="supersede")
         if gone:
             log.info("replaced %d unacknowledged chunk memories of the same events", gone)

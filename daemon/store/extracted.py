@@ -50,7 +50,7 @@ def write_extracted(engine: Engine, chunks: list[Chunk]) -> list[dict[str, Any]]
     if rows:
         engine.store.upsert_memories(rows)
     gone = _forgotten(engine, fresh)
-    supersede(engine, chunks)
+    engine._supersede(chunks)
     results = []
     for c in chunks:
         base = {"id": c.id, "events": len(c.events), "fallback": True, "tokens": 0,
@@ -80,17 +80,3 @@ def _forgotten(engine: Engine, chunks: list[Chunk]) -> set[str]:
                             path="forget")
     return gone
 
-
-def supersede(engine: Engine, chunks: list[Chunk]) -> int:
-    """Delete this daemon's other chunk memories of any of `chunks`' events (see
-    `Engine._supersede`), in one delete."""
-    if not chunks:
-        return 0
-    mine = ", ".join(sql_str(c.id) for c in chunks)
-    events = ", ".join(sql_str(e.id) for c in chunks for e in c.events)
-    where = (f"level = 'chunk' AND id NOT IN ({mine}) AND "
-             f"array_has_any(event_ids, make_array({events})) AND {engine._own().where()}")
-    gone = engine.store.delete("memories", where, path="supersede")
-    if gone:
-        log.info("replaced %d unacknowledged chunk memories of the same events", gone)
-    return gone
