@@ -105,9 +105,8 @@ class Pipeline:
             if not model_reads:  # no model reads a chunk: many at a time
                 self._summarize_extracted(chunks, recent, flush, report)
                 return report
-            for chunk in chunks:
-                budgeted = not flush and (model_reads or chunk.end < recent)
-                if asked >= max_chunks or (budgeted and not self.budget.ready()):
+            for chunk in chunks:  # a model may read each: all inside the budget
+                if asked >= max_chunks or (not flush and not self.budget.ready()):
                     break
                 try:
                     with self.budget.spend(enabled=not flush) as charge:
