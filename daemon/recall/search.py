@@ -40,6 +40,7 @@ from daemon.recall.hits import Hit
 from daemon.store.lance import Store, sql_str
 
 log = logging.getLogger(__name__)
+Vector = list[float]
 RRF_K = 60
 DEPTH = 50  # candidates per list: a fact's event may rank low in one list and high in another
 # Full-text hits far below the best one matched only common words ("the", "token"); fused
@@ -152,27 +153,29 @@ def _recency(ts: datetime, now: datetime) -> float:
     return RECENCY_WEIGHT * 0.5 ** (age_days / RECENCY_HALF_LIFE_DAYS)
 
 
-def hybrid_search(store: Store, query: str, vector: list[float], k: int, *,
+def hybrid_search(store: Store, query: str, vector: Vector | Callable[[], Vector], k: int, *,
                   source: str | None = None, since: datetime | None = None,
                   until: datetime | None = None, filters: Filters | None = None,
                   now: datetime | None = None) -> list[Hit]:
-    """Given a query and its embedding, return the best `k` hits (see the module doc)."""
+    """Given a query and its embedding, return the best `k` hits (see the module doc).
+
+    `vector` may be a function computing the embedding: it then runs while the
+    full-text searches, which do not need it, are already under way."""
     f = filters or Filters(source=source, since=since, until=until)
     now = now or datetime.now(UTC)
     depth = max(k * 4, DEPTH)
     text = fts_query(query)
-    legs: list[Callable[[], list[Hit]]] = []
-    full_text: list[bool] = []
-    for table in f.tables():
-        where = f.where(table, store_columns(store, table))
-        legs.append(partial(store.vector_search, table, vector, depth, where))
-        full_text.append(False)
-        if text:
-            legs.append(partial(_text_leg, store, table, text, depth, where))
-            full_text.append(True)
-    found = run_legs(legs)
-    lists = [hits for hits, fts in zip(found, full_text, strict=True) if not fts]
-    texts = [hits for hits, fts in zip(found, full_text, strict=True) if fts]
+    tables = [(table, f.where(table, store.columns(table))) for table in f.tables()]
+    text_legs = [partial(_text_leg, store, table, text, depth, where)
+                 for table, where in tables if text]
+    early = [_leg_pool().submit(leg) for leg in text_legs] if LEG_THREADS > 0 else []
+    try:
+        vec = vector() if callable(vector) else vector
+        lists = run_legs([partial(store.vector_search, table, vec, depth, where)
+                          for table, where in tables])
+    finally:
+        wait(early)
+    texts = [leg.result() for leg in early] if early else [leg() for leg in text_legs]
     # One floor over both tables: a rare identifier matched in one event is not drowned
     # by memories that share only the query's common words.
     top = max((h.score for hits in texts for h in hits), default=0.0)
@@ -303,11 +306,6 @@ def dedupe(ranked: list[Hit], query: str = "") -> list[Hit]:
                            text=_with_covered(head.text, members, query))
         out.append(head)
     return out
-
-
-def store_columns(store: Store, table: str) -> set[str]:
-    t = store.events if table == "events" else store.memories
-    return set(t.schema.names)
 
 
 def _with_covered(text: str, folded: list[Hit], query: str) -> str:

@@ -88,18 +88,13 @@ class Store:
         self.location = str(path)
         self.device, self.user = owner
         self.cache = _session(cache_mb)  # LanceDB's caches (None: its defaults)
-        if self.remote:
-            # Several daemons may write here: reads look for their commits this often.
-            self._db = lancedb.connect(
-                str(path), storage_options=storage_options, session=self.cache,
-                read_consistency_interval=(None if refresh_seconds is None
-                                           else timedelta(seconds=refresh_seconds)))
-        else:
+        if not self.remote:
             Path(path).mkdir(parents=True, exist_ok=True)
-            # A reader in another process asks for new commits every `refresh_seconds`
-            fresh = None if refresh_seconds is None else timedelta(seconds=refresh_seconds)
-            self._db = lancedb.connect(str(path), session=self.cache,
-                                       read_consistency_interval=fresh)
+        # Reads ask for other processes' commits (several daemons on a bucket, the worker
+        # when this is the reader) this often; None: never on their own (see commits.py).
+        fresh = None if refresh_seconds is None else timedelta(seconds=refresh_seconds)
+        self._db = lancedb.connect(str(path), storage_options=storage_options,
+                                   session=self.cache, read_consistency_interval=fresh)
         self._migration = MigrationLock(self.location, settings_from_options(
             self.location, storage_options or {}) if self.remote else None)
         self.optimize_rows, self.ann_min_rows = optimize_rows, ann_min_rows  # store/ann.py
@@ -113,10 +108,15 @@ class Store:
         self._unindexed = {"events": 0, "memories": 0}
         self.events = self._open("events", events_schema(dims, embedder), embedder)
         self.memories = self._open("memories", memories_schema(dims, embedder), embedder)
-        # the columns a search reads (a migration, the only thing adding any, reopens)
-        self._hit_columns = {name: hit_columns(name, t.schema.names)
-                             for name, t in (("events", self.events),
-                                             ("memories", self.memories))}
+        # each table's columns, and those a search reads (a migration, the only thing
+        # adding any, reopens the store)
+        self._columns = {name: set(t.schema.names) for name, t in (("events", self.events),
+                                                                  ("memories", self.memories))}
+        self._hit_columns = {name: hit_columns(name, list(c)) for name, c in self._columns.items()}
+
+    def columns(self, table: str) -> set[str]:
+        """The column names of `table` as opened (no read: a search asks for them)."""
+        return self._columns[table]
 
     def _open(self, name: str, schema: pa.Schema, embedder: str) -> Any:
         # On a bucket `id` is the primary key: several daemons insert at once. (A local

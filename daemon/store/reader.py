@@ -13,8 +13,10 @@ the heap's free pages, and its clean file pages (LanceDB's and onnxruntime's nat
 the mapped weights), which stay in the page cache; the next search maps them back in
 milliseconds. What it keeps is its own (anonymous) memory: Python, LanceDB's Python side.
 
-It reads the store the worker writes, asking for the latest commit on every read. It
-never creates or migrates the store: before the worker has made it, reads go to the
+It reads the store the worker writes, seeing its latest commit at every call: on a local
+store it checks out a table's latest version when the table's `_versions` folder changed
+(daemon/store/commits.py), on a bucket LanceDB asks for it on every read. It never
+creates or migrates the store: before the worker has made it, reads go to the
 worker (`StoreNotReady`).
 """
 
@@ -30,6 +32,7 @@ from typing import Any
 
 from daemon.config import Config
 from daemon.store import memtrim
+from daemon.store.commits import CommitWatch
 from daemon.store.engine import Engine
 from daemon.store.lance import Store
 from daemon.store.worker import StoreNotReady
@@ -44,7 +47,10 @@ class Reader(Engine):
 
     def __init__(self, cfg: Config) -> None:
         super().__init__(cfg)
-        self.refresh_seconds = 0.0  # the worker commits; every read sees its latest commit
+        # the worker commits: a local store is brought to its latest commit by `_commits`
+        # at each call, a bucket's reads ask for it every time
+        self.refresh_seconds = 0.0 if cfg.store.uri else None
+        self._commits = None if cfg.store.uri else CommitWatch(cfg.data_path / "store")
         self.mapped_files: frozenset[str] = frozenset()  # weights mapped read-write, never written
         self.query_embed = self._query_embedder()
         self.served = 0
@@ -106,7 +112,10 @@ class Reader(Engine):
             root = self.cfg.data_path / "store"
             if not all((root / f"{t}.lance").is_dir() for t in TABLES):
                 raise StoreNotReady("the store is not created yet")
-        return super().store
+        store = super().store
+        if self._commits is not None:
+            self._commits.refresh({"events": store.events, "memories": store.memories})
+        return store
 
     def warm(self) -> dict[str, Any]:
         """Load what the first search needs (called once at daemon start)."""

@@ -11,8 +11,8 @@ owners' rows are mixed (the filters hold)."""
 from __future__ import annotations
 
 import random
+import threading
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,7 +42,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
     s = Store(tmp_path_factory.mktemp("fast") / "store", DIMS, "test-vectors",
               optimize_rows=10**9, ann_min_rows=300)
     ev_vecs, mem_vecs = unit(rng, 600), unit(rng, 400)
-    events = [{"id": f"e{i:04d}", "ts": T0 + timedelta(minutes=i), "source": ("shell", "files")[i % 2],
+    events = [{"id": f"e{i:04d}", "ts": T0 + timedelta(minutes=i),
+               "source": ("shell", "files")[i % 2],
                "kind": ("shell.command", "file.modified")[i % 2],
                "subject": f"make {words.choice(WORDS)}-{i}", "title": "",
                "text": " ".join(words.choices(WORDS, k=8)), "attrs": "{}",
@@ -149,3 +150,26 @@ def test_a_failing_search_leg_fails_the_query_after_the_others_finish(
     monkeypatch.setattr(store, "vector_search", broken)
     with pytest.raises(OSError, match="disk gone"):
         hybrid_search(store, q, v, 5, now=T0)
+
+
+def test_the_query_is_embedded_while_the_full_text_searches_run(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The embedding (~8 ms of a warm search) overlaps the full-text searches, which do
+    not need it; the hits are those of a query embedded beforehand."""
+    q, v = queries()[0]
+    want = hybrid_search(store, q, v, 10, now=T0)
+    started = threading.Event()
+    text_search = store.text_search
+
+    def text(*args: Any) -> list[Hit]:
+        started.set()
+        return text_search(*args)
+
+    def embed() -> list[float]:
+        assert started.wait(30), "the full-text searches waited for the embedding"
+        return v
+
+    monkeypatch.setattr(store, "text_search", text)
+    assert hybrid_search(store, q, embed, 10, now=T0) == want
+    monkeypatch.setattr(search, "LEG_THREADS", 0)  # one after the other: the same hits
+    assert hybrid_search(store, q, lambda: v, 10, now=T0) == want
