@@ -7,7 +7,8 @@ partitions back to a handful); searches reading every column, a hybrid query's f
 searches one after the other.
 after: the index as `daemon/store/ann.py` builds it now (a partition size, which optimize
 keeps), then the same optimize; searches reading only the columns a hit is made of, the
-four searches of a hybrid query side by side (daemon/recall/search.py `run_legs`).
+four searches of a hybrid query side by side (on LanceDB's event loop since session 27:
+daemon/store/searches.py; threads before).
 The "before" search path is the plain path that tests/daemon/recall/test_search_fast_path.py
 checks returns the same hits as the fast one.
 
@@ -28,6 +29,7 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import Future
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -48,15 +50,22 @@ K = 10
 
 
 class Before(Store):
-    """The store with the search path as it was (whole rows)."""
+    """The store with the search path as it was: whole rows, each search done before the
+    next one starts (the "soon" methods return finished futures)."""
 
-    def vector_search(self, table: str, vector: list[float], k: int,
-                      where: str | None = None) -> list[Hit]:
-        return plain_vector(self, table, vector, k, where)
+    def vector_search_soon(self, table: str, vector: list[float], k: int,
+                           where: str | None = None) -> Future[list[Hit]]:
+        return done(plain_vector(self, table, vector, k, where))
 
-    def text_search(self, table: str, text: str, k: int,
-                    where: str | None = None) -> list[Hit]:
-        return plain_text(self, table, text, k, where)
+    def text_search_soon(self, table: str, text: str, k: int,
+                         where: str | None = None) -> Future[list[Hit]]:
+        return done(plain_text(self, table, text, k, where))
+
+
+def done(hits: list[Hit]) -> Future[list[Hit]]:
+    fut: Future[list[Hit]] = Future()
+    fut.set_result(hits)
+    return fut
 
 
 def old_index(store: Store, rows: int) -> None:
@@ -114,11 +123,11 @@ def main() -> int:
         print(f"partitions after an optimize: {out['partitions']}", flush=True)
         kinds = {
             "hybrid": lambda s, q, v: [h.id for h in search.hybrid_search(s, q, v, K)],
-            "vector (whole rows)": lambda s, q, v: [h.id for h in s.vector_search(
-                "memories", v, K)],
+            "vector (whole rows)": lambda s, q, v: [h.id for h in s.vector_search_soon(
+                "memories", v, K).result()],
             "index search (ids only)": lambda s, q, v: ids_only(s, v),
         }
-        sides = {"before": (before, 0), "after": (after, search.LEG_THREADS)}
+        sides = {"before": before, "after": after}
         times: dict[str, list[float]] = {f"{n} {k}": [] for n in sides for k in kinds}
         recall: dict[str, list[float]] = {key: [] for key in times if "hybrid" not in key}
         same_hybrid = 0
@@ -126,8 +135,7 @@ def main() -> int:
             for qi, (q, v) in enumerate(zip(QUERIES, qv, strict=True)):
                 got: dict[str, list[str]] = {}
                 for kind, fn in kinds.items():
-                    for name, (s, legs) in sides.items():
-                        search.LEG_THREADS = legs
+                    for name, s in sides.items():
                         began = time.perf_counter()
                         ids = fn(s, q, v)
                         ms = (time.perf_counter() - began) * 1000
@@ -138,7 +146,6 @@ def main() -> int:
                             if key in recall:
                                 recall[key].append(len(truth[qi] & set(ids)) / K)
                 same_hybrid += got["before hybrid"] == got["after hybrid"] and rnd == 1
-        search.LEG_THREADS = sides["after"][1]
         res = {key: {"p50_ms": round(statistics.median(v), 1),
                      "p95_ms": round(pct(v, 0.95), 1), "n": len(v)}
                for key, v in times.items()}

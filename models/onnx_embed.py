@@ -41,7 +41,8 @@ class OnnxEmbedder:
     """Mean-pooled, normalised sentence embeddings from an exported ONNX file."""
 
     def __init__(self, onnx_file: Path, tokenizer_dir: Path, *, name: str,
-                 max_tokens: int = 256, threads: int = 1, mapped: bool = False) -> None:
+                 max_tokens: int = 256, threads: int = 1, mapped: bool = False,
+                 spin: bool = True) -> None:
         self.onnx_file = onnx_file
         # mapped: the weights stay in their mapped file (no prepacked copies); vectors
         # differ from the prepacked ones by float rounding (max 1.4e-7, cosine 0.9999998)
@@ -49,6 +50,9 @@ class OnnxEmbedder:
         self.tokenizer_dir = tokenizer_dir
         self.max_tokens = max_tokens
         self.threads = threads
+        # spin False: the intra-op threads sleep between calls instead of spinning for
+        # more work (ONNX Runtime's default), which a query embedder would burn a core on
+        self.spin = spin
         self.profile = Profile(name=name, context_tokens=max_tokens, privacy="local",
                                skills=("embed",))
         self._session: Any = None
@@ -77,6 +81,8 @@ class OnnxEmbedder:
         opts.enable_cpu_mem_arena = False  # a query embedder stays small between calls
         if self.mapped:
             opts.add_session_config_entry("session.disable_prepacking", "1")
+        if not self.spin:
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             session = ort.InferenceSession(str(self.onnx_file), opts,
                                            providers=["CPUExecutionProvider"])

@@ -40,7 +40,7 @@ def search(store: Store, embed: Embed, query: str, k: int, filters: Filters, *,
     becomes the time range, unless the caller gave one, and leaves the query text."""
     now = now or datetime.now(UTC)
     text, filters = _with_time(query, filters, now, tz)
-    return hybrid_search(store, text, lambda: embed([text])[0], k, filters=filters, now=now)
+    return hybrid_search(store, text, embed([text])[0], k, filters=filters, now=now)
 
 
 def _with_time(query: str, f: Filters, now: datetime, tz: tzinfo) -> tuple[str, Filters]:
@@ -64,8 +64,7 @@ def context(store: Store, embed: Embed, query: str, budget_tokens: int, *,
     now = now or datetime.now(UTC)
     text, f = _with_time(query, Filters(devices=owners.devices, users=owners.users, raw=raw),
                          now, tz)
-    hits = hybrid_search(store, text, lambda: embed([text])[0], CONTEXT_CANDIDATES,
-                         filters=f, now=now)
+    hits = hybrid_search(store, text, embed([text])[0], CONTEXT_CANDIDATES, filters=f, now=now)
     digests: list[Hit] = []
     period = ""
     if f.since or f.until:

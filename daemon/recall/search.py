@@ -19,28 +19,24 @@ On top of the fusion:
   source and subject) takes one slot, the others folded into the best of them.
 - full-text queries drop question words ("where did I …"), which only match noise.
 
-The four searches of a query run side by side (`run_legs`), each reading only the
-columns a hit is made of: the results are those of running them one after the other
-(tests/daemon/recall/test_search_fast_path.py).
+The four searches of a query run side by side on LanceDB's event loop
+(daemon/store/searches.py), each reading only the columns a hit is made of: the results
+are those of running them one after the other (tests/daemon/recall/test_search_fast_path.py).
 """
 
 from __future__ import annotations
 
 import logging
 import re
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from functools import partial
 
 from daemon.owners import Owners
 from daemon.recall.hits import Hit
 from daemon.store.lance import Store, sql_str
 
 log = logging.getLogger(__name__)
-Vector = list[float]
 RRF_K = 60
 DEPTH = 50  # candidates per list: a fact's event may rank low in one list and high in another
 # Full-text hits far below the best one matched only common words ("the", "token"); fused
@@ -54,11 +50,6 @@ RECENCY_WEIGHT = 0.002  # at most ~1/8 of a top rank's 1/61
 RECENCY_HALF_LIFE_DAYS = 14.0
 COVERED_CHARS = 1200  # text kept of each matching event shown inside its memory
 _FTS_UNSAFE = re.compile(r"[^\w\s./:-]+", re.UNICODE)
-# Threads running a query's vector and full-text searches beside the caller's (run_legs):
-# at 100k memories the four searches of a hybrid query overlap instead of queueing.
-LEG_THREADS = 3
-_POOL: ThreadPoolExecutor | None = None
-_POOL_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -153,67 +144,51 @@ def _recency(ts: datetime, now: datetime) -> float:
     return RECENCY_WEIGHT * 0.5 ** (age_days / RECENCY_HALF_LIFE_DAYS)
 
 
-def hybrid_search(store: Store, query: str, vector: Vector | Callable[[], Vector], k: int, *,
+def hybrid_search(store: Store, query: str, vector: list[float], k: int, *,
                   source: str | None = None, since: datetime | None = None,
                   until: datetime | None = None, filters: Filters | None = None,
                   now: datetime | None = None) -> list[Hit]:
-    """Given a query and its embedding, return the best `k` hits (see the module doc).
-
-    `vector` may be a function computing the embedding: it then runs while the
-    full-text searches, which do not need it, are already under way."""
+    """Given a query and its embedding, return the best `k` hits (see the module doc)."""
     f = filters or Filters(source=source, since=since, until=until)
     now = now or datetime.now(UTC)
     depth = max(k * 4, DEPTH)
     text = fts_query(query)
     tables = [(table, f.where(table, store.columns(table))) for table in f.tables()]
-    text_legs = [partial(_text_leg, store, table, text, depth, where)
-                 for table, where in tables if text]
-    early = [_leg_pool().submit(leg) for leg in text_legs] if LEG_THREADS > 0 else []
+    started: list[Future[list[Hit]]] = []
     try:
-        vec = vector() if callable(vector) else vector
-        lists = run_legs([partial(store.vector_search, table, vec, depth, where)
-                          for table, where in tables])
+        started += [store.vector_search_soon(table, vector, depth, where)
+                    for table, where in tables]
+        texts = [_text_leg(store, table, text, depth, where) for table, where in tables if text]
+        started += texts
+        lists = [leg.result() for leg in started[:len(tables)]]
     finally:
-        wait(early)
-    texts = [leg.result() for leg in early] if early else [leg() for leg in text_legs]
+        wait(started)  # a failing query fails the search only once the others are done
+    texts_found = [_text_hits(leg, text) for leg in texts]
     # One floor over both tables: a rare identifier matched in one event is not drowned
     # by memories that share only the query's common words.
-    top = max((h.score for hits in texts for h in hits), default=0.0)
-    lists += [kept for hits in texts
+    top = max((h.score for hits in texts_found for h in hits), default=0.0)
+    lists += [kept for hits in texts_found
               if (kept := [h for h in hits if h.score >= top * FTS_RELATIVE_FLOOR])]
     best = fuse(lists, query, now)[:k]
     return with_sources(store, best, Owners(f.devices, f.users)) if f.raw else best
 
 
 def _text_leg(store: Store, table: str, text: str, depth: int,
-              where: str | None) -> list[Hit]:
+              where: str | None) -> Future[list[Hit]]:
     try:
-        return store.text_search(table, text, depth, where)
+        return store.text_search_soon(table, text, depth, where)
+    except (ValueError, RuntimeError, OSError) as exc:  # refused before it started
+        failed: Future[list[Hit]] = Future()
+        failed.set_exception(exc)
+        return failed
+
+
+def _text_hits(leg: Future[list[Hit]], text: str) -> list[Hit]:
+    try:
+        return leg.result()
     except (ValueError, RuntimeError, OSError) as exc:
         log.warning("full-text search failed for %r (%s); using vectors only", text, exc)
         return []
-
-
-def run_legs(legs: list[Callable[[], list[Hit]]]) -> list[list[Hit]]:
-    """Run the searches of one query side by side, results in `legs`' order: LanceDB
-    does each in native code, so they overlap (the caller's thread runs the first).
-    LEG_THREADS 0 runs them one after the other (the same results)."""
-    if LEG_THREADS <= 0 or len(legs) < 2:
-        return [leg() for leg in legs]
-    futures = [_leg_pool().submit(leg) for leg in legs[1:]]
-    try:
-        first = legs[0]()
-    finally:
-        wait(futures)
-    return [first, *(f.result() for f in futures)]
-
-
-def _leg_pool() -> ThreadPoolExecutor:
-    global _POOL
-    with _POOL_LOCK:
-        if _POOL is None:
-            _POOL = ThreadPoolExecutor(LEG_THREADS, thread_name_prefix="search-leg")
-        return _POOL
 
 
 SOURCE_LINES = 12  # events listed under a memory hit

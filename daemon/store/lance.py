@@ -14,6 +14,7 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from datetime import UTC, timedelta
 from functools import partial
 from pathlib import Path
@@ -23,18 +24,13 @@ import pyarrow as pa
 
 from daemon.errors import PermanentError, RetryableError
 from daemon.recall.hits import Hit
-from daemon.store import ann
+from daemon.store import ann, searches
 from daemon.store.hitrows import hit, hit_columns
 from daemon.store.lancedb_lean import lancedb
 from daemon.store.migrate import MIGRATABLE, migrate_once
 from daemon.store.objectstore import settings_from_options
 from daemon.store.retry import count, is_conflict, retrying
-from daemon.store.schema import (
-    SCHEMA_VERSION,
-    events_schema,
-    memories_schema,
-    with_primary_key,
-)
+from daemon.store.schema import SCHEMA_VERSION, events_schema, memories_schema, with_primary_key
 from daemon.store.tables import (
     MigrationLock,
     create_or_open,
@@ -246,21 +242,21 @@ class Store:
 
     def vector_search(self, table: str, vector: list[float], k: int,
                       where: str | None = None) -> list[Hit]:
+        return self.vector_search_soon(table, vector, k, where).result()
+
+    def vector_search_soon(self, table: str, vector: list[float], k: int,
+                           where: str | None = None) -> Future[list[Hit]]:
+        """The `k` nearest rows by cosine (filtered first), started: see searches.py."""
         t = self.events if table == "events" else self.memories
-        q = ann.tuned(t.search(vector, vector_column_name="vector")
-                      .distance_type("cosine").limit(k), k)
-        if where:
-            q = q.where(where, prefilter=True)
-        rows = q.select([*self._hit_columns[table], "_distance"]).to_list()
-        return [hit(table, r, 1.0 - float(r["_distance"])) for r in rows]
+        return searches.vector(t, table, vector, k, where, self._hit_columns[table])
 
     def text_search(self, table: str, text: str, k: int, where: str | None = None) -> list[Hit]:
+        return self.text_search_soon(table, text, k, where).result()
+
+    def text_search_soon(self, table: str, text: str, k: int,
+                         where: str | None = None) -> Future[list[Hit]]:
         t = self.events if table == "events" else self.memories
-        q = t.search(text, query_type="fts", fts_columns="doc").limit(k)
-        if where:
-            q = q.where(where, prefilter=True)
-        rows = q.select([*self._hit_columns[table], "_score"]).to_list()
-        return [hit(table, r, float(r["_score"])) for r in rows]
+        return searches.text(t, table, text, k, where, self._hit_columns[table])
 
     # -- listing and forgetting (the read path) -------------------------------------
 

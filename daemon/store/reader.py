@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -40,6 +41,9 @@ from models.errors import ModelError
 
 log = logging.getLogger(__name__)
 TABLES = ("events", "memories")
+# A query is embedded on two cores (where there are two): with the weights mapped from
+# their file (no prepacked copy) one thread took ~14 ms a query, two ~10 (bench/README.md)
+QUERY_THREADS = min(2, os.cpu_count() or 1)
 
 
 class Reader(Engine):
@@ -93,8 +97,8 @@ class Reader(Engine):
         if mode == "onnx":
             try:
                 file = onnx_embed.ensure_mapped(out)
-                embedder = onnx_embed.OnnxEmbedder(file, src, name=name, threads=1,
-                                                   mapped=True)
+                embedder = onnx_embed.OnnxEmbedder(file, src, name=name, threads=QUERY_THREADS,
+                                                   mapped=True, spin=False)
                 embedder.load()
                 data = file.with_name(file.name + ".data")
                 self.mapped_files = frozenset({str(data.resolve())})
@@ -102,7 +106,8 @@ class Reader(Engine):
             except ModelError as exc:
                 log.warning("the reader keeps the fp32 weights in its memory (%s)", exc)
         file = out / (onnx_embed.FP32 if mode == "onnx" else onnx_embed.INT8)
-        embedder = onnx_embed.OnnxEmbedder(file, src, name=name, threads=1)
+        embedder = onnx_embed.OnnxEmbedder(file, src, name=name, threads=QUERY_THREADS,
+                                           spin=False)
         embedder.load()
         return embedder
 

@@ -1,8 +1,9 @@
 """Search's fast path returns exactly what the plain path did, on a real LanceDB store with
 its vector index: vector and full-text searches read only the columns a hit is made of
-(daemon/store/hitrows.py), and a hybrid query runs its searches side by side
-(`run_legs`). The plain path here is the search as it was: every column read, the
-searches one after the other.
+(daemon/store/hitrows.py), they are built with LanceDB's async API and started on its
+event loop (daemon/store/searches.py), and a hybrid query runs its searches side by side.
+The plain path here is the search as it was: LanceDB's synchronous builder, every column
+read, the searches one after the other.
 
 Vectors are seeded random unit vectors (64-d), texts drawn from a small vocabulary so a
 query matches many rows; memories cover events (de-duplication folds them) and two
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import random
 import threading
+from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -122,10 +124,9 @@ def test_hybrid_search_side_by_side_equals_the_plain_path(
     assert any(h.covers for hits in fast.values() for h in hits)  # de-duplication ran
     assert all(len(hits) == 10 for (q, i), hits in fast.items() if q != "the")
 
-    # the plain path: whole rows, one search after the other
-    monkeypatch.setattr(search, "LEG_THREADS", 0)
-    monkeypatch.setattr(store, "vector_search", lambda *a: plain_vector(store, *a))
-    monkeypatch.setattr(store, "text_search", lambda *a: plain_text(store, *a))
+    # the plain path: whole rows, each search done before the next starts
+    monkeypatch.setattr(store, "vector_search_soon", lambda *a: done(plain_vector(store, *a)))
+    monkeypatch.setattr(store, "text_search_soon", lambda *a: done(plain_text(store, *a)))
     for q, v in queries():
         for i, f in enumerate(FILTERS):
             assert hybrid_search(store, q, v, 10, filters=f, now=now) == fast[(q, i)], (q, f)
@@ -134,42 +135,38 @@ def test_hybrid_search_side_by_side_equals_the_plain_path(
 def test_a_failing_search_leg_fails_the_query_after_the_others_finish(
         store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     ran: list[str] = []
+    slow = threading.Event()
+    vector_search_soon = store.vector_search_soon
 
-    def broken(*args: Any) -> list[Hit]:
+    def broken(*args: Any) -> Future[list[Hit]]:
         ran.append("vector")
-        raise OSError("disk gone")
+        failed: Future[list[Hit]] = Future()
+        failed.set_exception(OSError("disk gone"))
+        return failed
 
-    def text(*args: Any) -> list[Hit]:
+    def text(*args: Any) -> Future[list[Hit]]:
         ran.append("text")
         raise ValueError("bad query")  # a failing full-text leg only drops that list
 
-    monkeypatch.setattr(store, "text_search", text)
+    def late(*args: Any) -> Future[list[Hit]]:
+        fut: Future[list[Hit]] = Future()
+        threading.Timer(0.3, lambda: (slow.set(), fut.set_result(
+            vector_search_soon(*args).result()))).start()
+        return fut
+
+    monkeypatch.setattr(store, "text_search_soon", text)
     q, v = queries()[0]
     hits = hybrid_search(store, q, v, 5, now=T0)
     assert len(hits) == 5 and sorted(ran) == ["text", "text"]
-    monkeypatch.setattr(store, "vector_search", broken)
+    calls = iter([broken, late])  # events fail at once, memories answer 0.3 s later
+    monkeypatch.setattr(store, "vector_search_soon", lambda *a: next(calls)(*a))
     with pytest.raises(OSError, match="disk gone"):
         hybrid_search(store, q, v, 5, now=T0)
+    assert slow.is_set()  # the failure surfaced only once the other search had ended
 
 
-def test_the_query_is_embedded_while_the_full_text_searches_run(
-        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The embedding (~8 ms of a warm search) overlaps the full-text searches, which do
-    not need it; the hits are those of a query embedded beforehand."""
-    q, v = queries()[0]
-    want = hybrid_search(store, q, v, 10, now=T0)
-    started = threading.Event()
-    text_search = store.text_search
+def done(hits: list[Hit]) -> Future[list[Hit]]:
+    fut: Future[list[Hit]] = Future()
+    fut.set_result(hits)
+    return fut
 
-    def text(*args: Any) -> list[Hit]:
-        started.set()
-        return text_search(*args)
-
-    def embed() -> list[float]:
-        assert started.wait(30), "the full-text searches waited for the embedding"
-        return v
-
-    monkeypatch.setattr(store, "text_search", text)
-    assert hybrid_search(store, q, embed, 10, now=T0) == want
-    monkeypatch.setattr(search, "LEG_THREADS", 0)  # one after the other: the same hits
-    assert hybrid_search(store, q, lambda: v, 10, now=T0) == want
