@@ -158,6 +158,35 @@ class Daemon:
             return None
 
 
+def smaps_rollup(pid: int) -> dict[str, float]:
+    """RSS, PSS and anonymous MB of one process (/proc/PID/smaps_rollup)."""
+    out = {}
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                key, _, rest = line.partition(":")
+                if key in ("Rss", "Pss", "Anonymous"):
+                    out[key.lower()] = round(int(rest.split()[0]) / 1024, 1)
+    except OSError:
+        pass
+    return out
+
+
+def tree_memory(pid: int) -> dict[str, Any]:
+    """Each process of the tree by role (daemon, memoryd-reader, memoryd-engine): RSS,
+    PSS (shared pages split between the processes mapping them, so the tree's PSS counts
+    each page once) and anonymous MB; and the tree's PSS."""
+    main = psutil.Process(pid)
+    by: dict[str, dict[str, float]] = {}
+    for p in [main, *main.children(recursive=True)]:
+        try:
+            name = "daemon" if p is main else (p.cmdline() or ["?"])[-1]
+        except psutil.Error:
+            continue
+        by[name if name not in by else f"{name}-{p.pid}"] = smaps_rollup(p.pid)
+    return {"pss_mb": round(sum(m.get("pss", 0.0) for m in by.values()), 1), "by_process": by}
+
+
 def tree_usage(pid: int) -> tuple[float, float, int]:
     """(RSS MB summed over the tree, CPU seconds of the tree incl. reaped children, procs)."""
     main = psutil.Process(pid)
@@ -272,6 +301,7 @@ class Run:
                              "cpu_budget_pct": pipe.get("cpu_budget_percent"),
                              "rss_mb": round(rss, 1), "cpu_s": round(cpu, 1),
                              "procs": nprocs, "worker": st.get("engine", {}).get("worker")}
+        s.update(tree_memory(self.daemon.pid))
         if check_store:
             j = last7_journal(self.daemon.data, self.cutoff)
             d = store_digests(self.daemon.data)
@@ -369,8 +399,10 @@ def rss_figures(samples: list[dict[str, Any]], searchable: float | None) -> dict
     # by the time all is indexed the embedder is loaded; the summarizer loads beside it
     at = next((s["rss_mb"] for s in samples if searchable is not None and s["t"] >= searchable),
               None)
+    pss = [s.get("pss_mb", 0.0) for s in samples]
     return {"first_mb": rss[0], "peak_mb": rss[peak_i], "peak_at_s": samples[peak_i]["t"],
-            "at_searchable_mb": at, "last_mb": rss[-1],
+            "peak_by_process": samples[peak_i].get("by_process"),
+            "peak_pss_mb": max(pss), "at_searchable_mb": at, "last_mb": rss[-1],
             "trajectory_mb": [[s["t"], s["rss_mb"]] for s in
                               samples[:: max(1, len(samples) // 40)]]}
 
@@ -409,6 +441,7 @@ def table(f: dict[str, Any], v: dict[str, str]) -> str:
             ("last 7 days summarized + digested (s)", f["last7_done_s"], "<= 3600",
              v["last7_done_s"]),
             ("peak tree RSS (MB)", r.get("peak_mb"), "<= 1200", v["peak_rss_mb"]),
+            ("peak tree PSS (MB; shared pages counted once)", r.get("peak_pss_mb"), "", ""),
             ("RSS first / all indexed / last (MB)",
              f"{r.get('first_mb')} / {r.get('at_searchable_mb')} / {r.get('last_mb')}", "flat",
              ""),

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from functools import cache
 
 from daemon.intake.secrets.rules import Finder, Rule, values_finder
+from daemon.lazy_imports import defer
 
 log = logging.getLogger(__name__)
 
@@ -63,9 +64,12 @@ _MODULES = {"AWSKeyDetector": "aws", "AzureStorageKeyDetector": "azure_storage_k
 
 @cache
 def _plugins() -> dict[str, object]:
-    """The plugin classes by name, imported once, on the first redaction."""
+    """The plugin classes by name, imported once, on the first redaction. The plugins
+    import `requests` for verifying a secret with its service, which memoryd never does:
+    it is loaded only if something else asks for it (daemon/lazy_imports.py)."""
     import importlib
 
+    defer("requests")
     out: dict[str, object] = {}
     for name, module in _MODULES.items():
         try:

@@ -170,3 +170,29 @@ def test_redacting_an_events_fields_together_equals_one_by_one(fields: list[str]
 
     assert redact_each(fields) == [redact(f) for f in fields]
     assert any("[REDACTED:" in r for r in redact_each(fields))
+
+
+LAZY_REQUESTS = '''
+import sys
+from daemon.intake.redact import redact
+out = redact("token ghp_16C7e42F292c6912E7710c838347Ae178B4a and password = 'hunter2hunter2'")
+assert "ghp_" not in out and "hunter2" not in out, out
+network = sorted(m for m in sys.modules if m.split(".")[0] in ("urllib3", "charset_normalizer",
+                                                               "idna", "certifi"))
+assert network == [] and "requests.models" not in sys.modules, network
+import requests
+assert requests.Session.__name__ == "Session"  # asked for, the package loads whole
+print("ok")
+'''
+
+
+def test_redaction_does_not_load_the_http_client_detect_secrets_imports() -> None:
+    """detect-secrets' plugins import `requests` for verifying a secret with its service
+    (memoryd never does: that would send it away); the daemon loads it only if asked."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    out = subprocess.run([sys.executable, "-c", LAZY_REQUESTS], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[3], timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
