@@ -32,6 +32,11 @@ def _grammar(schema: dict[str, Any]) -> Any:
         return LlamaGrammar.from_string(JSON_GBNF, verbose=False)
 
 
+# Prompt tokens evaluated per step. llama.cpp sizes its compute buffers by it: on the 0.5B
+# (151k-token vocabulary) 512 held 223 MB of the worker's own memory after a 1,853-token
+# prompt, 128 held 172 MB and the completion took no longer (33.9 s against 36.5 s).
+BATCH_TOKENS = 128
+
 class LlamaCppBackend:
     """Chat completions from a GGUF file through llama-cpp-python, in this process."""
 
@@ -58,7 +63,7 @@ class LlamaCppBackend:
         try:
             return Llama(model_path=str(self.path), n_ctx=self.context_tokens,
                          n_threads=self.threads, n_threads_batch=self.threads,
-                         verbose=False)
+                         n_batch=BATCH_TOKENS, n_ubatch=BATCH_TOKENS, verbose=False)
         except (ValueError, RuntimeError) as exc:
             raise ModelError(f"llama.cpp could not load {self.path}: {exc}") from exc
 
