@@ -139,8 +139,10 @@ def write_rows(dest: Path, n: int, base: list[tuple[str, str, str]],
     vecs.flush()
 
 
-def build_memoryd(path: Path, data: Path) -> Store:
-    store = Store(path, DIMS, "all-minilm-l6-v2", ann_min_rows=0)  # flat; --ann adds it
+def build_memoryd(path: Path, data: Path, cache_mb: int = 0) -> Store:
+    """The store, flat (--ann adds the index); `cache_mb` bounds LanceDB's caches as
+    `[store] cache_mb` does in the daemon (0: LanceDB's defaults)."""
+    store = Store(path, DIMS, "all-minilm-l6-v2", ann_min_rows=0, cache_mb=cache_mb)
     schema = store.memories.schema
     vecs = np.load(data / "vectors.npy", mmap_mode="r")
     batch: list[dict[str, Any]] = []
@@ -317,6 +319,9 @@ def main() -> int:
     ap.add_argument("--build-only", action="store_true",
                     help="memoryd's build time and disk size only (no Chroma, no queries)")
     ap.add_argument("--tmp", default=None, help="where the stores go (default: a temp dir)")
+    ap.add_argument("--cache-mb", type=int, default=0,
+                    help="LanceDB's caches as the daemon's [store] cache_mb (its default 160);"
+                         " 0: LanceDB's own defaults, as runs before session 27")
     ap.add_argument("--name", default="search_vs_chroma", help="results file name")
     a = ap.parse_args()
     base, base_v, qvecs, how = base_rows()
@@ -333,7 +338,7 @@ def main() -> int:
             truth = exact_top(data, qvecs)
             log(f"{n}: rows written in {res['rows_written_s']} s")
             t = time.perf_counter()
-            store = build_memoryd(Path(tmp) / f"memoryd{n}", data)
+            store = build_memoryd(Path(tmp) / f"memoryd{n}", data, a.cache_mb)
             res["memoryd_build_s"] = round(time.perf_counter() - t, 1)
             res["memoryd_disk_mb"] = du_mb(Path(tmp) / f"memoryd{n}")
             # Lance keeps the pre-compaction fragments (7 days by default): also the size

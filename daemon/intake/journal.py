@@ -380,6 +380,12 @@ class Journal:
         with self._lock:
             return int(self._db.execute("SELECT COUNT(*) FROM forgotten").fetchone()[0])
 
+    def more_than(self, stage: int, n: int) -> bool:
+        """Whether more than `n` events are at `stage` (reads at most n + 1 index rows)."""
+        with self._lock:
+            return bool(self._db.execute("SELECT COUNT(*) > ? FROM (SELECT 1 FROM events "
+                                         "WHERE stage=? LIMIT ?)", (n, stage, n + 1)).fetchone()[0])
+
     def counts(self) -> dict[str, int]:
         with self._lock:
             rows = dict(self._db.execute("SELECT stage, COUNT(*) FROM events GROUP BY stage")

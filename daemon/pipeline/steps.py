@@ -215,21 +215,33 @@ class Pipeline:
         compaction interval as before (it changes all day: digesting it after every chunk
         would cost the model time the budget keeps). While digests are due, older
         history's chunk memories wait for them: both spend the CPU budget, and the last
-        days' digests come first."""
+        days' digests come first. While a backfill is being indexed, both wait for it
+        (`indexing_behind`): everything is searchable before a model writes a digest."""
+        behind = self.indexing_behind()
         due = (self._chunks_since_digests
                and time.monotonic() - self._digests_followed >= DIGESTS_FOLLOW_SECONDS)
-        report = self.summary_step(older=not due)
+        report = self.summary_step(older=not (due or behind))
         self._chunks_since_digests |= report.summarized_chunks > 0
-        if due and self.budget.ready():
+        if due and not behind and self.budget.ready():
             self._digests_followed = time.monotonic()
             self._chunks_since_digests = False
             self.compact_step(DIGESTS_PER_FOLLOW, past_only=True)
         return report
 
+    def indexing_behind(self) -> bool:
+        """More than a batch of events waits to be indexed: a backfill (or a burst) is
+        being made searchable, and the digests' model calls and older history's chunk
+        memories, which take the same cores, wait for it. The last days' chunk memories
+        (no model) go on."""
+        return self.journal.more_than(NEW, self.cfg.pipeline.batch_events)
+
     def scheduled_compaction(self) -> list[str]:
         """The daemon's compaction job: at most DIGESTS_PER_FOLLOW digests a run, so a
         backfill's 90 stale days never hold the summaries back for half an hour; the
-        rest follow at the next runs."""
+        rest follow at the next runs. Not while a backfill is being indexed."""
+        if self.indexing_behind():
+            log.info("compaction waits: events are still being made searchable")
+            return []
         return self.compact_step(DIGESTS_PER_FOLLOW)
 
     def compact_step(self, max_digests: int = 0, past_only: bool = False) -> list[str]:

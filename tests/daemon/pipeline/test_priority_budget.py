@@ -333,3 +333,43 @@ def test_a_scheduled_compaction_writes_a_bounded_number_of_digests(
     finally:
         engine.close()
         journal.close()
+
+
+def test_digests_and_older_history_wait_while_a_backfill_is_indexed(
+        make_config, monkeypatch) -> None:
+    """Everything searchable before a model writes a digest: while more than a batch of
+    events waits to be indexed, the digests' model calls and older history's chunk
+    memories (the same cores) wait; the last days' chunk memories go on."""
+    from daemon.pipeline import steps
+
+    class Recording(ExtractingEngine):
+        ends: list[datetime] = []
+
+        def summarize_many(self, chunks: list[list[Event]]) -> list[dict[str, Any]]:
+            self.ends += [max(e.ts for e in events) for events in chunks]
+            return super().summarize_many(chunks)
+
+    engine = Recording(cpu=0.0)
+    pipeline, journal = _thirty_chunks_at_five_percent(make_config, engine, mode="never",
+                                                       age=timedelta(days=10))
+    compactions: list[tuple[int, bool]] = []
+    engine.compact = lambda max_digests=0, past_only=False: (  # type: ignore[method-assign]
+        compactions.append((max_digests, past_only)) or {"written": []})
+    monkeypatch.setattr(steps, "DIGESTS_FOLLOW_SECONDS", 0.0)
+    now = datetime.now(UTC)
+    backlog = 2 * pipeline.cfg.pipeline.batch_events + 2  # yesterday's, journaled
+    journal.append(Batch("shell", [
+        Event.new(source="shell", kind="shell.command", subject=f"make backfill-{i}",
+                  ts=now - timedelta(days=1, seconds=i)) for i in range(backlog)]))
+    pipeline.index_step()  # one batch of it: more than a batch still waits
+    assert pipeline.indexing_behind()
+    pipeline._chunks_since_digests = True  # digests are due
+    report = pipeline.summarize_then_digest_past()
+    assert report.summarized_chunks > 0 and min(engine.ends) >= now - timedelta(days=7)
+    assert compactions == [] and pipeline.scheduled_compaction() == [] and compactions == []
+    while pipeline.index_step():  # the backfill is searchable
+        pass
+    assert not pipeline.indexing_behind()
+    pipeline.summarize_then_digest_past()
+    assert compactions == [(steps.DIGESTS_PER_FOLLOW, True)]
+    journal.close()
