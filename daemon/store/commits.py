@@ -12,6 +12,12 @@ File times tick coarsely (a few ms), so two commits inside one tick can leave th
 time: a time younger than `RACY_NS` is not trusted, and the next call checks out again
 (as git does with its index). Without a `_versions` folder (another layout, a bucket),
 every call checks out.
+
+It also tells when a table's indexes were rewritten (its `_indices` folder changed: the
+worker's optimize folds new rows into the full-text and vector indexes, under new ids):
+LanceDB's caches keep the old ones until they fill up (`[store] cache_mb`), so the
+reader then opens the store afresh (daemon/store/reader.py): in a backfill its caches
+filled with superseded indexes, 77 -> 230 MB of its own memory (bench/README.md).
 """
 
 from __future__ import annotations
@@ -32,7 +38,9 @@ class CommitWatch:
     def __init__(self, location: str | Path) -> None:
         self.root = Path(location)
         self._seen: dict[str, int] = {}  # table -> the folder time last checked out at
+        self._indexes: dict[str, int | None] = {}  # table -> its `_indices` folder time
         self.checkouts = 0
+        self.indexes_changed = False  # set by `refresh`, cleared by whoever acts on it
 
     def refresh(self, tables: dict[str, Any]) -> int:
         """Bring each of `tables` (name -> LanceDB table) to its latest version if it may
@@ -44,6 +52,10 @@ class CommitWatch:
                 continue
             table.checkout_latest()
             moved += 1
+            indexes = self._stamp(name, "_indices")
+            if self._indexes.setdefault(name, indexes) != indexes:
+                self._indexes[name] = indexes
+                self.indexes_changed = True
             if stamp is not None and time.time_ns() - stamp > RACY_NS:
                 self._seen[name] = stamp
             else:
@@ -51,8 +63,8 @@ class CommitWatch:
         self.checkouts += moved
         return moved
 
-    def _stamp(self, name: str) -> int | None:
+    def _stamp(self, name: str, folder: str = "_versions") -> int | None:
         try:
-            return os.stat(self.root / f"{name}.lance" / "_versions").st_mtime_ns
+            return os.stat(self.root / f"{name}.lance" / folder).st_mtime_ns
         except OSError:
             return None

@@ -55,6 +55,7 @@ class Reader(Engine):
         # at each call, a bucket's reads ask for it every time
         self.refresh_seconds = 0.0 if cfg.store.uri else None
         self._commits = None if cfg.store.uri else CommitWatch(cfg.data_path / "store")
+        self._fresh = threading.Lock()  # one thread brings the store up to date at a time
         self.mapped_files: frozenset[str] = frozenset()  # weights mapped read-write, never written
         self.query_embed = self._query_embedder()
         self.served = 0
@@ -118,8 +119,17 @@ class Reader(Engine):
             if not all((root / f"{t}.lance").is_dir() for t in TABLES):
                 raise StoreNotReady("the store is not created yet")
         store = super().store
-        if self._commits is not None:
+        if self._commits is None:
+            return store
+        with self._fresh:
             self._commits.refresh({"events": store.events, "memories": store.memories})
+            if self._commits.indexes_changed:  # superseded indexes would fill the caches
+                self._commits.indexes_changed = False
+                with self._opening:
+                    if self._store is store:
+                        self._store = None
+                log.debug("the worker rewrote the store's indexes: the reader reopens it")
+                store = super().store
         return store
 
     def warm(self) -> dict[str, Any]:

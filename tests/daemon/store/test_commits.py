@@ -18,8 +18,8 @@ from daemon.store.lance import Store, event_row
 DIMS = 8
 
 
-def rows(n: int, start: int = 0) -> list[dict]:
-    vecs = np.random.default_rng(start).normal(size=(n, DIMS)).astype(np.float32)
+def rows(n: int, start: int = 0, dims: int = DIMS) -> list[dict]:
+    vecs = np.random.default_rng(start).normal(size=(n, dims)).astype(np.float32)
     return [event_row(Event.new(ts=1_763_000_000 + i, source="files", kind="file.modified",
                                 subject=f"/notes/n{i}.md", title=f"n{i}.md",
                                 text=f"note {i} about the quokka ferry"), v.tolist())
@@ -76,3 +76,39 @@ def test_without_a_versions_folder_every_call_checks_out(tmp_path: Path) -> None
     watch = CommitWatch(tmp_path / "elsewhere")  # no table folders there
     assert watch.refresh(tables(store)) == 2
     assert watch.refresh(tables(store)) == 2
+
+
+def test_rewritten_indexes_are_told_apart_from_plain_commits(tmp_path: Path) -> None:
+    """The worker's optimize writes the indexes anew (new ids in `_indices`): the reader
+    then reopens the store, so LanceDB's caches do not fill with superseded indexes."""
+    writer = Store(tmp_path, DIMS, "test", optimize_rows=10**9)
+    writer.upsert_events(rows(5))
+    reader = Store(tmp_path, DIMS, "test")
+    watch = CommitWatch(tmp_path)
+    watch.refresh(tables(reader))
+    writer.upsert_events(rows(5, start=5))  # a commit, the indexes as they were
+    watch.refresh(tables(reader))
+    assert not watch.indexes_changed and reader.counts()["events"] == 10
+    writer.optimize()  # the new rows folded into the full-text index
+    watch.refresh(tables(reader))
+    assert watch.indexes_changed
+
+
+def test_the_reader_reopens_the_store_when_the_indexes_were_rewritten(make_config) -> None:
+    from daemon.config import load_config
+    from daemon.store.engine import Engine
+    from daemon.store.reader import Reader
+
+    cfg = load_config(make_config())
+    worker = Engine(cfg)
+    worker.store.upsert_events(rows(5, dims=384))
+    reader = Reader(cfg)
+    first = reader.store
+    worker.store.upsert_events(rows(5, start=5, dims=384))
+    assert reader.store is first and reader.counts()["events"] == 10  # a plain commit
+    worker.store.optimize()
+    reopened = reader.store
+    assert reopened is not first and reader.counts()["events"] == 10
+    assert reader.store is reopened  # once
+    reader.close()
+    worker.close()
