@@ -4,7 +4,8 @@ points the wrong way fails with its module:line.
 
 The layers, from the bottom:
     collectors/ models/                 know nothing of daemon/ (models/ not even collectors/)
-    daemon.config config_tables errors logs owners backoff sqlite_migrations   the base
+    daemon.config config_tables errors logs owners backoff sqlite_migrations lazy_imports
+                                        the base
     daemon.intake                       journal, collection, privacy: the base and collectors/
     pipeline store recall routing approvals sync   the features; their cores never reach up
                                         into the edges (api, cli, desktop); only a feature's
@@ -23,7 +24,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("daemon", "collectors", "models")
 BASE = {"daemon.config", "daemon.config_tables", "daemon.errors", "daemon.logs",
-        "daemon.owners", "daemon.backoff", "daemon.sqlite_migrations"}
+        "daemon.owners", "daemon.backoff", "daemon.sqlite_migrations", "daemon.lazy_imports"}
 FEATURES = ("daemon.pipeline", "daemon.store", "daemon.recall", "daemon.routing",
             "daemon.approvals", "daemon.sync")
 EDGES = ("daemon.api", "daemon.cli", "daemon.desktop", "daemon.runner")

@@ -102,9 +102,17 @@ def _strict(plugin: object) -> Finder:
     return find
 
 
+_HEX = frozenset("0123456789abcdefABCDEF")
+
+
 def _looks_random(value: str) -> bool:
+    """Long, with digits, and varied for its alphabet. A hex body (Twilio's `SK` + 32 hex)
+    carries at most 4 bits a character, and a random one often less: at 3.5 bits, 2.2 %
+    of random `SK` keys were kept (the property test found one); 3.0 misses none of
+    20,000 and still needs 4 digits."""
+    floor = 3.0 if set(value[2:]) <= _HEX else 3.5
     return (len(value) >= 24 and sum(c.isdigit() for c in value) >= 4
-            and entropy(value) >= 3.5)
+            and entropy(value) >= floor)
 
 
 def entropy(value: str) -> float:

@@ -22,12 +22,16 @@ WORD = "zanzibarquokka"
 
 
 def wait_searchable(d: Any, word: str, timeout: float = 240) -> None:
+    """Until a search finds `word` and the store holds every journaled event: a search
+    finds a new event in the journal at once, a context pack only once it is stored."""
     deadline = time.monotonic() + timeout
     with d.unix() as c:
         while time.monotonic() < deadline:
             r = c.get("/v1/memory/search", params={"q": word}, headers=d.auth())
             if r.status_code == 200 and any(word in h["text"] for h in r.json()["results"]):
-                return
+                status = c.get("/v1/status", headers=d.auth())
+                if status.status_code == 200 and status.json()["journal"]["new"] == 0:
+                    return
             time.sleep(1)
     raise AssertionError(f"{word} never became searchable:\n{d.log.read_text()[-3000:]}")
 
