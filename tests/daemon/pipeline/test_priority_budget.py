@@ -269,6 +269,21 @@ def test_past_days_are_digested_as_their_summaries_land_and_today_waits(
         journal.close()
 
 
+def _history_with_digests_due_at_once(make_config: Any, engine: Any, monkeypatch: Any
+                                      ) -> tuple[Pipeline, Journal, list[tuple[int, bool]]]:
+    """Thirty chunks of ten days ago no model reads, digests due at every follow, and the
+    engine's compactions recorded (max_digests, past_only) instead of run."""
+    from daemon.pipeline import steps
+
+    pipeline, journal = _thirty_chunks_at_five_percent(make_config, engine, mode="never",
+                                                       age=timedelta(days=10))
+    compactions: list[tuple[int, bool]] = []
+    engine.compact = lambda max_digests=0, past_only=False: (
+        compactions.append((max_digests, past_only)) or {"written": []})
+    monkeypatch.setattr(steps, "DIGESTS_FOLLOW_SECONDS", 0.0)
+    return pipeline, journal, compactions
+
+
 def test_due_digests_go_before_older_history_and_are_not_starved(
         make_config, monkeypatch) -> None:
     """Older history's chunk memories and the digests both spend the CPU budget: while the
@@ -277,12 +292,8 @@ def test_due_digests_go_before_older_history_and_are_not_starved(
     from daemon.pipeline import steps
 
     engine = ExtractingEngine(cpu=0.0)
-    pipeline, journal = _thirty_chunks_at_five_percent(make_config, engine, mode="never",
-                                                       age=timedelta(days=10))
-    compactions: list[tuple[int, bool]] = []
-    engine.compact = lambda max_digests=0, past_only=False: (  # type: ignore[method-assign]
-        compactions.append((max_digests, past_only)) or {"written": []})
-    monkeypatch.setattr(steps, "DIGESTS_FOLLOW_SECONDS", 0.0)
+    pipeline, journal, compactions = _history_with_digests_due_at_once(
+        make_config, engine, monkeypatch)
     pipeline._chunks_since_digests = True  # chunks were written since the last digests
     pipeline.budget.hold_until = time.monotonic() + 3600  # ...and spent the budget
     assert pipeline.summarize_then_digest_past().summarized_chunks == 0
@@ -343,19 +354,17 @@ def test_digests_and_older_history_wait_while_a_backfill_is_indexed(
     from daemon.pipeline import steps
 
     class Recording(ExtractingEngine):
-        ends: list[datetime] = []
+        def __init__(self) -> None:
+            super().__init__(cpu=0.0)
+            self.ends: list[datetime] = []
 
         def summarize_many(self, chunks: list[list[Event]]) -> list[dict[str, Any]]:
             self.ends += [max(e.ts for e in events) for events in chunks]
             return super().summarize_many(chunks)
 
-    engine = Recording(cpu=0.0)
-    pipeline, journal = _thirty_chunks_at_five_percent(make_config, engine, mode="never",
-                                                       age=timedelta(days=10))
-    compactions: list[tuple[int, bool]] = []
-    engine.compact = lambda max_digests=0, past_only=False: (  # type: ignore[method-assign]
-        compactions.append((max_digests, past_only)) or {"written": []})
-    monkeypatch.setattr(steps, "DIGESTS_FOLLOW_SECONDS", 0.0)
+    engine = Recording()
+    pipeline, journal, compactions = _history_with_digests_due_at_once(
+        make_config, engine, monkeypatch)
     now = datetime.now(UTC)
     backlog = 2 * pipeline.cfg.pipeline.batch_events + 2  # yesterday's, journaled
     journal.append(Batch("shell", [
