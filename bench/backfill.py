@@ -172,6 +172,36 @@ def smaps_rollup(pid: int) -> dict[str, float]:
     return out
 
 
+def mappings(pid: int, top: int = 8) -> dict[str, Any]:
+    """Where one process's resident MB are: anonymous memory by kind (heap, unnamed
+    mappings, stacks) and the `top` files by resident MB (/proc/PID/smaps)."""
+    files: dict[str, float] = {}
+    anon: dict[str, float] = {}
+    name = ""
+    try:
+        with open(f"/proc/{pid}/smaps") as f:
+            for line in f:
+                head = line.split(None, 5)
+                if head and "-" in head[0] and len(head) >= 5 and ":" in head[3]:
+                    name = head[5].strip() if len(head) > 5 else ""
+                elif line.startswith("Rss:"):
+                    kb = int(line.split()[1]) / 1024
+                    if name.startswith("/") and not name.startswith("/dev/"):
+                        key = name.rsplit("/", 1)[-1]
+                        files[key] = files.get(key, 0.0) + kb
+                elif line.startswith("Anonymous:"):
+                    kb = int(line.split()[1]) / 1024
+                    key = name if name.startswith("[") else ("file CoW" if name else "unnamed")
+                    anon[key] = anon.get(key, 0.0) + kb
+    except OSError:
+        return {}
+    best = sorted(files.items(), key=lambda kv: -kv[1])[:top]
+    return {"anon": {k: round(v, 1) for k, v in sorted(anon.items(), key=lambda kv: -kv[1])
+                     if v >= 1},
+            "files": {k: round(v, 1) for k, v in best},
+            "files_total": round(sum(files.values()), 1)}
+
+
 def tree_memory(pid: int) -> dict[str, Any]:
     """Each process of the tree by role (daemon, memoryd-reader, memoryd-engine): RSS,
     PSS (shared pages split between the processes mapping them, so the tree's PSS counts
@@ -183,7 +213,8 @@ def tree_memory(pid: int) -> dict[str, Any]:
             name = "daemon" if p is main else (p.cmdline() or ["?"])[-1]
         except psutil.Error:
             continue
-        by[name if name not in by else f"{name}-{p.pid}"] = smaps_rollup(p.pid)
+        by[name if name not in by else f"{name}-{p.pid}"] = {**smaps_rollup(p.pid),
+                                                             "pid": p.pid}
     return {"pss_mb": round(sum(m.get("pss", 0.0) for m in by.values()), 1), "by_process": by}
 
 
@@ -302,6 +333,9 @@ class Run:
                              "rss_mb": round(rss, 1), "cpu_s": round(cpu, 1),
                              "procs": nprocs, "worker": st.get("engine", {}).get("worker")}
         s.update(tree_memory(self.daemon.pid))
+        if rss > max((x["rss_mb"] for x in self.samples), default=0.0):
+            s["mappings"] = {role: mappings(int(m["pid"]))
+                             for role, m in s["by_process"].items()}
         if check_store:
             j = last7_journal(self.daemon.data, self.cutoff)
             d = store_digests(self.daemon.data)
@@ -402,6 +436,7 @@ def rss_figures(samples: list[dict[str, Any]], searchable: float | None) -> dict
     pss = [s.get("pss_mb", 0.0) for s in samples]
     return {"first_mb": rss[0], "peak_mb": rss[peak_i], "peak_at_s": samples[peak_i]["t"],
             "peak_by_process": samples[peak_i].get("by_process"),
+            "peak_mappings": samples[peak_i].get("mappings"),
             "peak_pss_mb": max(pss), "at_searchable_mb": at, "last_mb": rss[-1],
             "trajectory_mb": [[s["t"], s["rss_mb"]] for s in
                               samples[:: max(1, len(samples) // 40)]]}
