@@ -15,12 +15,15 @@ reader's default is fp32.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -138,17 +141,35 @@ def export_dir(models_dir: Path, name: str, src: Path) -> Path:
     return models_dir / "onnx" / f"{name}-{source_digest(src)}-{EXPORT_VERSION}"
 
 
+@contextlib.contextmanager
+def one_writer(out: Path) -> Iterator[None]:
+    """Held while `out`'s files are written: the reader and the worker start together and
+    would each export, and the later one's file would replace the one the earlier one
+    already mapped (its pages then held twice, once as a deleted file's)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out.parent / f".{out.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the writer's own timeout bounds the wait
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def ensure_export(src: Path, out: Path, timeout: float = 600.0) -> Path:
     """The export of `src` in `out` (fp32 and int8), made now in a child process (torch
     stays out of the caller) when missing. Return `out`."""
     if (out / INT8).is_file() and (out / STAMP).is_file():
         return out
-    try:
-        proc = subprocess.run([sys.executable, "-m", "models.onnx_embed", str(src), str(out)],
-                              capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ModelError(f"exporting the embedder {src} to ONNX took over {timeout:.0f} s; "
-                         "it is tried again at the next start") from exc
+    with one_writer(out):
+        if (out / INT8).is_file() and (out / STAMP).is_file():  # another process made it
+            return out
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "models.onnx_embed", str(src), str(out)],
+                capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise ModelError(f"exporting the embedder {src} to ONNX took over "
+                             f"{timeout:.0f} s; it is tried again at the next start") from exc
     if proc.returncode != 0 or not (out / INT8).is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise ModelError(f"exporting the embedder {src} to ONNX failed: {' | '.join(tail)}")
@@ -162,12 +183,16 @@ def ensure_mapped(out: Path, timeout: float = 120.0) -> Path:
     dest = out / FP32_MAPPED
     if dest.is_file() and (out / (FP32_MAPPED + ".data")).is_file():
         return dest
-    try:
-        proc = subprocess.run([sys.executable, "-m", "models.onnx_embed", "--mapped", str(out)],
-                              capture_output=True, text=True, timeout=timeout, check=False)
-    except subprocess.TimeoutExpired as exc:
-        raise ModelError(f"writing the mapped copy of {out / FP32} took over {timeout:.0f} s") \
-            from exc
+    with one_writer(out):
+        if dest.is_file() and (out / (FP32_MAPPED + ".data")).is_file():
+            return dest  # written by another process meanwhile: keep its file, mapped there
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "models.onnx_embed", "--mapped", str(out)],
+                capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise ModelError(f"writing the mapped copy of {out / FP32} took over "
+                             f"{timeout:.0f} s") from exc
     if proc.returncode != 0 or not dest.is_file():
         tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
         raise ModelError(f"writing the mapped copy of {out / FP32} failed: {' | '.join(tail)}")

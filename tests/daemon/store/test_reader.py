@@ -204,3 +204,46 @@ def test_a_killed_reader_is_replaced_and_it_leaves_with_the_daemon(
     while _running(second):
         assert time.monotonic() < deadline, "the reader outlived the daemon"
         time.sleep(0.2)
+
+
+def test_the_reader_and_the_worker_starting_together_write_the_mapped_copy_once(
+        make_config, tmp_path: Path, monkeypatch) -> None:
+    """Both processes start at once on a models dir without the mapped copy: one writes
+    it, the other waits and maps that same file (a second write would replace the file
+    the first already mapped, and its pages would be held twice)."""
+    import shutil
+    import subprocess
+    import threading
+
+    from models import onnx_embed
+    from models.assets import embedder_path
+
+    cfg = load_config(make_config())
+    src = embedder_path(cfg.models.embedder)
+    made = onnx_embed.ensure_export(src, onnx_embed.export_dir(cfg.models_path,
+                                                               cfg.models.embedder, src))
+    out = tmp_path / "onnx" / "fresh"
+    out.mkdir(parents=True)
+    shutil.copy(made / onnx_embed.FP32, out / onnx_embed.FP32)
+    writes: list[list[str]] = []
+    real_run = subprocess.run
+
+    def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
+        writes.append(cmd)  # the real writer still runs
+        return real_run(cmd, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(onnx_embed.subprocess, "run", run)
+    seen: list[int] = []
+
+    def start() -> None:
+        mapped = onnx_embed.ensure_mapped(out)
+        seen.append(mapped.with_name(mapped.name + ".data").stat().st_ino)
+
+    both = [threading.Thread(target=start) for _ in range(2)]
+    for t in both:
+        t.start()
+    for t in both:
+        t.join(timeout=300)
+    assert len(writes) == 1 and "--mapped" in writes[0]
+    assert len(seen) == 2 and seen[0] == seen[1] == (
+        out / (onnx_embed.FP32_MAPPED + ".data")).stat().st_ino
