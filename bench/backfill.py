@@ -331,7 +331,8 @@ class Run:
                              "cpu_used_pct": pipe.get("cpu_used_percent"),
                              "cpu_budget_pct": pipe.get("cpu_budget_percent"),
                              "rss_mb": round(rss, 1), "cpu_s": round(cpu, 1),
-                             "procs": nprocs, "worker": st.get("engine", {}).get("worker")}
+                             "procs": nprocs, "worker": st.get("engine", {}).get("worker"),
+                             "cache_mb": _caches(st.get("engine", {}))}
         s.update(tree_memory(self.daemon.pid))
         if rss > max((x["rss_mb"] for x in self.samples), default=0.0):
             s["mappings"] = {role: mappings(int(m["pid"]))
@@ -361,6 +362,12 @@ class Run:
         return bool(jr.get("total")) and jr["summarized"] == jr["total"]
 
 
+def _caches(engine: dict[str, Any]) -> dict[str, Any]:
+    """LanceDB's caches in the worker and the reader, MB (engine status)."""
+    return {"worker": engine.get("store_cache_mb"),
+            "reader": (engine.get("reader_memory") or {}).get("store_cache_mb")}
+
+
 def line(s: dict[str, Any]) -> str:
     jr, st = s["journal"], s.get("stages") or {}
     eta = {k: v.get("eta_seconds") for k, v in st.items()}
@@ -372,7 +379,8 @@ def line(s: dict[str, Any]) -> str:
                  f" {l7['levels']}")
     return (f"t={s['t']:.0f}s new={jr['new']} indexed={jr['indexed']} "
             f"summarized={jr['summarized']} total={jr['total']} rate={rate} eta={eta} "
-            f"rss={s['rss_mb']:.0f}MB cpu_used={s['cpu_used_pct']}%{extra}")
+            f"rss={s['rss_mb']:.0f}MB cpu_used={s['cpu_used_pct']}% "
+            f"caches={s.get('cache_mb')}{extra}")
 
 
 def drive(run: Run, deadline_s: float, every: float, store_every: float) -> None:

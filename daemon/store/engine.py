@@ -318,7 +318,7 @@ class Engine:
         from daemon.store.retry import conflict_counts
 
         return {"store": self.store.counts(), "models_loaded": self.models.loaded(),
-                "store_conflicts": conflict_counts()}
+                "store_conflicts": conflict_counts(), "store_cache_mb": cache_mb(self._store)}
 
     def counts(self, owners: Owners = EVERYONE) -> dict[str, int]:
         """Events and memories of `owners` in the store."""
@@ -337,3 +337,9 @@ class Engine:
         self.models.embedder.unload()
         if self.models._chat is not None:
             self.models._chat.unload()
+
+
+def cache_mb(store: Store | None) -> float | None:
+    """What LanceDB's caches of `store` hold now, in MB (None: unbounded or not open)."""
+    cache = getattr(store, "cache", None)
+    return None if cache is None else round(cache.size_bytes() / (1 << 20), 1)

@@ -34,7 +34,7 @@ from typing import Any
 from daemon.config import Config
 from daemon.store import memtrim
 from daemon.store.commits import CommitWatch
-from daemon.store.engine import Engine
+from daemon.store.engine import Engine, cache_mb
 from daemon.store.lance import Store
 from daemon.store.worker import StoreNotReady
 from models.errors import ModelError
@@ -144,7 +144,8 @@ class Reader(Engine):
     def status(self) -> dict[str, Any]:
         shed = self.last_shed
         return {"served": self.served, "sheds": self.sheds,
-                "last_shed_mb": round(shed.file_kb / 1024, 1) if shed else None}
+                "last_shed_mb": round(shed.file_kb / 1024, 1) if shed else None,
+                "store_cache_mb": cache_mb(self._store)}
 
     @contextlib.contextmanager
     def busy(self, method: str) -> Iterator[None]:
