@@ -45,7 +45,7 @@ class OnnxEmbedder:
 
     def __init__(self, onnx_file: Path, tokenizer_dir: Path, *, name: str,
                  max_tokens: int = 256, threads: int = 1, mapped: bool = False,
-                 spin: bool = True) -> None:
+                 spin: bool = True, optimized: bool = False) -> None:
         self.onnx_file = onnx_file
         # mapped: the weights stay in their mapped file (no prepacked copies); vectors
         # differ from the prepacked ones by float rounding (max 1.4e-7, cosine 0.9999998)
@@ -56,6 +56,9 @@ class OnnxEmbedder:
         # spin False: the intra-op threads sleep between calls instead of spinning for
         # more work (ONNX Runtime's default), which a query embedder would burn a core on
         self.spin = spin
+        # optimized: the file is a graph onnxruntime already optimized for this machine
+        # (models/onnx_prepacked.py), loaded as it is
+        self.optimized = optimized
         self.profile = Profile(name=name, context_tokens=max_tokens, privacy="local",
                                skills=("embed",))
         self._session: Any = None
@@ -86,6 +89,8 @@ class OnnxEmbedder:
             opts.add_session_config_entry("session.disable_prepacking", "1")
         if not self.spin:
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if self.optimized:
+            opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         try:
             session = ort.InferenceSession(str(self.onnx_file), opts,
                                            providers=["CPUExecutionProvider"])

@@ -71,18 +71,12 @@ class OnnxIndexEmbedder:
         return self._dims
 
     def _load(self) -> Any:
-        from models import onnx_embed
+        from models import onnx_embed, onnx_prepacked
 
         out = onnx_embed.export_dir(self.models_dir, self.profile.name, self.folder)
         onnx_embed.ensure_export(self.folder, out)  # ~90 s and torch, in a child, once
-        try:
-            file, mapped = onnx_embed.ensure_mapped(out), True
-        except ModelError as exc:
-            log.warning("the indexing embedder keeps its fp32 weights in memory (%s)", exc)
-            file, mapped = out / onnx_embed.FP32, False
-        embedder = onnx_embed.OnnxEmbedder(file, self.folder, name=self.profile.name,
-                                           threads=self.threads, mapped=mapped)
-        embedder.load()
+        embedder, _ = onnx_prepacked.load(self.folder, out, name=self.profile.name,
+                                          threads=self.threads)
         return embedder
 
     def _use_torch(self, exc: ModelError) -> SentenceTransformerBackend:

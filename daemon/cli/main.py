@@ -224,13 +224,18 @@ def cmd_models(cfg: Config, args: argparse.Namespace) -> int:
     print(f"embedder   {cfg.models.embedder}: {folder} (verified)")
     if (cfg.search.resident_reader and cfg.search.query_embedder != "router") \
             or cfg.models.embedder_runtime == "onnx":
-        from models import onnx_embed
+        from models import onnx_embed, onnx_prepacked
         from models.assets import manifest
+        from models.errors import ModelError
 
         if cfg.models.embedder in manifest()["embedder"]:  # once, for the reader and worker
             out = onnx_embed.ensure_export(
                 folder, onnx_embed.export_dir(cfg.models_path, cfg.models.embedder, folder))
             onnx_embed.ensure_mapped(out)  # its fp32 weights mapped from a file
+            try:  # and packed for this CPU (optional: the mapped copy serves without it)
+                onnx_prepacked.ensure(folder, out)
+            except ModelError as exc:
+                log.warning("%s", exc)
             print(f"ONNX embedder (queries and indexing, no torch): {out}")
     log.info("models checked in %.1f s", time.monotonic() - started)
     return 0

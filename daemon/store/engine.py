@@ -342,4 +342,4 @@ class Engine:
 def cache_mb(store: Store | None) -> float | None:
     """What LanceDB's caches of `store` hold now, in MB (None: unbounded or not open)."""
     cache = getattr(store, "cache", None)
-    return None if cache is None else round(cache.size_bytes() / (1 << 20), 1)
+    return None if cache is None else round(cache.size_bytes / (1 << 20), 1)

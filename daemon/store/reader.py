@@ -3,10 +3,10 @@
 The worker (daemon/store/worker.py) holds torch and llama.cpp and leaves when idle, so an
 idle daemon is small; but a search that had to start it again waited seconds for torch
 and the embedder to load. The reader answers searches and reads instead: LanceDB plus a
-torch-free query embedder (the packaged model exported to ONNX, fp32, its weights mapped
-from their file; models/onnx_embed.py), ~3 s to start (at daemon start, not at the first
-search) and never idle-stopped. It also keeps searches off the worker, so none waits
-behind an indexing or summary batch.
+torch-free query embedder (the packaged model exported to ONNX, fp32, its weights packed
+for this CPU and mapped from their file; models/onnx_prepacked.py), ~3 s to start (at
+daemon start, not at the first search) and never idle-stopped. It also keeps searches
+off the worker, so none waits behind an indexing or summary batch.
 
 Idle for `[search] reader_shed_seconds`, it gives back what it can (daemon/store/memtrim.py):
 the heap's free pages, and its clean file pages (LanceDB's and onnxruntime's native code,
@@ -41,8 +41,8 @@ from models.errors import ModelError
 
 log = logging.getLogger(__name__)
 TABLES = ("events", "memories")
-# A query is embedded on two cores (where there are two): with the weights mapped from
-# their file (no prepacked copy) one thread took ~14 ms a query, two ~10 (bench/README.md)
+# A query is embedded on two cores (where there are two): 5.1 ms a query against 6.0 on
+# one (fp32 with packed weights; bench/README.md, "Prepacked query embedder")
 QUERY_THREADS = min(2, os.cpu_count() or 1)
 
 
@@ -93,22 +93,16 @@ class Reader(Engine):
         return embedder.embed
 
     def _onnx(self, onnx_embed: Any, out: Path, src: Path, name: str, mode: str) -> Any:
-        """The loaded ONNX embedder: fp32 with its weights mapped from their file (else
-        fp32 in memory, when that copy cannot be made), or int8."""
+        """The loaded ONNX embedder: fp32 with its weights page cache (prepacked for this
+        CPU, else mapped; models/onnx_prepacked.py), or int8."""
         if mode == "onnx":
-            try:
-                file = onnx_embed.ensure_mapped(out)
-                embedder = onnx_embed.OnnxEmbedder(file, src, name=name, threads=QUERY_THREADS,
-                                                   mapped=True, spin=False)
-                embedder.load()
-                data = file.with_name(file.name + ".data")
-                self.mapped_files = frozenset({str(data.resolve())})
-                return embedder
-            except ModelError as exc:
-                log.warning("the reader keeps the fp32 weights in its memory (%s)", exc)
-        file = out / (onnx_embed.FP32 if mode == "onnx" else onnx_embed.INT8)
-        embedder = onnx_embed.OnnxEmbedder(file, src, name=name, threads=QUERY_THREADS,
-                                           spin=False)
+            from models import onnx_prepacked
+
+            embedder, self.mapped_files = onnx_prepacked.load(
+                src, out, name=name, threads=QUERY_THREADS, spin=False)
+            return embedder
+        embedder = onnx_embed.OnnxEmbedder(out / onnx_embed.INT8, src, name=name,
+                                           threads=QUERY_THREADS, spin=False)
         embedder.load()
         return embedder
 

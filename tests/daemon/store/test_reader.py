@@ -72,6 +72,7 @@ def test_a_search_after_the_worker_idled_out_is_served_by_the_reader(
     assert after["reads_served"]["reader"] == before["reader"] + 1
     assert after["reads_served"]["worker"] == before["worker"]
     assert after["reader_memory"]["last_shed_mb"] > 20  # native code and mapped weights
+    assert isinstance(after["reader_memory"]["store_cache_mb"], float)  # LanceDB caches, MB
 
 
 QUERIES = ["marmalade ledger", "which pier does the ferry leave from", "sqlite database",

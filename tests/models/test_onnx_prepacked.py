@@ -1,0 +1,77 @@
+"""The prepacked embedder: the plain fp32 model's vectors from weights packed for this CPU
+and mapped from a file; made again for another CPU; never used when it embeds wrongly."""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from pathlib import Path
+
+import pytest
+
+from daemon.config import load_config
+from models import onnx_embed, onnx_prepacked
+from models.assets import embedder_path
+
+TEXTS = ["which pier does the quokka ferry leave from", "git status",
+         "https://docs.python.org/3/library/sqlite3.html sqlite3 DB-API 2.0 " * 8]
+
+
+@pytest.fixture
+def export(make_config, tmp_path: Path) -> tuple[Path, Path]:
+    """(the packaged embedder's folder, a private copy of its ONNX export dir)."""
+    cfg = load_config(make_config())
+    src = embedder_path(cfg.models.embedder)
+    made = onnx_embed.ensure_export(src, onnx_embed.export_dir(cfg.models_path,
+                                                               cfg.models.embedder, src))
+    out = tmp_path / "onnx" / "export"
+    out.mkdir(parents=True)
+    for name in (onnx_embed.FP32, onnx_embed.INT8, onnx_embed.STAMP):
+        shutil.copy(made / name, out / name)
+    return src, out
+
+
+def _max_diff(a: list[list[float]], b: list[list[float]]) -> float:
+    return max(abs(x - y) for u, v in zip(a, b, strict=True) for x, y in zip(u, v, strict=True))
+
+
+def test_the_prepacked_weights_give_the_plain_models_vectors_from_a_mapped_file(
+        export: tuple[Path, Path]) -> None:
+    src, out = export
+    embedder, mapped = onnx_prepacked.load(src, out, name="e", threads=2)
+    assert embedder.onnx_file == out / onnx_prepacked.PREPACKED
+    assert mapped == {str((out / (onnx_prepacked.PREPACKED + ".data")).resolve())}
+    plain = onnx_embed.OnnxEmbedder(out / onnx_embed.FP32, src, name="p")
+    assert _max_diff(embedder.embed(TEXTS), plain.embed(TEXTS)) < 1e-5
+
+
+def test_a_copy_made_for_another_cpu_is_made_again(export: tuple[Path, Path]) -> None:
+    src, out = export
+    onnx_prepacked.ensure(src, out)
+    stamp = json.loads((out / onnx_prepacked.STAMP).read_text())
+    (out / onnx_prepacked.STAMP).write_text(json.dumps({**stamp, "cpu": "another cpu"}))
+    assert not onnx_prepacked.current(out)
+
+    onnx_prepacked.ensure(src, out)
+
+    assert json.loads((out / onnx_prepacked.STAMP).read_text())["cpu"] == \
+        onnx_prepacked.cpu_identity()
+
+
+def test_a_copy_that_embeds_wrongly_is_not_used(export: tuple[Path, Path],
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    src, out = export
+    onnx_prepacked.ensure(src, out)
+    stamp = json.loads((out / onnx_prepacked.STAMP).read_text())
+    wrong = [x + 0.01 for x in stamp["probe"]]  # as if this CPU read the packing otherwise
+    (out / onnx_prepacked.STAMP).write_text(json.dumps({**stamp, "probe": wrong}))
+
+    with caplog.at_level(logging.WARNING):
+        embedder, mapped = onnx_prepacked.load(src, out, name="e", threads=1)
+
+    assert embedder.onnx_file == out / onnx_embed.FP32_MAPPED  # the slower mapped copy
+    assert mapped == {str((out / (onnx_embed.FP32_MAPPED + ".data")).resolve())}
+    assert "does not give the plain model's vectors" in caplog.text
+    plain = onnx_embed.OnnxEmbedder(out / onnx_embed.FP32, src, name="p")
+    assert _max_diff(embedder.embed(TEXTS), plain.embed(TEXTS)) < 1e-5
