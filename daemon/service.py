@@ -21,6 +21,8 @@ from daemon.recall.hits import Hit
 from daemon.store.interface import MemoryEngine
 from models.errors import ModelError
 
+FRESH_IN_CONTEXT = 8  # not yet indexed events a context pack may take (a third of its 24)
+
 
 def hit_json(h: Hit) -> dict[str, Any]:
     """The public search-result shape (a contract: keep these keys)."""
@@ -106,9 +108,14 @@ class MemoryService:
         `raw` False packs memories and digests only, never raw events (memory:read)."""
         if not 64 <= budget_tokens <= 200_000:
             raise InvalidRequest("budget_tokens must be between 64 and 200000")
-        only: dict[str, Any] = {} if raw else {"raw": False}
-        return dict(self.engine.context(query, budget_tokens,
-                                        owners=whose(owners, device, user), **only))
+        o = whose(owners, device, user)
+        # what the journal holds and the store not yet: a file saved a moment ago
+        fresh = tuple(fresh_hits(self.journal, query, FRESH_IN_CONTEXT, o,
+                                 identity(self.cfg), 1.0)) if raw else ()
+        only: dict[str, Any] = {"fresh": fresh} if fresh else {}
+        if not raw:
+            only["raw"] = False
+        return dict(self.engine.context(query, budget_tokens, owners=o, **only))
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
                source: str | None = None, query: str | None = None,

@@ -19,6 +19,7 @@ from daemon.errors import InvalidRequest
 from daemon.owners import EVERYONE, Owners
 from daemon.recall import agenda, timeexpr
 from daemon.recall import context as packs
+from daemon.recall.fresh import with_fresh
 from daemon.recall.hits import Hit
 from daemon.recall.search import Filters, hybrid_search
 from daemon.store.lance import Store, sql_str
@@ -54,9 +55,12 @@ def _with_time(query: str, f: Filters, now: datetime, tz: tzinfo) -> tuple[str, 
 
 def context(store: Store, embed: Embed, query: str, budget_tokens: int, *,
             now: datetime | None = None, tz: tzinfo = UTC,
-            owners: Owners = EVERYONE, raw: bool = True) -> dict[str, Any]:
+            owners: Owners = EVERYONE, raw: bool = True,
+            fresh: tuple[Hit, ...] = ()) -> dict[str, Any]:
     """A markdown context pack for `query` within `budget_tokens` (daemon/context.py);
-    `raw` False leaves raw events out (memories and digests only).
+    `raw` False leaves raw events out (memories and digests only). `fresh`: events not
+    yet indexed that hold the query's words (daemon/recall/fresh.py), packed first, as a
+    search returns them.
 
     When the query names a period ("what did I do yesterday"), that period's digests
     lead the pack; the rest is the best search hits, memories folded with their events.
@@ -65,6 +69,8 @@ def context(store: Store, embed: Embed, query: str, budget_tokens: int, *,
     text, f = _with_time(query, Filters(devices=owners.devices, users=owners.users, raw=raw),
                          now, tz)
     hits = hybrid_search(store, text, embed([text])[0], CONTEXT_CANDIDATES, filters=f, now=now)
+    if fresh:
+        hits = with_fresh(hits, list(fresh), CONTEXT_CANDIDATES)
     digests: list[Hit] = []
     period = ""
     if f.since or f.until:

@@ -284,9 +284,11 @@ class Engine:
                              owners=owners, prefer=(self.store.device, self.store.user))
 
     def context(self, query: str, budget_tokens: int, now: datetime | None = None,
-                owners: Owners = EVERYONE, raw: bool = True) -> dict[str, Any]:
+                owners: Owners = EVERYONE, raw: bool = True,
+                fresh: tuple[Hit, ...] = ()) -> dict[str, Any]:
         return recall.context(self.store, self.query_embed, query, budget_tokens, now=now,
-                              tz=recall.user_tz(self.cfg), owners=owners, raw=raw)
+                              tz=recall.user_tz(self.cfg), owners=owners, raw=raw,
+                              fresh=fresh)
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
                source: str | None = None, query: str | None = None,

@@ -51,7 +51,8 @@ class MemoryEngine(Protocol):
                owners: Owners = EVERYONE) -> dict[str, Any]: ...
 
     def context(self, query: str, budget_tokens: int, now: datetime | None = None,
-                owners: Owners = EVERYONE, raw: bool = True) -> dict[str, Any]: ...
+                owners: Owners = EVERYONE, raw: bool = True,
+                fresh: tuple[Hit, ...] = ()) -> dict[str, Any]: ...
 
     def forget(self, since: datetime | None = None, until: datetime | None = None,
                source: str | None = None, query: str | None = None,

@@ -55,6 +55,33 @@ def test_a_journaled_event_is_found_before_it_is_indexed_and_once_after(make_con
     journal.close()
 
 
+def test_a_context_pack_holds_a_journaled_event_before_it_is_indexed(make_config) -> None:
+    """An agent asking for context right after a save gets the save, as a search would;
+    once indexed, the pack holds it once; a memory:read pack (no raw events) never."""
+    cfg = load_config(make_config(pipeline={"summarize": False}))
+    journal = Journal(cfg.data_path / "journal.sqlite3")
+    engine = Engine(cfg)
+    service = MemoryService(cfg, journal, engine)
+    older = Event.new(ts=NOW - timedelta(hours=3), source="shell", kind="shell.command",
+                      subject="curl localhost:8080/health", title="", text="")
+    journal.append(Batch("shell", [older]))
+    engine.index(journal.by_ids([older.id]))
+    journal.advance([older.id], INDEXED)
+    note = saved("The qwen endpoint zephyrport listens on 8081 now")
+    journal.append(Batch("files", [note]))
+
+    pack = service.context("which port does zephyrport listen on", 2000)
+    assert "8081" in pack["markdown"]
+    assert "8081" not in service.context("zephyrport port", 2000, raw=False)["markdown"]
+    other = Owners(devices=None, users=("someone-else",))
+    assert "8081" not in service.context("zephyrport port", 2000, owners=other)["markdown"]
+
+    engine.index(journal.by_ids([note.id]))  # the worker catches up: the store answers
+    journal.advance([note.id], INDEXED)
+    assert service.context("zephyrport port", 2000)["markdown"].count("listens on 8081") == 1
+    journal.close()
+
+
 def test_question_words_are_not_required() -> None:
     assert query_words("What port does the local Qwen endpoint listen on?") == [
         "port", "local", "qwen", "endpoint", "listen"]
