@@ -72,9 +72,11 @@ class Pipeline:
         self._digests_followed = time.monotonic()
 
     def index_step(self) -> int:
-        """Make every journaled event searchable (up to one batch); return how many."""
+        """Make every journaled event searchable (up to one batch), the newest first (what
+        was just done, then today, then older history: a backfill's last days are
+        searchable by meaning in seconds); return how many."""
         with self._index_lock:
-            events = self.journal.at_stage(NEW, self.cfg.pipeline.batch_events)
+            events = self.journal.at_stage(NEW, self.cfg.pipeline.batch_events, newest=True)
             if not events:
                 return 0
             self.engine.index(events)
@@ -171,7 +173,8 @@ class Pipeline:
                     now: datetime | None = None) -> list[Chunk]:
         """The closed chunks to summarize next, newest first: the latest events by time
         (today, then the last days, then older history). A chunk that may continue past
-        the oldest event read is left for a later round, when it is read whole."""
+        the oldest event read (or into history not indexed yet: the index goes newest
+        first) is left for a later round, when it is read whole."""
         p = self.cfg.pipeline
         limit = p.batch_events * 4
         events = self.journal.at_stage(INDEXED, limit, newest=True)
@@ -179,7 +182,7 @@ class Pipeline:
                               max_events=p.chunk_max_events, now=now or datetime.now(UTC),
                               close_after_seconds=p.chunk_close_after_seconds, flush=flush,
                               tz=user_zone(self.cfg.search.timezone))
-        if len(events) >= limit:
+        if events and (len(events) >= limit or self.journal.more_than(NEW, 0)):
             oldest = min(e.ts for e in events)
             whole = [c for c in chunks
                      if (c.start - oldest).total_seconds() > p.chunk_gap_seconds]

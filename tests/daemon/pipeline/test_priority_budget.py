@@ -78,6 +78,53 @@ def test_newest_chunks_are_summarized_first(make_config, real: bool) -> None:
     journal.close()
 
 
+class IndexRecorder(RecordingFake):
+    """RecordingFake that also records each index batch and each summarized chunk's size."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.batches: list[set[datetime]] = []
+        self.sizes: list[int] = []
+
+    def index(self, events: list[Event]) -> int:
+        self.batches.append({e.ts for e in events})
+        return len(events)
+
+    def summarize_many(self, chunks: list[list[Event]]) -> list[dict[str, Any]]:
+        self.sizes.extend(len(events) for events in chunks)
+        return super().summarize_many(chunks)
+
+
+def test_the_newest_activity_is_indexed_first_and_a_session_is_summarized_whole(
+        make_config) -> None:
+    """A backfill journals history oldest first; the index takes the newest first, and a
+    session only partly indexed waits until the rest of it is."""
+    cfg = load_config(make_config(pipeline={"chunk_close_after_seconds": 1,
+                                            "batch_events": 4}))
+    journal = Journal(cfg.data_path / "journal.sqlite3")
+    engine = IndexRecorder()
+    pipeline = Pipeline(cfg, journal, engine)  # type: ignore[arg-type]
+    now = datetime.now(UTC)
+    sessions = {what: _session(now - ago, what) for what, ago in (
+        ("old", timedelta(days=40)), ("week", timedelta(days=3)),
+        ("today", timedelta(minutes=30)))}
+    for events in sessions.values():  # oldest journaled first
+        journal.append(Batch("shell", events))
+
+    assert pipeline.index_step() == 4
+    assert engine.batches[0] == {e.ts for e in [*sessions["today"], sessions["week"][-1]]}
+    pipeline.summary_step(max_chunks=4)
+    assert engine.order == [sessions["today"][-1].ts]  # the week's session is not whole yet
+
+    while pipeline.index_step():
+        pass
+    pipeline.summary_step(max_chunks=4)
+    assert engine.order == [s[-1].ts for s in (sessions["today"], sessions["week"],
+                                               sessions["old"])]
+    assert engine.sizes == [3, 3, 3]  # each session in one chunk
+    journal.close()
+
+
 class BurningEngine:
     """A fake at the engine seam (a real summary costs minutes on this box): each summary
     burns `cpu` seconds of this process's CPU, as the worker's model would."""
