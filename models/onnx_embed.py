@@ -151,8 +151,14 @@ def one_writer(out: Path) -> Iterator[None]:
     """Held while `out`'s files are written: the reader and the worker start together and
     would each export, and the later one's file would replace the one the earlier one
     already mapped (its pages then held twice, once as a deleted file's)."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with open(out.parent / f".{out.name}.lock", "a") as lock:
+    path = out.parent / f".{out.name}.lock"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path, "a")  # closed by the `with` below, after the unlock
+    except OSError as exc:  # a read-only or full models dir: the caller falls back
+        raise ModelError(f"cannot write in {out.parent} ({exc}); the embedder's files "
+                         "there cannot be made") from exc
+    with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # the writer's own timeout bounds the wait
         try:
             yield

@@ -13,6 +13,7 @@ import pytest
 from daemon.config import load_config
 from models import onnx_embed, onnx_prepacked
 from models.assets import embedder_path
+from models.errors import ModelError
 
 TEXTS = ["which pier does the quokka ferry leave from", "git status",
          "https://docs.python.org/3/library/sqlite3.html sqlite3 DB-API 2.0 " * 8]
@@ -75,3 +76,16 @@ def test_a_copy_that_embeds_wrongly_is_not_used(export: tuple[Path, Path],
     assert "does not give the plain model's vectors" in caplog.text
     plain = onnx_embed.OnnxEmbedder(out / onnx_embed.FP32, src, name="p")
     assert _max_diff(embedder.embed(TEXTS), plain.embed(TEXTS)) < 1e-5
+
+
+def test_an_export_dir_that_cannot_be_written_is_a_model_error(
+        export: tuple[Path, Path], tmp_path: Path) -> None:
+    """The reader and the worker catch ModelError and fall back (the mapped copy, else
+    torch); an OSError from the lock would have ended the process instead."""
+    src, _ = export
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the models dir should be")
+    out = blocker / "onnx" / "export"
+    for make in (lambda: onnx_prepacked.ensure(src, out), lambda: onnx_embed.ensure_mapped(out)):
+        with pytest.raises(ModelError, match="cannot write in"):
+            make()
