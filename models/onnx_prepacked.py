@@ -4,11 +4,12 @@ onnxruntime rearranges ("prepacks") each weight matrix for its matrix-multiply k
 when a session loads. In memory, that copy is ~90 MB of the process's own memory per
 process; with the weights mapped from their file and prepacking off (FP32_MAPPED in
 models/onnx_embed.py) the processes share page cache instead, but every call packs
-again: a query took 11.0-12.6 ms instead of 6.4-6.9 (bench/README.md, "Prepacked query
-embedder"). onnxruntime can save the packed weights themselves into the external data
-file of an optimized copy of the model (`session.save_external_prepacked_constant_
-initializers`); a session on that copy maps them and packs nothing. So a query costs what
-the in-memory model costs, and the memory stays page cache, shared and sheddable.
+again: a query took 11.0-12.6 ms instead of 6.4-6.9 (bench/README.md, "The query
+embedder with its weights packed for this CPU"). onnxruntime can save the packed weights
+themselves into the external data file of an optimized copy of the model
+(`session.save_external_prepacked_constant_initializers`); a session on that copy maps
+them and packs nothing. So a query costs what the in-memory model costs, and the memory
+stays page cache, shared and sheddable.
 
 The packed layout belongs to the CPU and onnxruntime that made it, so the copy is stamped
 with both and made again when either changes; and a loaded copy must embed a probe

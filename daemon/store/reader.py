@@ -42,7 +42,7 @@ from models.errors import ModelError
 log = logging.getLogger(__name__)
 TABLES = ("events", "memories")
 # A query is embedded on two cores (where there are two): 5.1 ms a query against 6.0 on
-# one (fp32 with packed weights; bench/README.md, "Prepacked query embedder")
+# one (fp32, packed weights; bench/README.md, "The query embedder with its weights packed")
 QUERY_THREADS = min(2, os.cpu_count() or 1)
 
 
