@@ -23,7 +23,7 @@ import os
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -166,24 +166,32 @@ def one_writer(out: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def made_once(out: Path, done: Callable[[], bool], args: list[str], what: str,
+              timeout: float, again: str = "") -> None:
+    """Unless `done()`, run `python -m <args>` to make it, one process at a time (the
+    others wait, then find it done); ModelError saying `what` failed, and why, if not."""
+    if done():
+        return
+    with one_writer(out):
+        if done():  # another process made it meanwhile: keep its file, mapped there
+            return
+        try:
+            proc = subprocess.run([sys.executable, "-m", *args], capture_output=True,
+                                  text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise ModelError(f"{what} took over {timeout:.0f} s{again}") from exc
+    if proc.returncode != 0 or not done():
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        raise ModelError(f"{what} failed: {' | '.join(tail)}")
+
+
 def ensure_export(src: Path, out: Path, timeout: float = 600.0) -> Path:
     """The export of `src` in `out` (fp32 and int8), made now in a child process (torch
     stays out of the caller) when missing. Return `out`."""
-    if (out / INT8).is_file() and (out / STAMP).is_file():
-        return out
-    with one_writer(out):
-        if (out / INT8).is_file() and (out / STAMP).is_file():  # another process made it
-            return out
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "models.onnx_embed", str(src), str(out)],
-                capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise ModelError(f"exporting the embedder {src} to ONNX took over "
-                             f"{timeout:.0f} s; it is tried again at the next start") from exc
-    if proc.returncode != 0 or not (out / INT8).is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ModelError(f"exporting the embedder {src} to ONNX failed: {' | '.join(tail)}")
+    made_once(out, lambda: (out / INT8).is_file() and (out / STAMP).is_file(),
+              ["models.onnx_embed", str(src), str(out)],
+              f"exporting the embedder {src} to ONNX", timeout,
+              again="; it is tried again at the next start")
     return out
 
 
@@ -192,21 +200,9 @@ def ensure_mapped(out: Path, timeout: float = 120.0) -> Path:
     child process from FP32 when missing (the onnx package's parse of the model costs
     hundreds of MB the caller keeps). Return its path."""
     dest = out / FP32_MAPPED
-    if dest.is_file() and (out / (FP32_MAPPED + ".data")).is_file():
-        return dest
-    with one_writer(out):
-        if dest.is_file() and (out / (FP32_MAPPED + ".data")).is_file():
-            return dest  # written by another process meanwhile: keep its file, mapped there
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "models.onnx_embed", "--mapped", str(out)],
-                capture_output=True, text=True, timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise ModelError(f"writing the mapped copy of {out / FP32} took over "
-                             f"{timeout:.0f} s") from exc
-    if proc.returncode != 0 or not dest.is_file():
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ModelError(f"writing the mapped copy of {out / FP32} failed: {' | '.join(tail)}")
+    made_once(out, lambda: dest.is_file() and (out / (FP32_MAPPED + ".data")).is_file(),
+              ["models.onnx_embed", "--mapped", str(out)],
+              f"writing the mapped copy of {out / FP32}", timeout)
     return dest
 
 

@@ -26,7 +26,6 @@ import logging
 import os
 import platform
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -103,21 +102,9 @@ def write(src: Path, out: Path) -> None:
 def ensure(src: Path, out: Path, timeout: float = 300.0) -> Path:
     """`out`/PREPACKED, made now in a child process when missing or made for another CPU
     or onnxruntime. Return its path."""
-    if current(out):
-        return out / PREPACKED
-    with onnx_embed.one_writer(out):
-        if current(out):
-            return out / PREPACKED
-        try:
-            proc = subprocess.run([sys.executable, "-m", "models.onnx_prepacked", str(src),
-                                   str(out)], capture_output=True, text=True,
-                                  timeout=timeout, check=False)
-        except subprocess.TimeoutExpired as exc:
-            raise ModelError(f"packing the embedder's weights in {out} took over "
-                             f"{timeout:.0f} s") from exc
-    if proc.returncode != 0 or not current(out):
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        raise ModelError(f"packing the embedder's weights in {out} failed: {' | '.join(tail)}")
+    onnx_embed.made_once(out, lambda: current(out),
+                         ["models.onnx_prepacked", str(src), str(out)],
+                         f"packing the embedder's weights in {out}", timeout)
     return out / PREPACKED
 
 

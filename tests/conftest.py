@@ -44,6 +44,27 @@ def gguf(models_dir: Path) -> Path:
     return gguf_path("qwen2.5-coder-0.5b-instruct", models_dir)
 
 
+@pytest.fixture
+def onnx_export(make_config, tmp_path: Path) -> tuple[Path, Path]:
+    """(the packaged embedder's folder, a private copy of its ONNX export dir: fp32, int8
+    and the stamp, none of the copies made from them)."""
+    import shutil
+
+    from daemon.config import load_config
+    from models import onnx_embed
+    from models.assets import embedder_path
+
+    cfg = load_config(make_config())
+    src = embedder_path(cfg.models.embedder)
+    made = onnx_embed.ensure_export(src, onnx_embed.export_dir(cfg.models_path,
+                                                               cfg.models.embedder, src))
+    out = tmp_path / "onnx" / "export"
+    out.mkdir(parents=True)
+    for name in (onnx_embed.FP32, onnx_embed.INT8, onnx_embed.STAMP):
+        shutil.copy(made / name, out / name)
+    return src, out
+
+
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in extra.items():

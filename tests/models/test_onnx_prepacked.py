@@ -5,32 +5,15 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 
 import pytest
 
-from daemon.config import load_config
 from models import onnx_embed, onnx_prepacked
-from models.assets import embedder_path
 from models.errors import ModelError
 
 TEXTS = ["which pier does the quokka ferry leave from", "git status",
          "https://docs.python.org/3/library/sqlite3.html sqlite3 DB-API 2.0 " * 8]
-
-
-@pytest.fixture
-def export(make_config, tmp_path: Path) -> tuple[Path, Path]:
-    """(the packaged embedder's folder, a private copy of its ONNX export dir)."""
-    cfg = load_config(make_config())
-    src = embedder_path(cfg.models.embedder)
-    made = onnx_embed.ensure_export(src, onnx_embed.export_dir(cfg.models_path,
-                                                               cfg.models.embedder, src))
-    out = tmp_path / "onnx" / "export"
-    out.mkdir(parents=True)
-    for name in (onnx_embed.FP32, onnx_embed.INT8, onnx_embed.STAMP):
-        shutil.copy(made / name, out / name)
-    return src, out
 
 
 def _max_diff(a: list[list[float]], b: list[list[float]]) -> float:
@@ -38,8 +21,8 @@ def _max_diff(a: list[list[float]], b: list[list[float]]) -> float:
 
 
 def test_the_prepacked_weights_give_the_plain_models_vectors_from_a_mapped_file(
-        export: tuple[Path, Path]) -> None:
-    src, out = export
+        onnx_export: tuple[Path, Path]) -> None:
+    src, out = onnx_export
     embedder, mapped = onnx_prepacked.load(src, out, name="e", threads=2)
     assert embedder.onnx_file == out / onnx_prepacked.PREPACKED
     assert mapped == {str((out / (onnx_prepacked.PREPACKED + ".data")).resolve())}
@@ -47,8 +30,8 @@ def test_the_prepacked_weights_give_the_plain_models_vectors_from_a_mapped_file(
     assert _max_diff(embedder.embed(TEXTS), plain.embed(TEXTS)) < 1e-5
 
 
-def test_a_copy_made_for_another_cpu_is_made_again(export: tuple[Path, Path]) -> None:
-    src, out = export
+def test_a_copy_made_for_another_cpu_is_made_again(onnx_export: tuple[Path, Path]) -> None:
+    src, out = onnx_export
     onnx_prepacked.ensure(src, out)
     stamp = json.loads((out / onnx_prepacked.STAMP).read_text())
     (out / onnx_prepacked.STAMP).write_text(json.dumps({**stamp, "cpu": "another cpu"}))
@@ -60,9 +43,9 @@ def test_a_copy_made_for_another_cpu_is_made_again(export: tuple[Path, Path]) ->
         onnx_prepacked.cpu_identity()
 
 
-def test_a_copy_that_embeds_wrongly_is_not_used(export: tuple[Path, Path],
+def test_a_copy_that_embeds_wrongly_is_not_used(onnx_export: tuple[Path, Path],
                                                 caplog: pytest.LogCaptureFixture) -> None:
-    src, out = export
+    src, out = onnx_export
     onnx_prepacked.ensure(src, out)
     stamp = json.loads((out / onnx_prepacked.STAMP).read_text())
     wrong = [x + 0.01 for x in stamp["probe"]]  # as if this CPU read the packing otherwise
@@ -79,10 +62,10 @@ def test_a_copy_that_embeds_wrongly_is_not_used(export: tuple[Path, Path],
 
 
 def test_an_export_dir_that_cannot_be_written_is_a_model_error(
-        export: tuple[Path, Path], tmp_path: Path) -> None:
+        onnx_export: tuple[Path, Path], tmp_path: Path) -> None:
     """The reader and the worker catch ModelError and fall back (the mapped copy, else
     torch); an OSError from the lock would have ended the process instead."""
-    src, _ = export
+    src, _ = onnx_export
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the models dir should be")
     out = blocker / "onnx" / "export"

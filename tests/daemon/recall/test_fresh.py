@@ -5,6 +5,7 @@ LanceDB, real embedder."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from collectors.base import Batch, Event
 from daemon.config import load_config
@@ -23,7 +24,9 @@ def saved(text: str, minutes_ago: int = 1) -> Event:
                      text=text)
 
 
-def test_a_journaled_event_is_found_before_it_is_indexed_and_once_after(make_config) -> None:
+def a_note_not_yet_indexed(make_config) -> tuple[Any, Journal, Engine, MemoryService, Event]:
+    """A store holding an older command, and a note only journaled: (cfg, journal, engine,
+    service, note)."""
     cfg = load_config(make_config(pipeline={"summarize": False}))
     journal = Journal(cfg.data_path / "journal.sqlite3")
     engine = Engine(cfg)
@@ -35,6 +38,11 @@ def test_a_journaled_event_is_found_before_it_is_indexed_and_once_after(make_con
     journal.advance([older.id], INDEXED)
     note = saved("The qwen endpoint zephyrport listens on 8081 now")
     journal.append(Batch("files", [note]))
+    return cfg, journal, engine, service, note
+
+
+def test_a_journaled_event_is_found_before_it_is_indexed_and_once_after(make_config) -> None:
+    cfg, journal, engine, service, note = a_note_not_yet_indexed(make_config)
 
     hits = service.search("which port does zephyrport listen on", k=5)
     assert hits[0].id == note.id and hits[0].table == "events"
@@ -58,17 +66,7 @@ def test_a_journaled_event_is_found_before_it_is_indexed_and_once_after(make_con
 def test_a_context_pack_holds_a_journaled_event_before_it_is_indexed(make_config) -> None:
     """An agent asking for context right after a save gets the save, as a search would;
     once indexed, the pack holds it once; a memory:read pack (no raw events) never."""
-    cfg = load_config(make_config(pipeline={"summarize": False}))
-    journal = Journal(cfg.data_path / "journal.sqlite3")
-    engine = Engine(cfg)
-    service = MemoryService(cfg, journal, engine)
-    older = Event.new(ts=NOW - timedelta(hours=3), source="shell", kind="shell.command",
-                      subject="curl localhost:8080/health", title="", text="")
-    journal.append(Batch("shell", [older]))
-    engine.index(journal.by_ids([older.id]))
-    journal.advance([older.id], INDEXED)
-    note = saved("The qwen endpoint zephyrport listens on 8081 now")
-    journal.append(Batch("files", [note]))
+    _, journal, engine, service, note = a_note_not_yet_indexed(make_config)
 
     pack = service.context("which port does zephyrport listen on", 2000)
     assert "8081" in pack["markdown"]

@@ -208,24 +208,16 @@ def test_a_killed_reader_is_replaced_and_it_leaves_with_the_daemon(
 
 
 def test_the_reader_and_the_worker_starting_together_write_the_mapped_copy_once(
-        make_config, tmp_path: Path, monkeypatch) -> None:
+        onnx_export: tuple[Path, Path], monkeypatch) -> None:
     """Both processes start at once on a models dir without the mapped copy: one writes
     it, the other waits and maps that same file (a second write would replace the file
     the first already mapped, and its pages would be held twice)."""
-    import shutil
     import subprocess
     import threading
 
     from models import onnx_embed
-    from models.assets import embedder_path
 
-    cfg = load_config(make_config())
-    src = embedder_path(cfg.models.embedder)
-    made = onnx_embed.ensure_export(src, onnx_embed.export_dir(cfg.models_path,
-                                                               cfg.models.embedder, src))
-    out = tmp_path / "onnx" / "fresh"
-    out.mkdir(parents=True)
-    shutil.copy(made / onnx_embed.FP32, out / onnx_embed.FP32)
+    _, out = onnx_export
     writes: list[list[str]] = []
     real_run = subprocess.run
 
