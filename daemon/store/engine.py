@@ -23,7 +23,7 @@ from daemon.recall import reads as recall
 from daemon.recall.hits import Hit
 from daemon.recall.search import Filters
 from daemon.routing.modelcalls import ModelCalls
-from daemon.store import extracted
+from daemon.store import extracted, memtrim
 from daemon.store.lance import Store, event_doc, event_row, open_store, sql_str
 from models.errors import ModelError
 
@@ -42,6 +42,7 @@ class Engine:
         self.refresh_seconds: float | None = None  # local reads: None never re-check commits
         # How a query becomes a vector; the resident reader swaps in its torch-free one.
         self.query_embed: Callable[[list[str]], list[list[float]]] = self.models.embed
+        self.heap: memtrim.IdleTrim | None = None  # set by the child process serving it
 
     @property
     def store(self) -> Store:
@@ -320,7 +321,8 @@ class Engine:
         from daemon.store.retry import conflict_counts
 
         return {"store": self.store.counts(), "models_loaded": self.models.loaded(),
-                "store_conflicts": conflict_counts(), "store_cache_mb": cache_mb(self._store)}
+                "store_conflicts": conflict_counts(), "store_cache_mb": cache_mb(self._store),
+                **(self.heap.status() if self.heap else {})}
 
     def counts(self, owners: Owners = EVERYONE) -> dict[str, int]:
         """Events and memories of `owners` in the store."""

@@ -10,6 +10,11 @@ next access maps them back with minor faults, milliseconds for the few hundred M
 or reads them from disk if the kernel reclaimed them meanwhile. Android compacts
 cached apps the same way.
 
+`IdleTrim` does the heap part alone, each time a burst of calls ends (the worker and the
+reader, daemon/store/worker.py): glibc keeps what a batch freed (a fragmented heap, and
+each thread's arena) for the next one, so a worker that indexed a backfill held ~100 MB of
+free heap through the hours of summaries after it (bench/README.md).
+
 Only mappings that cannot hold anything of the process's own are dropped: file-backed,
 with no private (copy-on-write) page in them, and not writable, or else a file the
 caller names as never written through its mapping (onnxruntime maps each weight
@@ -23,12 +28,17 @@ import ctypes
 import ctypes.util
 import logging
 import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger(__name__)
 MADV_DONTNEED = 4
 SMAPS = Path("/proc/self/smaps")
+TRIM_EVERY = 10.0  # s: at most one heap trim this often (a trim walks the whole heap)
 
 
 @dataclass(frozen=True)
@@ -112,3 +122,52 @@ def shed(read_only: frozenset[str] = frozenset()) -> Shed:
             if libc.madvise(lo, hi - lo, MADV_DONTNEED) == 0:
                 n, kb = n + 1, kb + rss
     return Shed(mappings=n, file_kb=kb, rss_before_kb=before, rss_after_kb=_rss_kb())
+
+
+class IdleTrim:
+    """Gives the C heap's free pages back once a burst of calls has ended: when no call
+    is in flight, at most once per `every` seconds, in a thread of its own (never on a
+    call's path). A call that starts meanwhile runs as usual."""
+
+    def __init__(self, every: float = TRIM_EVERY) -> None:
+        self.every = every
+        self.trims = 0
+        self.freed_kb = 0  # resident set given back by the trims, in all
+        self._busy = 0
+        self._dirty = False  # calls ended since the last trim
+        self._last = -every
+        self._cv = threading.Condition()
+        threading.Thread(target=self._run, name="heap-trim", daemon=True).start()
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Around one call."""
+        with self._cv:
+            self._busy += 1
+        try:
+            yield
+        finally:
+            with self._cv:
+                self._busy -= 1
+                self._dirty = True
+                self._cv.notify()
+
+    def status(self) -> dict[str, float]:
+        return {"heap_trims": self.trims, "heap_trimmed_mb": round(self.freed_kb / 1024, 1)}
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                if not self._dirty or self._busy:
+                    self._cv.wait()
+                    continue
+                left = self._last + self.every - time.monotonic()
+                if left > 0:
+                    self._cv.wait(left)
+                    continue
+                self._dirty = False
+                self._last = time.monotonic()
+            before = _rss_kb()
+            malloc_trim()
+            self.trims += 1
+            self.freed_kb += max(0, before - _rss_kb())

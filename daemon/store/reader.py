@@ -139,7 +139,8 @@ class Reader(Engine):
         shed = self.last_shed
         return {"served": self.served, "sheds": self.sheds,
                 "last_shed_mb": round(shed.file_kb / 1024, 1) if shed else None,
-                "store_cache_mb": cache_mb(self._store)}
+                "store_cache_mb": cache_mb(self._store),
+                **(self.heap.status() if self.heap else {})}
 
     @contextlib.contextmanager
     def busy(self, method: str) -> Iterator[None]:

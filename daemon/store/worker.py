@@ -30,6 +30,7 @@ import daemon
 from daemon.config import Config
 from daemon.errors import RetryableError
 from daemon.health import Problem
+from daemon.store import memtrim
 from daemon.store.interface import ENGINE_METHODS
 
 log = logging.getLogger(__name__)
@@ -75,6 +76,7 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
     engine: Engine | None = None
     engine_lock = threading.Lock()
     send_lock = threading.Lock()
+    trim = memtrim.IdleTrim()  # a batch's freed heap goes back once the burst ends
 
     def answer(req_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         nonlocal engine
@@ -84,6 +86,7 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
             with engine_lock:
                 if engine is None:
                     engine = make(cfg)
+                    engine.heap = trim
             busy = getattr(engine, "busy", None)  # the reader's idle clock
             with busy(method) if busy else contextlib.nullcontext():
                 result = (True, getattr(engine, method)(*args, **kwargs))
@@ -95,6 +98,10 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
             except Exception as exc:  # an unpicklable error: send its text instead
                 conn.send((req_id, False, RuntimeError(f"{type(exc).__name__}: {exc}")))
 
+    def serve(req_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        with trim.working():
+            answer(req_id, method, args, kwargs)
+
     threads: list[threading.Thread] = []
     while True:
         try:
@@ -105,7 +112,7 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
             os._exit(0)
         if msg == _EXIT:
             break
-        t = threading.Thread(target=answer, args=msg, daemon=True)
+        t = threading.Thread(target=serve, args=msg, daemon=True)
         t.start()
         threads = [x for x in threads if x.is_alive()] + [t]
     for t in threads:
@@ -269,6 +276,7 @@ class WorkerEngine:
                 if self._conn is not None and not self._pending and idle >= self.idle_seconds:
                     log.info("model worker idle for %.0f s: stopping it to free memory", idle)
                     self._stop_locked()
+                    memtrim.malloc_trim()  # and what the daemon freed meanwhile
 
     def _stop_locked(self) -> None:
         conn, proc = self._conn, self._proc

@@ -64,3 +64,46 @@ def test_shed_never_drops_a_private_copy(tmp_path: Path) -> None:
         m[:4] = b"mine"  # a copy-on-write page of this process's own
         memtrim.shed(frozenset({str(path)}))  # even when named as never written
         assert m[:4] == b"mine"
+
+
+# A process that fills a thread's heap arena with 4 KB blocks, frees all but one in 64
+# (so the arena cannot shrink from its top), and reports what the idle trim gave back.
+FRAGMENTED_BURST = """
+import json, threading, time
+from daemon.store import memtrim
+
+trim = memtrim.IdleTrim(every=0.2)
+kept, seen = [], {}
+
+def burst():
+    with trim.working():
+        blocks = [bytes(4000) + bytes([i % 251]) for i in range(20000)]  # ~80 MB
+        kept.extend(blocks[::64])
+        del blocks
+        seen["rss_freed"] = memtrim._rss_kb()
+        time.sleep(0.6)  # three trim periods with the call still in flight
+        seen["trims_during"] = trim.trims
+
+t = threading.Thread(target=burst)
+t.start()
+t.join()
+deadline = time.monotonic() + 10
+while trim.trims == 0 and time.monotonic() < deadline:
+    time.sleep(0.05)
+time.sleep(0.1)
+print(json.dumps({**seen, "rss_after": memtrim._rss_kb(), **trim.status()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc_trim")
+def test_freed_heap_goes_back_once_the_burst_of_calls_ends() -> None:
+    import json
+    import subprocess
+
+    out = json.loads(subprocess.run([sys.executable, "-c", FRAGMENTED_BURST], check=True,
+                                    capture_output=True, text=True).stdout)
+    assert out["trims_during"] == 0  # never while a call is in flight
+    assert out["heap_trims"] == 1
+    # ~78 MB freed but kept by malloc until the trim
+    assert out["rss_freed"] - out["rss_after"] >= 40 * 1024, out
+    assert out["heap_trimmed_mb"] >= 40, out
