@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import logging
 import sys
 import threading
@@ -50,8 +51,9 @@ class Shed:
     rss_after_kb: int = 0
 
 
+@functools.cache
 def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
+    name = ctypes.util.find_library("c")  # runs ldconfig: once a process
     try:
         return ctypes.CDLL(name, use_errno=True) if name else None
     except OSError:
