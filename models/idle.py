@@ -30,6 +30,7 @@ class IdleHolder(Generic[T]):
         self._lock = threading.RLock()
         self._timer: threading.Timer | None = None
         self._leases = 0
+        self._quiet = False  # the last unload was a routine release: its reload logs at debug
 
     @property
     def loaded(self) -> bool:
@@ -41,7 +42,9 @@ class IdleHolder(Generic[T]):
             if self._obj is None:
                 started = time.monotonic()
                 self._obj = self._load()
-                log.info("loaded %s in %.1f s", self.name, time.monotonic() - started)
+                log.log(logging.DEBUG if self._quiet else logging.INFO, "loaded %s in %.1f s",
+                        self.name, time.monotonic() - started)
+                self._quiet = False
                 self._arm()
             self._leases += 1
             obj = self._obj
@@ -68,7 +71,9 @@ class IdleHolder(Generic[T]):
             else:
                 self._arm()
 
-    def unload(self, reason: str = "asked") -> None:
+    def unload(self, reason: str = "asked", quiet: bool = False) -> None:
+        """Drop the object unless a lease is open; `quiet`: a routine release, logged (with
+        the reload after it) at debug level."""
         with self._lock:
             if self._leases:
                 log.debug("not unloading %s: in use", self.name)
@@ -78,7 +83,9 @@ class IdleHolder(Generic[T]):
                 if callable(close):
                     close()
                 self._obj = None
-                log.info("unloaded %s (%s)", self.name, reason)
+                self._quiet = quiet
+                log.log(logging.DEBUG if quiet else logging.INFO, "unloaded %s (%s)",
+                        self.name, reason)
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,10 @@ class OnnxIndexEmbedder:
         self._holder: IdleHolder[Any] = IdleHolder(f"embedder {name} (ONNX)", self._load,
                                                    idle_seconds)
         self.fallback: SentenceTransformerBackend | None = None  # set once ONNX failed
+        # While this says so, the ONNX session is dropped after each call (a reload from
+        # the packed weights' page cache is ~0.1 s): the worker sets it to "the summarizer
+        # is loaded", so the two never sit in its memory together (bench/README.md)
+        self.release_while: Callable[[], bool] = lambda: False
         self._lock = threading.Lock()
 
     @property
@@ -107,7 +112,13 @@ class OnnxIndexEmbedder:
                     vecs = embedder.embed([texts[i] for i in batch])
                 for i, vec in zip(batch, vecs, strict=True):
                     out[i] = vec
+        if self.release_while():
+            self.release()
         return out
+
+    def release(self) -> None:
+        """Drop the ONNX session now (not the torch fallback: that reload takes seconds)."""
+        self._holder.unload(reason="released beside the summarizer", quiet=True)
 
     def unload(self) -> None:
         self._holder.unload()

@@ -61,6 +61,8 @@ class ModelCalls:
         self._chat: LlamaCppBackend | None = None
         self._local: dict[str, LlamaCppBackend] = {}
         self.embedder = indexing_embedder(cfg)
+        if isinstance(self.embedder, OnnxIndexEmbedder):  # never beside a loaded summarizer
+            self.embedder.release_while = self.chat_loaded
         self._router: Router | None = None
         self._loop: LoopThread | None = None
         self._router_lock = threading.Lock()  # the worker's threads meet here on first use
@@ -94,8 +96,16 @@ class ModelCalls:
 
     def local_complete(self, name: str, messages: list[Message],
                        params: dict[str, Any]) -> Completion:
-        """Run an embedded llama.cpp model here (the daemon's router reaches this)."""
+        """Run an embedded llama.cpp model here (the daemon's router reaches this). The
+        ONNX indexing embedder leaves memory first: the model's weights and context
+        are the worker's peak (bench/README.md, the backfill)."""
+        if isinstance(self.embedder, OnnxIndexEmbedder):
+            self.embedder.release()
         return self.local_chat(name).complete(messages, **params)
+
+    def chat_loaded(self) -> bool:
+        """Whether an embedded llama.cpp model is in memory."""
+        return any(b.loaded for b in self._local.values())
 
     def local_embed(self, name: str, texts: list[str]) -> list[list[float]]:
         if name != self.embedder.profile.name:

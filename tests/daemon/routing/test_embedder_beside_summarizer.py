@@ -1,0 +1,42 @@
+"""The worker's two models never sit in its memory together: while the embedded summarizer
+is loaded, the ONNX indexing embedder is dropped before each completion and after each
+embedding call (its packed weights map back from the page cache in ~0.1 s), with the same
+vectors. Real llama.cpp (the packaged 0.5B) and the real ONNX export, in one process."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from daemon.config import load_config
+from daemon.routing.modelcalls import ModelCalls
+from models.onnx_index import OnnxIndexEmbedder
+
+TEXTS = ["git status", "opened the lance compaction docs", "fixed the lead scoring threshold"]
+
+
+def weights_mapped() -> bool:
+    """Whether this process maps the embedder's weights file."""
+    return ".onnx.data" in Path("/proc/self/maps").read_text()
+
+
+def test_the_embedder_leaves_memory_while_the_summarizer_is_loaded(make_config: Any) -> None:
+    calls = ModelCalls(load_config(make_config()))
+    assert isinstance(calls.embedder, OnnxIndexEmbedder)
+    name, summarizer = calls.cfg.models.embedder, calls.cfg.models.summarizer
+    alone = calls.local_embed(name, TEXTS)
+    assert calls.embedder.loaded and weights_mapped()  # no summarizer: kept for the next call
+
+    calls.local_complete(summarizer, [{"role": "user", "content": "Say yes."}],
+                         {"max_tokens": 2})
+    assert calls.chat_loaded()
+    assert not calls.embedder.loaded and not weights_mapped()  # dropped before the model ran
+
+    beside = calls.local_embed(name, TEXTS)
+    assert beside == alone  # the same session, loaded again from the same weights
+    assert not calls.embedder.loaded and not weights_mapped()
+
+    calls.unload()  # the summarizer idled out: the embedder stays between calls again
+    assert not calls.chat_loaded()
+    assert calls.local_embed(name, TEXTS) == alone and calls.embedder.loaded
+    calls.unload()
