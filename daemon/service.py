@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, tzinfo
 from typing import Any
 
 from collectors.base import Sink
@@ -16,6 +16,7 @@ from daemon.intake.collect import CollectorRuns
 from daemon.intake.journal import Journal
 from daemon.intake.privacy import PauseState
 from daemon.owners import EVERYONE, Owners, identity, whose
+from daemon.recall import timeexpr
 from daemon.recall.fresh import fresh_hits, with_fresh
 from daemon.recall.hits import Hit
 from daemon.store.interface import MemoryEngine
@@ -47,6 +48,11 @@ class MemoryService:
     approvals: Any = None  # daemon.approvals.queue.Approvals (see its for_service)
     sessions: Any = None  # daemon.api.sessions.SessionStore: the status page's logins
 
+    @property
+    def _tz(self) -> tzinfo:
+        """The user's zone, where a query's "today" begins (`[search] timezone`)."""
+        return timeexpr.user_zone(self.cfg.search.timezone)
+
     def search(self, query: str, k: int = 10, source: str | None = None,
                since: datetime | None = None, until: datetime | None = None,
                kind: str | None = None, project: str | None = None,
@@ -71,7 +77,7 @@ class MemoryService:
         if not raw or project:  # new events are raw, and have no project until indexed
             return hits
         fresh = fresh_hits(self.journal, query, k, o, identity(self.cfg),
-                           max((h.score for h in hits), default=1.0),
+                           max((h.score for h in hits), default=1.0), tz=self._tz,
                            source=source, since=since, until=until, kind=kind)
         return with_fresh(hits, fresh, k) if fresh else hits
 
@@ -111,7 +117,7 @@ class MemoryService:
         o = whose(owners, device, user)
         # what the journal holds and the store not yet: a file saved a moment ago
         fresh = tuple(fresh_hits(self.journal, query, FRESH_IN_CONTEXT, o,
-                                 identity(self.cfg), 1.0)) if raw else ()
+                                 identity(self.cfg), 1.0, tz=self._tz)) if raw else ()
         only: dict[str, Any] = {"fresh": fresh} if fresh else {}
         if not raw:
             only["raw"] = False

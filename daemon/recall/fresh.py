@@ -9,10 +9,12 @@ also looks at the journal's new events and returns those that hold every word of
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime, tzinfo
 from typing import Any
 
 from daemon.intake.journal import Journal
 from daemon.owners import Owners
+from daemon.recall import timeexpr
 from daemon.recall.hits import Hit
 
 # words a question is phrased with, not what it asks about
@@ -36,14 +38,22 @@ def query_words(query: str) -> list[str]:
 
 
 def fresh_hits(journal: Journal, query: str, limit: int, owners: Owners,
-               me: tuple[str, str], score: float, **filters: Any) -> list[Hit]:
+               me: tuple[str, str], score: float, *, tz: tzinfo = UTC,
+               **filters: Any) -> list[Hit]:
     """The journal's not yet indexed events holding every word of `query`, newest first,
     as hits of `score`; none when `owners` may not read this daemon's own (`me`: device,
-    user) events. `filters`: source, since, until, kind."""
+    user) events. `filters`: source, since, until, kind. A time expression in `query`
+    ("today", "last week") is a range in the user's zone `tz` unless since/until are
+    given, as for the store's search (daemon/recall/reads.py), not words to match."""
     device, user = me
     if ((owners.devices is not None and device not in owners.devices)
             or (owners.users is not None and user not in owners.users)):
         return []
+    if filters.get("since") is None and filters.get("until") is None:
+        found = timeexpr.parse(query, datetime.now(UTC), tz)
+        if found.matched:
+            query = found.text
+            filters = {**filters, "since": found.since, "until": found.until}
     words = query_words(query)
     if not words or limit <= 0:
         return []

@@ -95,3 +95,15 @@ def test_the_journal_matches_words_literally(tmp_path) -> None:
     assert [e.id for e in journal.new_matching(["retry_budget"], 5)] == [exact.id]
     assert journal.new_matching(["36%"], 5) == []
     journal.close()
+
+
+def test_a_time_expression_is_a_range_not_a_word_to_match(make_config) -> None:
+    """"zephyrport today" finds the note saved a minute ago, as the store's search reads
+    "today" as a range; "zephyrport last week" does not (the note is from today)."""
+    _, journal, _, service, note = a_note_not_yet_indexed(make_config)
+
+    assert service.search("zephyrport today", k=5)[0].id == note.id
+    assert "8081" in service.context("which port does zephyrport listen on today", 2000)["markdown"]
+    assert note.id not in {h.id for h in service.search("zephyrport last week", k=5)}
+    assert note.id not in {h.id for h in service.search("zephyrport yesterday", k=5)}
+    journal.close()
