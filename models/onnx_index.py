@@ -29,13 +29,34 @@ log = logging.getLogger(__name__)
 # throughput"): 8 embeds ~1.3x faster than 32 (the unfused attention's batch x tokens²
 # intermediates leave the cache) and lets a completion wait less for its turn.
 BATCH = 8
+# ... and at most this many padded tokens a call: a batch of long texts (chunk memories,
+# file contents) is smaller. Eight texts of ~120 tokens raised the worker's memory by
+# ~170 MB for the call, four by ~80, as fast (bench/README.md, the backfill's peak).
+BATCH_TOKENS = 512
+MAX_TOKENS = 256  # the embedder truncates here (models/onnx_embed.py)
 
 
-def length_batches(texts: list[str], size: int) -> list[list[int]]:
-    """Indices of `texts` in batches of `size`, longest first (little padding per batch,
-    as sentence-transformers' `encode` sorts)."""
+def tokens_about(text: str) -> int:
+    """WordPiece tokens in `text`, estimated from its length without tokenizing (English
+    prose runs ~4 characters a token, paths and code ~2.5-3), at most MAX_TOKENS."""
+    return min(MAX_TOKENS, len(text) // 3 + 2)
+
+
+def length_batches(texts: list[str], size: int,
+                   max_tokens: int = BATCH_TOKENS) -> list[list[int]]:
+    """Indices of `texts` in batches of at most `size` texts and `max_tokens` padded
+    tokens (each text padded to the batch's longest), longest first (little padding per
+    batch, as sentence-transformers' `encode` sorts); a text is never split."""
     order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
-    return [order[i:i + size] for i in range(0, len(order), size)]
+    batches: list[list[int]] = []
+    for i in order:
+        batch = batches[-1] if batches else None
+        if (batch is None or len(batch) >= size
+                or (len(batch) + 1) * tokens_about(texts[batch[0]]) > max_tokens):
+            batches.append([i])
+        else:
+            batch.append(i)
+    return batches
 
 
 class OnnxIndexEmbedder:

@@ -46,6 +46,18 @@ def test_length_batches_cover_every_text_once_longest_first() -> None:
     assert length_batches([], 32) == []
 
 
+def test_long_texts_go_in_smaller_batches() -> None:
+    """At most BATCH_TOKENS padded tokens a call: 1,000-character texts (~256 tokens)
+    two at a time (the fifth with a short one), short ones eight at a time, each text
+    once, longest first."""
+    texts = ["x" * 1000] * 5 + ["git status"] * 10
+    batches = length_batches(texts, 8, max_tokens=512)
+    assert [len(b) for b in batches] == [2, 2, 2, 8, 1]
+    assert sorted(i for b in batches for i in b) == list(range(len(texts)))
+    assert all(len(texts[b[0]]) == max(len(texts[i]) for i in b) for b in batches)
+    assert [len(b) for b in length_batches(["x" * 5000], 8)] == [1]  # never split
+
+
 def test_onnx_vectors_equal_torch_in_the_callers_order(
         models_dir: Path, torch_vectors: list[list[float]]) -> None:
     e = OnnxIndexEmbedder(embedder_path(NAME), models_dir, name=NAME, dimensions=384,
