@@ -88,7 +88,7 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
                     engine = make(cfg)
                     engine.heap = trim
             busy = getattr(engine, "busy", None)  # the reader's idle clock
-            with busy(method) if busy else contextlib.nullcontext():
+            with trim.working(), busy(method) if busy else contextlib.nullcontext():
                 result = (True, getattr(engine, method)(*args, **kwargs))
         except Exception as exc:  # sent back to the caller, who decides
             result = (False, _portable(exc))
@@ -97,10 +97,6 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
                 conn.send((req_id, *result))
             except Exception as exc:  # an unpicklable error: send its text instead
                 conn.send((req_id, False, RuntimeError(f"{type(exc).__name__}: {exc}")))
-
-    def serve(req_id: int, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        with trim.working():
-            answer(req_id, method, args, kwargs)
 
     threads: list[threading.Thread] = []
     while True:
@@ -112,7 +108,7 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
             os._exit(0)
         if msg == _EXIT:
             break
-        t = threading.Thread(target=serve, args=msg, daemon=True)
+        t = threading.Thread(target=answer, args=msg, daemon=True)
         t.start()
         threads = [x for x in threads if x.is_alive()] + [t]
     for t in threads:
