@@ -37,6 +37,7 @@ INT8 = "model_qint8.onnx"
 # (file-backed, shared, reclaimable) rather than ~90 MB of its own memory.
 FP32_MAPPED = "model_mapped.onnx"
 STAMP = "source.json"
+MAX_TOKENS = 256  # tokens of a text the embedder reads (all-MiniLM-L6-v2's limit)
 EXPORT_VERSION = "2"  # bump when the export or its quantization changes
 
 
@@ -44,7 +45,7 @@ class OnnxEmbedder:
     """Mean-pooled, normalised sentence embeddings from an exported ONNX file."""
 
     def __init__(self, onnx_file: Path, tokenizer_dir: Path, *, name: str,
-                 max_tokens: int = 256, threads: int = 1, mapped: bool = False,
+                 max_tokens: int = MAX_TOKENS, threads: int = 1, mapped: bool = False,
                  spin: bool = True, optimized: bool = False) -> None:
         self.onnx_file = onnx_file
         # mapped: the weights stay in their mapped file (no prepacked copies); vectors

@@ -21,6 +21,7 @@ from models.base import Profile
 from models.cores import CORES
 from models.errors import ModelError
 from models.idle import IdleHolder
+from models.onnx_embed import MAX_TOKENS
 from models.sentence_tf import SentenceTransformerBackend
 
 log = logging.getLogger(__name__)
@@ -30,10 +31,10 @@ log = logging.getLogger(__name__)
 # intermediates leave the cache) and lets a completion wait less for its turn.
 BATCH = 8
 # ... and at most this many padded tokens a call: a batch of long texts (chunk memories,
-# file contents) is smaller. Eight texts of ~120 tokens raised the worker's memory by
-# ~170 MB for the call, four by ~80, as fast (bench/README.md, the backfill's peak).
+# file contents) is smaller. 128 chunk memories of up to ~120 tokens raised the worker's
+# memory by 130-149 MB eight a call, by 66-71 MB with this budget, as fast
+# (bench/README.md, the backfill's peak).
 BATCH_TOKENS = 512
-MAX_TOKENS = 256  # the embedder truncates here (models/onnx_embed.py)
 
 
 def tokens_about(text: str) -> int:
@@ -69,7 +70,7 @@ class OnnxIndexEmbedder:
         self.models_dir = models_dir
         self.threads = threads
         self.batch_size = batch_size
-        self.profile = Profile(name=name, context_tokens=256, privacy="local",
+        self.profile = Profile(name=name, context_tokens=MAX_TOKENS, privacy="local",
                                skills=("embed",))
         self._dims = dimensions
         self._idle_seconds = idle_seconds
