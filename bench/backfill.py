@@ -332,7 +332,8 @@ class Run:
                              "cpu_budget_pct": pipe.get("cpu_budget_percent"),
                              "rss_mb": round(rss, 1), "cpu_s": round(cpu, 1),
                              "procs": nprocs, "worker": st.get("engine", {}).get("worker"),
-                             "cache_mb": _caches(st.get("engine", {}))}
+                             "cache_mb": _caches(st.get("engine", {})),
+                             "call_rise_mb": _rises(st.get("engine", {}))}
         s.update(tree_memory(self.daemon.pid))
         if rss > max((x["rss_mb"] for x in self.samples), default=0.0):
             s["mappings"] = {role: mappings(int(m["pid"]))
@@ -366,6 +367,13 @@ def _caches(engine: dict[str, Any]) -> dict[str, Any]:
     """LanceDB's caches in the worker and the reader, MB (engine status)."""
     return {"worker": engine.get("store_cache_mb"),
             "reader": (engine.get("reader_memory") or {}).get("store_cache_mb")}
+
+
+def _rises(engine: dict[str, Any]) -> dict[str, Any]:
+    """The most one call of each kind raised the worker's and the reader's resident set
+    so far, MB (engine status `rise_mb`, daemon/store/memtrim.py)."""
+    return {"worker": engine.get("rise_mb"),
+            "reader": (engine.get("reader_memory") or {}).get("rise_mb")}
 
 
 def line(s: dict[str, Any]) -> str:

@@ -35,6 +35,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 log = logging.getLogger(__name__)
 MADV_DONTNEED = 4
@@ -94,14 +95,28 @@ def clean_file_mappings(smaps: str, read_only: frozenset[str] = frozenset()
     return out
 
 
-def _rss_kb() -> int:
+def _status_kb(key: str = "VmRSS:") -> int:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(key):
                 return int(line.split()[1])
     except OSError:
         pass
     return 0
+
+
+def _rss_kb() -> int:
+    return _status_kb("VmRSS:")
+
+
+def _reset_peak() -> bool:
+    """Start this process's resident-set high-water mark (VmHWM) again from its current
+    resident set (Linux: "5" to /proc/self/clear_refs); False where that cannot be done."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
 
 
 def shed(read_only: frozenset[str] = frozenset()) -> Shed:
@@ -129,7 +144,12 @@ def shed(read_only: frozenset[str] = frozenset()) -> Shed:
 class IdleTrim:
     """Gives the C heap's free pages back once a burst of calls has ended: when no call
     is in flight, at most once per `every` seconds, in a thread of its own (never on a
-    call's path). A call that starts meanwhile runs as usual."""
+    call's path). A call that starts meanwhile runs as usual.
+
+    It also notes, for each kind of call, the most that one call raised this process's
+    resident set above where it started (`rise_mb` in `status`): what a memory figure
+    sampled from outside cannot tell, which call a transient peak belongs to. Measured
+    for calls that start while none is in flight (overlapping calls share one peak)."""
 
     def __init__(self, every: float = TRIM_EVERY) -> None:
         self.every = every
@@ -138,24 +158,33 @@ class IdleTrim:
         self._busy = 0
         self._dirty = False  # calls ended since the last trim
         self._last = -every
+        self.rise_kb: dict[str, int] = {}  # call name -> its largest rise of the resident set
         self._cv = threading.Condition()
         threading.Thread(target=self._run, name="heap-trim", daemon=True).start()
 
     @contextmanager
-    def working(self) -> Iterator[None]:
-        """Around one call."""
+    def working(self, name: str = "call") -> Iterator[None]:
+        """Around one call named `name`."""
         with self._cv:
             self._busy += 1
+            alone = self._busy == 1 and _reset_peak()
+            start = _rss_kb() if alone else 0
         try:
             yield
         finally:
             with self._cv:
                 self._busy -= 1
                 self._dirty = True
+                if alone:
+                    rise = _status_kb("VmHWM:") - start
+                    if rise > self.rise_kb.get(name, 0):
+                        self.rise_kb[name] = rise
                 self._cv.notify()
 
-    def status(self) -> dict[str, float]:
-        return {"heap_trims": self.trims, "heap_trimmed_mb": round(self.freed_kb / 1024, 1)}
+    def status(self) -> dict[str, Any]:
+        rises = sorted(self.rise_kb.items(), key=lambda kv: -kv[1])
+        return {"heap_trims": self.trims, "heap_trimmed_mb": round(self.freed_kb / 1024, 1),
+                "rise_mb": {k: round(v / 1024, 1) for k, v in rises[:8]}}
 
     def _run(self) -> None:
         while True:

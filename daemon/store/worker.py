@@ -88,7 +88,7 @@ def _serve(cfg: Config, conn: Connection, log_level: int, target: str = "engine"
                     engine = make(cfg)
                     engine.heap = trim
             busy = getattr(engine, "busy", None)  # the reader's idle clock
-            with trim.working(), busy(method) if busy else contextlib.nullcontext():
+            with trim.working(method), busy(method) if busy else contextlib.nullcontext():
                 result = (True, getattr(engine, method)(*args, **kwargs))
         except Exception as exc:  # sent back to the caller, who decides
             result = (False, _portable(exc))
