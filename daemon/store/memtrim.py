@@ -176,9 +176,8 @@ class IdleTrim:
                 self._busy -= 1
                 self._dirty = True
                 if alone:
-                    rise = _status_kb("VmHWM:") - start
-                    if rise > self.rise_kb.get(name, 0):
-                        self.rise_kb[name] = rise
+                    rise = max(0, _status_kb("VmHWM:") - start)
+                    self.rise_kb[name] = max(rise, self.rise_kb.get(name, 0))
                 self._cv.notify()
 
     def status(self) -> dict[str, Any]:

@@ -107,3 +107,34 @@ def test_freed_heap_goes_back_once_the_burst_of_calls_ends() -> None:
     # ~78 MB freed but kept by malloc until the trim
     assert out["rss_freed"] - out["rss_after"] >= 40 * 1024, out
     assert out["heap_trimmed_mb"] >= 40, out
+
+
+# Two kinds of call in a fresh process: one holds ~60 MB for a moment and frees it, the
+# other allocates nothing. What each raised the resident set by is told apart afterwards.
+CALL_RISES = """
+import json
+from daemon.store import memtrim
+
+trim = memtrim.IdleTrim()
+for _ in range(2):
+    with trim.working("light"):
+        sum(range(1000))
+    with trim.working("digest"):
+        block = bytearray(60 * 1024 * 1024)
+        block[::4096] = b"x" * len(block[::4096])  # every page touched
+        del block  # gone before the call returns: only the peak saw it
+print(json.dumps({"rss_now": memtrim._rss_kb(), **trim.status()}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
+def test_each_kind_of_call_keeps_its_largest_rise_of_the_resident_set() -> None:
+    import json
+    import subprocess
+
+    out = json.loads(subprocess.run([sys.executable, "-c", CALL_RISES], check=True,
+                                    capture_output=True, text=True).stdout)
+    rises = out["rise_mb"]
+    assert list(rises) == ["digest", "light"]  # the largest first
+    assert 55 <= rises["digest"] <= 70, out  # the 60 MB, though freed before the call ended
+    assert rises["light"] < 5, out
