@@ -46,6 +46,7 @@ LEVELS = ("chunk", "day", "week")
 ROW_COLUMNS = ["id", "ts", "ts_end", "level", "source", "title", "text", "model", "created",
                "project", "sources", "identifiers", "entities", "dates", "decisions",
                "open_tasks"]
+STALE_COLUMNS = ["id", "ts", "created"]  # what `stale_periods` reads of a member
 
 
 def day_key(ts: datetime, tz: tzinfo = UTC) -> str:

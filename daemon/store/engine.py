@@ -191,13 +191,16 @@ class Engine:
         suffix = f"~{mine}" if mine else ""
         today = datetime.now(tz).date().isoformat()
         for level, below in (("day", "chunk"), ("week", "day")):
+            # Which periods are stale needs three columns of each member; their whole rows
+            # (texts, lists) are read only for the periods digested now. Reading every
+            # member whole held ~130 MB at once after a 90-day backfill (bench/README.md).
             members = self.store.memory_rows(f"level = '{below}' AND {own}",
-                                             compaction.ROW_COLUMNS)
+                                             compaction.STALE_COLUMNS)
             digests = self.store.memory_rows(f"level = '{level}' AND {own}",
                                              compaction.ROW_COLUMNS)
             old = {d["id"]: d for d in digests}
-            for key, rows in compaction.stale_periods(level, members, digests, tz,
-                                                      suffix).items():
+            for key, light in compaction.stale_periods(level, members, digests, tz,
+                                                       suffix).items():
                 if past_only and key == today:
                     continue
                 if max_digests and level in compaction.MODEL_LEVELS:
@@ -205,9 +208,23 @@ class Engine:
                         more = True
                         break
                     calls += 1
+                rows = self._whole_rows(light)
                 written.append(self._digest(level, key, rows, old.get(
                     compaction.digest_id(level, key, suffix)), tz, suffix))
         return {"written": written, "model_errors": self._digest_errors, "more": more}
+
+    def _whole_rows(self, light: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The whole rows (compaction.ROW_COLUMNS) of the memories in `light`, in its order;
+        one that went meanwhile is left out (its period is stale again at the next run)."""
+        from daemon.pipeline import compaction
+
+        ids = [r["id"] for r in light]
+        got: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(ids), 500):
+            where = f"id IN ({', '.join(sql_str(x) for x in ids[i:i + 500])})"
+            got.update((r["id"], r) for r in self.store.memory_rows(where,
+                                                                     compaction.ROW_COLUMNS))
+        return [got[x] for x in ids if x in got]
 
     def prune_events(self, older_than_days: int) -> int:
         """Drop raw events older than `older_than_days` from the store (retention); the
