@@ -31,10 +31,13 @@ log = logging.getLogger(__name__)
 # intermediates leave the cache) and lets a completion wait less for its turn.
 BATCH = 8
 # ... and at most this many padded tokens a call: a batch of long texts (chunk memories,
-# file contents) is smaller. 128 chunk memories of up to ~120 tokens raised the worker's
-# memory by 130-149 MB eight a call, by 66-71 MB with this budget, as fast
-# (bench/README.md, the backfill's peak).
-BATCH_TOKENS = 512
+# file contents) is smaller. A call's working set grows with its tokens (a fresh session:
+# 2 x 256 tokens ~210 MB, 1 x 256 ~110). 128 chunk memories raised the worker's memory by
+# 130-149 MB eight a call and 66-71 MB at 512 tokens; 64 texts of 150-400 words, session
+# loaded for the call as beside the summarizer: 197-245 MB at 512, 144-161 MB at 256, and
+# 256 was as fast or faster (3.1 s against 3.3-3.6; 256 short texts 1.3 s both)
+# (bench/README.md, the backfill's peak). One text at the longest a call.
+BATCH_TOKENS = MAX_TOKENS
 
 
 def tokens_about(text: str) -> int:
