@@ -393,6 +393,53 @@ def test_a_scheduled_compaction_writes_a_bounded_number_of_digests(
         journal.close()
 
 
+def test_compaction_reads_whole_rows_only_for_the_days_it_digests(make_config) -> None:
+    """Finding the stale days needs three columns of each chunk memory; their texts and
+    lists are read only for the day digested now (a 90-day backfill held every memory
+    whole through a compaction's model calls). Real engine and LanceDB."""
+    from models.errors import ModelError
+
+    cfg = load_config(make_config(pipeline={"chunk_close_after_seconds": 1},
+                                  search={"timezone": "UTC"}))
+    journal = Journal(cfg.data_path / "journal.sqlite3")
+    engine = Engine(cfg)
+
+    def no_model(*_: Any, **__: Any) -> None:
+        raise ModelError("no model answers in this test")
+
+    engine.models.complete = no_model  # type: ignore[method-assign,assignment]
+    pipeline = Pipeline(cfg, journal, engine)
+    pipeline.budget = CpuBudget(0)
+    now = datetime.now(UTC)
+    days = [now - timedelta(days=d) for d in (2, 3, 4)]
+    journal.append(Batch("shell", [e for i, d in enumerate(days)
+                                   for e in _session(d, f"day{i}")]))
+    pipeline.index_step()
+    reads: list[tuple[str, list[str] | None]] = []
+    real = engine.store.memory_rows
+
+    def recorded(where: str, columns: list[str] | None = None) -> list[dict[str, Any]]:
+        reads.append((where, columns))
+        return real(where, columns)
+
+    try:
+        assert pipeline.summary_step().summarized_chunks == 3
+        chunks = {r["id"]: r["ts"].date() for r in real("level = 'chunk'", ["id", "ts"])}
+        engine.store.memory_rows = recorded  # type: ignore[method-assign]
+        written = [w for w in engine.compact(max_digests=1)["written"]
+                   if w.startswith("day-")]  # (and its week: a week asks no model)
+        assert [w.split("~")[0] for w in written] == [f"day-{days[0].date()}"]
+        whole = [where for where, cols in reads if cols and "text" in cols]
+        assert not any("level = 'chunk'" in where for where in whole)
+        read_ids = {c for c in chunks if any(c in where for where in whole)}
+        assert read_ids == {c for c, day in chunks.items() if day == days[0].date()}
+        day = real(f"id = '{written[0]}'", ["sources", "text"])[0]
+        assert set(day["sources"]) == read_ids and "make day0-0" in day["text"]
+    finally:
+        engine.close()
+        journal.close()
+
+
 def test_digests_and_older_history_wait_while_a_backfill_is_indexed(
         make_config, monkeypatch) -> None:
     """Everything searchable before a model writes a digest: while more than a batch of
