@@ -21,12 +21,12 @@ from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 
 from collectors.base import Event
+from daemon.api.scoped_tokens import TokenStore
 from daemon.config import load_config
-from daemon.store.engine import Engine
 from daemon.errors import ConfigError
 from daemon.owners import OwnerForbidden, Owners, default_device, default_user, whose
+from daemon.store.engine import Engine
 from daemon.store.lance import SCHEMA_VERSION, Store
-from daemon.api.scoped_tokens import TokenStore
 from tests.conftest import run_cli
 from tests.daemon.upstream_fixtures import model_entry
 
@@ -58,8 +58,11 @@ def _events(word: str, who: str, n: int = 3) -> list[Event]:
 
 def _memory(store: Store, engine: Engine, word: str, who: str) -> dict[str, Any]:
     now = datetime.now(UTC).replace(microsecond=0)
+    # today's, in the machine's zone (the digests' default day), even just after midnight
+    midnight = datetime.now().astimezone().replace(hour=0, minute=0, second=0, microsecond=0)
+    start = max(now - timedelta(minutes=10), midnight.astimezone(UTC))
     text = f"{who} refactored the {word} module"
-    return {"id": f"m-{who}", "ts": now - timedelta(minutes=10), "ts_end": now - timedelta(minutes=5),
+    return {"id": f"m-{who}", "ts": start, "ts_end": max(start, now - timedelta(minutes=5)),
             "level": "chunk", "source": "files", "title": f"files: {word}", "text": text,
             "event_ids": [], "model": "test", "created": now, "doc": text,
             "vector": engine.models.embed([text])[0], "project": word, "sources": [],
