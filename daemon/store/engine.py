@@ -192,8 +192,9 @@ class Engine:
         today = datetime.now(tz).date().isoformat()
         for level, below in (("day", "chunk"), ("week", "day")):
             # Which periods are stale needs three columns of each member; their whole rows
-            # (texts, lists) are read only for the periods digested now. Reading every
-            # member whole held ~130 MB at once after a 90-day backfill (bench/README.md).
+            # (texts, lists) are read only for the periods digested now. Every member read
+            # whole, after a 90-day backfill, put the worker's own memory at 366-411 MB
+            # through the digests' model calls; now 335-345 (bench/README.md).
             members = self.store.memory_rows(f"level = '{below}' AND {own}",
                                              compaction.STALE_COLUMNS)
             digests = self.store.memory_rows(f"level = '{level}' AND {own}",
