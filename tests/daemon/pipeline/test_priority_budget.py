@@ -353,12 +353,10 @@ def test_due_digests_go_before_older_history_and_are_not_starved(
     journal.close()
 
 
-def test_a_scheduled_compaction_writes_a_bounded_number_of_digests(
-        make_config, monkeypatch) -> None:
-    """A backfill leaves many days stale at once: each run of the compaction job writes
-    at most DIGESTS_PER_FOLLOW of them, newest first, and the next runs the rest (real
-    engine and LanceDB; the digests' prose is the extracted one: no model answers)."""
-    from daemon.pipeline import steps
+def _three_indexed_days(make_config) -> tuple[Journal, Engine, Pipeline, list[datetime]]:
+    """A real engine and LanceDB with a session on each of three past days, indexed, not
+    summarized; no model answers (the digests' prose is the extracted one) and no CPU
+    budget holds the steps back (its hold between runs is pinned above)."""
     from models.errors import ModelError
 
     cfg = load_config(make_config(pipeline={"chunk_close_after_seconds": 1},
@@ -371,12 +369,23 @@ def test_a_scheduled_compaction_writes_a_bounded_number_of_digests(
 
     engine.models.complete = no_model  # type: ignore[method-assign,assignment]
     pipeline = Pipeline(cfg, journal, engine)
-    pipeline.budget = CpuBudget(0)  # the budget's hold between runs is pinned above
+    pipeline.budget = CpuBudget(0)
     now = datetime.now(UTC)
     days = [now - timedelta(days=d) for d in (2, 3, 4)]
     journal.append(Batch("shell", [e for i, d in enumerate(days)
                                    for e in _session(d, f"day{i}")]))
     pipeline.index_step()
+    return journal, engine, pipeline, days
+
+
+def test_a_scheduled_compaction_writes_a_bounded_number_of_digests(
+        make_config, monkeypatch) -> None:
+    """A backfill leaves many days stale at once: each run of the compaction job writes
+    at most DIGESTS_PER_FOLLOW of them, newest first, and the next runs the rest (real
+    engine and LanceDB; the digests' prose is the extracted one: no model answers)."""
+    from daemon.pipeline import steps
+
+    journal, engine, pipeline, days = _three_indexed_days(make_config)
     monkeypatch.setattr(steps, "DIGESTS_PER_FOLLOW", 2)
     try:
         assert pipeline.summary_step().summarized_chunks == 3
@@ -397,24 +406,7 @@ def test_compaction_reads_whole_rows_only_for_the_days_it_digests(make_config) -
     """Finding the stale days needs three columns of each chunk memory; their texts and
     lists are read only for the day digested now (a 90-day backfill held every memory
     whole through a compaction's model calls). Real engine and LanceDB."""
-    from models.errors import ModelError
-
-    cfg = load_config(make_config(pipeline={"chunk_close_after_seconds": 1},
-                                  search={"timezone": "UTC"}))
-    journal = Journal(cfg.data_path / "journal.sqlite3")
-    engine = Engine(cfg)
-
-    def no_model(*_: Any, **__: Any) -> None:
-        raise ModelError("no model answers in this test")
-
-    engine.models.complete = no_model  # type: ignore[method-assign,assignment]
-    pipeline = Pipeline(cfg, journal, engine)
-    pipeline.budget = CpuBudget(0)
-    now = datetime.now(UTC)
-    days = [now - timedelta(days=d) for d in (2, 3, 4)]
-    journal.append(Batch("shell", [e for i, d in enumerate(days)
-                                   for e in _session(d, f"day{i}")]))
-    pipeline.index_step()
+    journal, engine, pipeline, days = _three_indexed_days(make_config)
     reads: list[tuple[str, list[str] | None]] = []
     real = engine.store.memory_rows
 
