@@ -120,5 +120,6 @@ class LlamaCppBackend:
         with self._model.lease() as llm:
             return len(llm.tokenize(text.encode("utf-8"), add_bos=False))
 
-    def unload(self) -> None:
-        self._model.unload()
+    def unload(self, reason: str = "asked") -> None:
+        """Drop the model now unless a call is using it (it loads again on the next)."""
+        self._model.unload(reason)

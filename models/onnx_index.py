@@ -84,6 +84,9 @@ class OnnxIndexEmbedder:
         # the packed weights' page cache is ~0.1 s): the worker sets it to "the summarizer
         # is loaded", so the two never sit in its memory together (bench/README.md)
         self.release_while: Callable[[], bool] = lambda: False
+        # Run after a release: the worker gives the freed session's heap back to the OS
+        # here, or it stays with the process through the summarizer's calls.
+        self.after_release: Callable[[], None] = lambda: None
         self._lock = threading.Lock()
 
     @property
@@ -143,7 +146,10 @@ class OnnxIndexEmbedder:
 
     def release(self) -> None:
         """Drop the ONNX session now (not the torch fallback: that reload takes seconds)."""
+        was = self._holder.loaded
         self._holder.unload(reason="released beside the summarizer", quiet=True)
+        if was and not self._holder.loaded:
+            self.after_release()
 
     def unload(self) -> None:
         self._holder.unload()

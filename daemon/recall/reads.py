@@ -22,7 +22,8 @@ from daemon.recall import context as packs
 from daemon.recall.fresh import with_fresh
 from daemon.recall.hits import Hit
 from daemon.recall.search import Filters, hybrid_search
-from daemon.store.lance import Store, sql_str
+from daemon.store.filters import id_filters, sql_str
+from daemon.store.lance import Store
 
 log = logging.getLogger(__name__)
 TIMELINE_MAX = 2000
@@ -189,13 +190,10 @@ def forget(store: Store, since: datetime | None = None, until: datetime | None =
            "memory_ids": sorted(memories), "dry_run": dry_run}
     if dry_run:
         return out
-    for n in range(0, len(events), 500):
-        store.delete("events", f"id IN ({', '.join(sql_str(i) for i in events[n:n + 500])})",
-                     path="forget")
-    mids = sorted(memories)
-    for n in range(0, len(mids), 500):
-        store.delete("memories", f"id IN ({', '.join(sql_str(i) for i in mids[n:n + 500])})",
-                     path="forget")
+    for _, where in id_filters(events):
+        store.delete("events", where, path="forget")
+    for _, where in id_filters(sorted(memories)):
+        store.delete("memories", where, path="forget")
     if events or memories:
         store.purge()
     log.info("forgot %d events and %d memories", len(events), len(memories))

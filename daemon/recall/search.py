@@ -34,7 +34,8 @@ from datetime import UTC, datetime
 
 from daemon.owners import Owners
 from daemon.recall.hits import Hit
-from daemon.store.lance import Store, sql_str
+from daemon.store.filters import sql_str
+from daemon.store.lance import Store
 
 log = logging.getLogger(__name__)
 RRF_K = 60

@@ -24,6 +24,7 @@ from daemon.config import Config
 from daemon.routing.registry import build_registry
 from daemon.routing.router import AllFailed, Ask, LoopThread, NoRoute, Router
 from daemon.routing.telemetry import Telemetry
+from daemon.store import memtrim
 from models.assets import embedder_dimensions, embedder_path, gguf_path, manifest
 from models.base import Completion, Message
 from models.errors import ModelError
@@ -63,6 +64,9 @@ class ModelCalls:
         self.embedder = indexing_embedder(cfg)
         if isinstance(self.embedder, OnnxIndexEmbedder):  # never beside a loaded summarizer
             self.embedder.release_while = self.chat_loaded
+            # and what its session freed leaves too: held, it was 30-80 MB of the
+            # worker's memory through each digest's model call (bench/README.md)
+            self.embedder.after_release = memtrim.malloc_trim
         self._router: Router | None = None
         self._loop: LoopThread | None = None
         self._router_lock = threading.Lock()  # the worker's threads meet here on first use
@@ -161,8 +165,16 @@ class ModelCalls:
             raise ModelError(str(exc)) from exc
 
     def loaded(self) -> dict[str, bool]:
-        return {"summarizer": bool(self._chat and self._chat.loaded),
-                "embedder": self.embedder.loaded}
+        return {"summarizer": self.summarizer_loaded(), "embedder": self.embedder.loaded}
+
+    def summarizer_loaded(self) -> bool:
+        return bool(self._chat and self._chat.loaded)
+
+    def release_summarizer(self, reason: str) -> None:
+        """Unload the embedded summarizer now, not after [models] idle_unload_seconds,
+        unless a call is using it."""
+        if self._chat is not None:
+            self._chat.unload(reason)
 
     def flush(self) -> None:
         """Write out the telemetry recorded so far (before the process leaves)."""

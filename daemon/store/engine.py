@@ -24,7 +24,8 @@ from daemon.recall.hits import Hit
 from daemon.recall.search import Filters
 from daemon.routing.modelcalls import ModelCalls
 from daemon.store import extracted, memtrim
-from daemon.store.lance import Store, event_doc, event_row, open_store, sql_str
+from daemon.store.filters import id_filters, sql_str
+from daemon.store.lance import Store, event_doc, event_row, open_store
 from models.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -79,8 +80,8 @@ class Engine:
         drop = sorted(gone) if table == "events" else row_ids
         log.info("%d rows written while a forget ran were forgotten: deleting them again",
                  len(drop))
-        return self.store.delete(table, f"id IN ({', '.join(sql_str(i) for i in drop)})",
-                                 path="forget")
+        return sum(self.store.delete(table, where, path="forget")
+                   for _, where in id_filters(drop))
 
     def summarize(self, events: list[Event]) -> dict[str, Any]:
         """Summarize one chunk (model under a JSON schema, identifiers checked and put
@@ -175,7 +176,21 @@ class Engine:
     def compact(self, max_digests: int = 0, past_only: bool = False) -> dict[str, Any]:
         """Write the day digests, then the week digests, that are missing or stale; at
         most `max_digests` model calls (0: no limit); `past_only`: not today's (the user's
-        day, still being written). Return what was written, and whether more is stale."""
+        day, still being written). Return what was written, and whether more is stale.
+
+        A summarizer these digests loaded leaves memory when they are written, not after
+        [models] idle_unload_seconds: by default no chunk summary asks it, so until the
+        next digests (10 minutes or more away) it would only sit beside the embedder's
+        batches, ~590 MB of the worker's peak, for a reload that takes under a second
+        (bench/README.md, the backfill). One loaded before, for a completion, stays."""
+        loaded = self.models.summarizer_loaded()
+        try:
+            return self._compact(max_digests, past_only)
+        finally:
+            if not loaded:
+                self.models.release_summarizer("the digests are written")
+
+    def _compact(self, max_digests: int, past_only: bool) -> dict[str, Any]:
         from daemon.pipeline import compaction
 
         written: list[str] = []
@@ -221,8 +236,7 @@ class Engine:
 
         ids = [r["id"] for r in light]
         got: dict[str, dict[str, Any]] = {}
-        for i in range(0, len(ids), 500):
-            where = f"id IN ({', '.join(sql_str(x) for x in ids[i:i + 500])})"
+        for _, where in id_filters(ids):
             got.update((r["id"], r) for r in self.store.memory_rows(where,
                                                                      compaction.ROW_COLUMNS))
         return [got[x] for x in ids if x in got]

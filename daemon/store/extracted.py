@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from collectors.base import Event
 from daemon.pipeline import summarize
 from daemon.pipeline.chunking import Chunk
-from daemon.store.lance import sql_str
+from daemon.store.filters import id_filters, sql_str
 
 if TYPE_CHECKING:
     from daemon.store.engine import Engine
@@ -76,7 +76,7 @@ def _forgotten(engine: Engine, chunks: list[Chunk]) -> set[str]:
     if gone:
         log.info("%d memories written while a forget ran were forgotten: deleting them "
                  "again", len(gone))
-        engine.store.delete("memories", f"id IN ({', '.join(sql_str(i) for i in gone)})",
-                            path="forget")
+        for _, where in id_filters(sorted(gone)):
+            engine.store.delete("memories", where, path="forget")
     return gone
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 from daemon.errors import PermanentError, RetryableError
 from daemon.recall.hits import Hit
 from daemon.store import ann, searches
+from daemon.store.filters import id_filters
 from daemon.store.hitrows import hit, hit_columns
 from daemon.store.lancedb_lean import lancedb
 from daemon.store.migrate import MIGRATABLE, migrate_once
@@ -277,10 +278,8 @@ class Store:
                            strict=True), reverse=newest_first)
         ids = [i for _, i in pairs[:limit] if i] if limit else [i for _, i in pairs]
         out: list[Hit] = []
-        for n in range(0, len(ids), 500):
-            part = ids[n:n + 500]
-            quoted = ", ".join(sql_str(i) for i in part)
-            found = (t.search().where(f"id IN ({quoted})")
+        for part, where in id_filters(ids):
+            found = (t.search().where(where)
                      .select(self._hit_columns[table]).limit(len(part)).to_list())
             out.extend(hit(table, r, 0.0) for r in found)
         out.sort(key=lambda h: (h.ts, h.id), reverse=newest_first)
@@ -388,9 +387,4 @@ def event_doc(ev: Any) -> str:
     from daemon.pipeline.eventtext import event_doc as doc
 
     return doc(ev)
-
-
-def sql_str(value: str) -> str:
-    """Quote `value` as an SQL string literal for a LanceDB filter."""
-    return "'" + value.replace("'", "''") + "'"
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from daemon.errors import PermanentError, StoreTooNew
+from daemon.store.filters import id_filters
 from daemon.store.retry import retrying
 
 log = logging.getLogger(__name__)
@@ -191,9 +192,7 @@ def dedupe(table: Any, ids: list[str]) -> int:
     the primary key, but Lance 0.x can let both land when a compaction commits between
     them; the writer that sees two copies right after its own commit removes one."""
     extra: list[int] = []
-    for n in range(0, len(ids), 500):
-        part = ids[n:n + 500]
-        where = "id IN (" + ", ".join("'" + i.replace("'", "''") + "'" for i in part) + ")"
+    for part, where in id_filters(ids):
         if table.count_rows(where) <= len(part):
             continue
         found = (table.search().where(where).with_row_id(True).select(["id"])

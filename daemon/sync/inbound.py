@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from daemon.store.lance import sql_str
+from daemon.store.filters import id_filters
 from daemon.sync.guard import Admission, Refused, verdict
 
 log = logging.getLogger(__name__)
@@ -136,9 +136,8 @@ class RefusedRows(Refused):
 
 def _held(store: Any, ids: list[str]) -> set[str]:
     out: set[str] = set()
-    for n in range(0, len(ids), 500):
-        part = ids[n:n + 500]
-        out.update(store.ids("memories", f"id IN ({', '.join(sql_str(i) for i in part)})"))
+    for _, where in id_filters(ids):
+        out.update(store.ids("memories", where))
     return out
 
 
@@ -170,18 +169,17 @@ def apply_tombstones(store: Any, adm: Admission) -> dict[str, list[str]]:
                 doomed.add(r["id"])
                 changed = True
     ev_hits = []
-    wanted = sorted(t_events)
-    for n in range(0, len(wanted), 500):
+    for _, where in id_filters(sorted(t_events)):
         ev_rows = store.events.search().select(["id", "user", "device"]).where(
-            f"id IN ({', '.join(sql_str(i) for i in wanted[n:n + 500])})").limit(None)
+            where).limit(None)
         for r in ev_rows.to_arrow().to_pylist():
             if f"{r.get('user') or ''}@{r.get('device') or ''}" in trusted:
                 ev_hits.append(r["id"])
             else:
                 kept_ids.add(r["id"])
     for table, ids in (("memories", sorted(doomed)), ("events", ev_hits)):
-        for n in range(0, len(ids), 500):
-            store.delete(table, f"id IN ({', '.join(sql_str(i) for i in ids[n:n + 500])})")
+        for _, where in id_filters(ids):
+            store.delete(table, where)
     if doomed or ev_hits:
         store.purge()
         log.info("applied a peer's tombstones: %d memories and %d events deleted",

@@ -73,6 +73,22 @@ def test_onnx_vectors_equal_torch_in_the_callers_order(
     assert not e.loaded
 
 
+def test_beside_a_loaded_summarizer_each_call_drops_its_session_and_its_freed_heap(
+        models_dir: Path) -> None:
+    e = OnnxIndexEmbedder(embedder_path(NAME), models_dir, name=NAME, dimensions=384,
+                          idle_seconds=0)
+    summarizer_loaded, trims = [False], []
+    e.release_while = lambda: summarizer_loaded[0]
+    e.after_release = lambda: trims.append(e.loaded)
+    e.embed(["git status"])
+    assert e.loaded and trims == []  # no summarizer: the session stays for the next batch
+    summarizer_loaded[0] = True
+    e.embed(["git status", LONG])
+    assert not e.loaded and trims == [False]  # dropped, then its heap given back
+    e.release()  # nothing loaded: nothing to give back
+    assert trims == [False]
+
+
 def test_an_unusable_export_falls_back_to_torch_with_a_log_line(
         tmp_path: Path, models_dir: Path, torch_vectors: list[list[float]],
         caplog: pytest.LogCaptureFixture) -> None:

@@ -19,7 +19,9 @@ from daemon.pipeline.chunking import Chunk
 from daemon.pipeline.summarize import FALLBACK_MODEL, chunk_fields, memory_row
 from daemon.store.engine import Engine
 from daemon.store.worker import WorkerEngine
+from models.base import Message
 from models.errors import ModelError
+from models.llama_cpp import LlamaCppBackend
 
 MONDAY = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
 OWNER = "~ada@desk"  # the config's identity: every digest id carries its owner
@@ -124,6 +126,31 @@ def test_digests_link_their_sources_and_late_events_redigest_their_day_and_week(
     assert "psql -c 'select * from tax_rates'" in after[DAY]["text"]
     assert "psql -c 'select * from tax_rates'" in after[WEEK]["text"]
     assert after[TUE]["created"] == rows[TUE]["created"]
+
+
+def test_the_summarizer_the_digests_loaded_leaves_when_they_are_written(
+        engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    loaded_while_asked: list[bool] = []
+    real = LlamaCppBackend.complete
+
+    def recording(self: LlamaCppBackend, messages: list[Message], **params: object) -> object:
+        out = real(self, messages, **params)
+        loaded_while_asked.append(self.loaded)
+        return out
+
+    monkeypatch.setattr(LlamaCppBackend, "complete", recording)
+    add_chunk(engine, session(0, 9, "git switch feature/eu-vat", "make test"))
+    assert engine.compact()["written"] == [DAY, WEEK]
+    assert loaded_while_asked == [True]  # the real model wrote the day...
+    assert not engine.models.loaded()["summarizer"]  # ...and left with it
+
+    # loaded before the digests (a completion through the router): it stays for its user
+    engine.complete_local(engine.cfg.models.summarizer,
+                          [{"role": "user", "content": "Say ok."}], {"max_tokens": 2})
+    add_chunk(engine, session(0, 18, "git push origin feature/eu-vat"))
+    assert engine.compact()["written"] == [DAY, WEEK]
+    assert loaded_while_asked == [True, True, True]
+    assert engine.models.loaded()["summarizer"]
 
 
 def test_an_unusable_digest_answer_keeps_the_written_prose_and_gains_the_new_facts(

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from daemon.config import load_config
-from daemon.store.lance import Store, open_store, sql_str
+from daemon.store.filters import sql_str
+from daemon.store.lance import Store, open_store
 from daemon.store.retry import conflict_counts
 
 EMBEDDER = "all-minilm-l6-v2"
