@@ -395,7 +395,8 @@ def line(s: dict[str, Any]) -> str:
             f"caches={s.get('cache_mb')}{extra}")
 
 
-def drive(run: Run, deadline_s: float, every: float, store_every: float) -> None:
+def drive(run: Run, deadline_s: float, every: float, store_every: float,
+          watch_after: float = 300.0) -> None:
     next_store = 0.0
     while True:
         t = time.monotonic() - run.t0
@@ -409,9 +410,10 @@ def drive(run: Run, deadline_s: float, every: float, store_every: float) -> None
             log(f"sample failed: {type(exc).__name__}: {exc}")
         done = "searchable" in run.marks and "last7_done" in run.marks
         after7 = run.marks.get("last7_done")
-        # once the last 7 days are done, watch the budgeted CPU for a few more minutes
+        # once the last 7 days are done, watch the budgeted CPU (and the next digests'
+        # memory, with a --watch-after past DIGESTS_FOLLOW_SECONDS) a while longer
         if run.all_summarized() or t >= deadline_s or (done and after7 is not None
-                                                      and t - after7 >= 300):
+                                                      and t - after7 >= watch_after):
             return
         time.sleep(every)
 
@@ -527,6 +529,8 @@ def parse() -> argparse.Namespace:
     ap.add_argument("--models-dir", default=str(Path.home() / ".cache" / "memoryd"
                                                 / "test-models"))
     ap.add_argument("--deadline", type=float, default=60.0, help="minutes")
+    ap.add_argument("--watch-after", type=float, default=300.0,
+                    help="seconds to keep sampling after the last 7 days are done")
     ap.add_argument("--every", type=float, default=10.0, help="status/RSS sample period (s)")
     ap.add_argument("--store-every", type=float, default=30.0)
     ap.add_argument("--search-every", type=float, default=5.0)
@@ -562,7 +566,7 @@ def main() -> None:
         thread = threading.Thread(target=searcher.run, daemon=True)
         thread.start()
         try:
-            drive(run, a.deadline * 60, a.every, a.store_every)
+            drive(run, a.deadline * 60, a.every, a.store_every, a.watch_after)
         finally:
             searcher.stop()
             thread.join(timeout=150)
@@ -576,7 +580,8 @@ def main() -> None:
     write_result("backfill", {
         "machine": machine(), "contention": load.summary(), "targets": TARGETS,
         "home": {k: manifest[k] for k in ("events", "shell", "browser", "files", "days")},
-        "config": {"polite": a.polite, "deadline_min": a.deadline, "exit_code": code},
+        "config": {"polite": a.polite, "deadline_min": a.deadline,
+                   "watch_after_s": a.watch_after, "exit_code": code},
         "figures": f, "verdicts": v, "samples": run.samples, "searches": searcher.samples})
 
 
