@@ -8,7 +8,8 @@ every --every seconds until everything is done or --deadline minutes have passed
 
   - /v1/status: journal counts (new/indexed/summarized/total) and each stage's backlog,
     rate and ETA, the pipeline's CPU budget and use
-  - the daemon tree's RSS (sum over the main pid and all its children) and CPU seconds
+  - the daemon tree's RSS (sum over the main pid and all its children), its PSS, its
+    distinct resident pages (bench/pages.py: each page once; root only) and CPU seconds
   - every --store-every seconds: the last 7 days' events by stage (the journal, read-only)
     and their day digests (the LanceDB store, opened read-only as any reader opens it)
 
@@ -18,7 +19,8 @@ A thread beside it sends an API search (/v1/memory/search, fixed queries rotated
 Reported against issue 17's targets: all searchable (journal `new` = 0 once the collectors
 settled) <= 10 min; last 7 days summarized and their day digests written <= 60 min; the
 daemon tree's CPU share after that point inside [compaction] max_cpu_percent; peak tree
-RSS <= 1.2 GB; API search p95 <= 300 ms while the backfill runs.
+RSS <= 1.2 GB (reported both as the summed RSS and as the tree's distinct pages);
+API search p95 <= 300 ms while the backfill runs.
 
 Run:  PY bench/backfill.py [--eval-kit ../shared/eval] [--days 90] [--deadline 60]
 The eval kit lives outside this repository (--eval-kit, default ../shared/eval beside the
