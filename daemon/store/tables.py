@@ -186,22 +186,39 @@ class MigrationLock:
         return False
 
 
+DEDUPE_PASSES = 4  # reads of the copies after a delete that a compaction made miss
+
+
 def dedupe(table: Any, ids: list[str]) -> int:
     """Keep one row of each id in `ids` that is stored more than once; return how many
     copies went. Two processes inserting one new id at once are meant to conflict on
     the primary key, but Lance 0.x can let both land when a compaction commits between
-    them; the writer that sees two copies right after its own commit removes one."""
+    them; the writer that sees two copies right after its own commit removes one.
+
+    The copies are deleted by row address, and a compaction committed meanwhile moves
+    them: the delete then misses (an old address is never reused, so it never hits
+    another row). So the copies are read again after each delete, until none is left
+    over. Every writer keeps the copy at the highest address it sees: two writers never
+    keep different ones of the copies both see, so one copy always stays."""
+    removed = 0
+    for _ in range(DEDUPE_PASSES):
+        extra = _extra_copies(table, ids)
+        if not extra:
+            break
+        log.warning("removing %d duplicate rows left by concurrent writers", len(extra))
+        table.delete(f"_rowid IN ({', '.join(map(str, extra))})")
+        removed += len(extra)
+    return removed
+
+
+def _extra_copies(table: Any, ids: list[str]) -> list[int]:
+    """The row addresses of every copy of `ids` but the one at the highest address."""
     extra: list[int] = []
-    for part, where in id_filters(ids):
-        if table.count_rows(where) <= len(part):
-            continue
+    for _, where in id_filters(ids):
         found = (table.search().where(where).with_row_id(True).select(["id"])
                  .limit(None).to_arrow().to_pylist())
         keep: dict[str, int] = {}
         for r in found:
             keep[r["id"]] = max(keep.get(r["id"], -1), int(r["_rowid"]))
         extra += [int(r["_rowid"]) for r in found if int(r["_rowid"]) != keep[r["id"]]]
-    if extra:
-        log.warning("removing %d duplicate rows left by concurrent writers", len(extra))
-        table.delete(f"_rowid IN ({', '.join(map(str, extra))})")
-    return len(extra)
+    return extra

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import lancedb
+import pyarrow as pa
 import pytest
 import tomli_w
 
@@ -21,6 +22,7 @@ from daemon.config import load_config
 from daemon.errors import RetryableError, StoreConflict, StoreTooNew
 from daemon.store.lance import Store, events_schema, memories_schema, open_store
 from daemon.store.retry import retrying
+from daemon.store.tables import dedupe
 
 EMBEDDER = "all-minilm-l6-v2"
 REPO = Path(__file__).resolve().parents[3]
@@ -113,3 +115,34 @@ def test_conflicts_that_never_end_become_a_retryable_error(monkeypatch: Any) -> 
     assert retry.conflict_counts()["forget"]["gave_up"] >= 1
     with pytest.raises(ValueError):  # anything else is not retried
         retrying("forget", lambda: (_ for _ in ()).throw(ValueError("bad filter")))
+
+
+class CompactsBeforeEachDelete:
+    """A LanceDB table whose every delete commits after a compaction that moved the rows
+    it names: what another writer's optimize does between a dedupe's read and delete."""
+
+    def __init__(self, table: Any) -> None:
+        self.table, self.deletes = table, 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.table, name)
+
+    def delete(self, where: str) -> None:
+        self.deletes += 1
+        if self.deletes == 1:
+            self.table.optimize()
+        self.table.delete(where)
+
+
+def test_copies_a_compaction_moved_before_their_delete_are_read_again_and_removed(
+        tmp_path: Path) -> None:
+    db = lancedb.connect(str(tmp_path / "store"))
+    table = db.create_table("events", schema=pa.schema([("id", pa.string()),
+                                                        ("n", pa.int64())]))
+    for n in range(3):  # three copies of one id, each in a fragment of its own
+        table.add([{"id": "shared", "n": n}, {"id": f"own-{n}", "n": n}])
+    moving = CompactsBeforeEachDelete(table)
+    assert dedupe(moving, ["shared", "own-0"]) == 4  # 2 missed, then 2 removed
+    assert moving.deletes == 2
+    rows = table.to_arrow().to_pylist()
+    assert sorted(r["id"] for r in rows) == ["own-0", "own-1", "own-2", "shared"]
