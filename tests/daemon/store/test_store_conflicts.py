@@ -118,7 +118,7 @@ def test_conflicts_that_never_end_become_a_retryable_error(monkeypatch: Any) -> 
 
 
 class CompactsBeforeEachDelete:
-    """A LanceDB table whose every delete commits after a compaction that moved the rows
+    """A LanceDB table whose first delete commits after a compaction that moved the rows
     it names: what another writer's optimize does between a dedupe's read and delete."""
 
     def __init__(self, table: Any) -> None:
