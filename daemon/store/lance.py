@@ -36,6 +36,7 @@ from daemon.store.tables import (
     MigrationLock,
     create_or_open,
     dedupe,
+    ensure_fts,
     refuse_newer,
     schema_meta,
     schema_version,
@@ -137,6 +138,7 @@ class Store:
                 f"the store was embedded with {meta.get('memoryd.embedder')!r}, the config "
                 f"asks for {embedder!r}; set [models] embedder back, or move the store "
                 "folder aside to re-embed from the journal")
+        ensure_fts(table, self.location)  # also when a daemon died before indexing it
         return table
 
     # -- writing ---------------------------------------------------------------------

@@ -80,7 +80,9 @@ def ensure_fts(table: Any, location: str) -> None:
 
 def create_or_open(db: Any, name: str, schema: Any, location: str, mine: str) -> Any:
     """The table `name`, created with `schema` when no daemon has made it yet; one of a
-    newer schema than `mine` is refused before anything is written to it."""
+    newer schema than `mine` is refused before anything is written to it. Its full-text
+    index is the caller's (`ensure_fts`), once any migration is done: an index built on
+    a table another daemon is rewriting would make that rewrite's commit conflict."""
     def attempt() -> Any:
         if name in db.list_tables().tables:
             try:
@@ -102,7 +104,6 @@ def create_or_open(db: Any, name: str, schema: Any, location: str, mine: str) ->
     table = retrying("table creation", attempt, where=location,
                      also=("already exists", "was not found"))
     refuse_newer(name, schema_version(table), mine, location)
-    ensure_fts(table, location)  # also when a daemon died between creating and indexing
     return table
 
 

@@ -1,7 +1,11 @@
-"""A store written by schema 1 is migrated when opened, losing nothing."""
+"""A store written by schema 1 is migrated when opened, losing nothing; a daemon that
+waits for another's migration writes nothing to the old table meanwhile."""
 
 from __future__ import annotations
 
+import fcntl
+import threading
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -53,3 +57,32 @@ def test_a_schema_1_store_is_migrated_in_place_and_keeps_every_row(tmp_path: Pat
         assert table.schema.metadata[b"memoryd.schema_version"] == SCHEMA_VERSION.encode()
     again = Store(tmp_path / "store", 384, "all-minilm-l6-v2")  # a second open: nothing to do
     assert again.counts() == {"events": 1, "memories": 1}
+
+
+def _waiting_on_a_lock() -> bool:
+    """Whether some process or thread is blocked on a file lock (/proc/locks: "->")."""
+    return "->" in Path("/proc/locks").read_text()
+
+
+def test_a_daemon_waiting_for_another_s_migration_writes_nothing_to_the_old_table(
+        tmp_path: Path) -> None:
+    # Building the full-text index of the old table while another daemon rewrites it made
+    # that rewrite's commit conflict (seen as two migrations in the three-daemon race).
+    _v1_store(tmp_path / "store")
+    opened: list[Store] = []
+    with open(tmp_path / "store" / ".migrating-events.lock", "a+") as lease:
+        fcntl.flock(lease, fcntl.LOCK_EX)  # "another daemon" is migrating the events table
+        opener = threading.Thread(target=lambda: opened.append(
+            Store(tmp_path / "store", 384, "all-minilm-l6-v2")))
+        opener.start()
+        deadline = time.monotonic() + 60
+        while not _waiting_on_a_lock() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _waiting_on_a_lock(), "the opening daemon never waited for the lease"
+        old = lancedb.connect(str(tmp_path / "store")).open_table("events")
+        assert old.version == 1 and old.list_indices() == []  # untouched while it waits
+        fcntl.flock(lease, fcntl.LOCK_UN)
+    opener.join(timeout=120)
+    [store] = opened
+    assert store.text_search("events", "score.py", 3)[0].id == "e1"  # migrated, indexed
+    assert store.events.schema.metadata[b"memoryd.schema_version"] == SCHEMA_VERSION.encode()
