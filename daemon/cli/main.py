@@ -179,6 +179,8 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
         return 0
     j = status["journal"]
     print(f"daemon:   {status['daemon']}")
+    if status.get("memory"):
+        print(f"memory:   {_memory_line(status['memory'])}")
     if status.get("paused"):
         paused = status["paused"]
         until = f", until {time.ctime(paused['until'])}" if paused.get("until") else ""
@@ -191,9 +193,10 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
             "unknown" if st["eta_seconds"] is None else _duration(st["eta_seconds"]))
         print(f"{stage + ':':<9} {st['backlog']} waiting, {st['rate_per_s']:g} events/s, "
               f"ETA {eta}")
-    eng = status.get("engine")
-    if eng:
-        print(f"engine:   {json.dumps(eng)}")
+    if status.get("engine"):
+        from daemon.cli.engine_status import engine_lines
+
+        print("\n".join(engine_lines(status["engine"])))
     for h in status.get("collectors", {}).get("running", []):
         err = f"; last error {h['last_error_at']}: {h['last_error']}" if h["last_error"] else ""
         print(f"collector {h['name']}: last run {h['last_run'] or 'not yet'}, "
@@ -206,6 +209,16 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
 
         print(render(status["sync"]))
     return 0
+
+
+def _memory_line(memory: dict[str, Any]) -> str:
+    """Whether memory works, and why not quite, as the tray and MCP say it."""
+    from daemon.health import one_line
+
+    why = one_line(memory)
+    if not memory.get("available", True):
+        return f"UNAVAILABLE: {why or 'no reason given'}"
+    return f"degraded: {why}" if why else "working"
 
 
 def _duration(seconds: float) -> str:

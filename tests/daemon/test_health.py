@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -101,6 +102,9 @@ def test_store_disk_full_then_read_only_make_memory_unavailable_with_the_reason(
         # either way the agent reads that memory is unavailable, and why
         said = "\n".join(blocks)
         assert "memoryd status: memory is UNAVAILABLE" in said and "full" in said, said
+        text = run_cli(config, "status").stdout  # and so does the terminal
+        assert re.search(r"^memory:\s+UNAVAILABLE: .*disk holding memory .*full", text,
+                         re.M), text
 
         filler.unlink()
         st = _wait_for(d, lambda s: s["memory"]["available"], 30, "space freed, still down")
@@ -142,6 +146,9 @@ def test_summarizer_collector_and_sync_failures_degrade_memory_with_reasons(
         want = {"summarizer_failed", "collector_failed", "sync_target_down"}
         st = _wait_for(d, lambda s: want <= _codes(s), 240, "not every failure reported")
         assert st["memory"]["available"] is True  # memory works: it is degraded, not down
+        text = run_cli(config, "status").stdout
+        assert re.search(r"^memory:\s+degraded: .*the shell collector is failing", text,
+                         re.M), text
         by_code = {p["code"]: p for p in st["memory"]["degraded"]}
         assert by_code["collector_failed"]["subject"] == "shell"
         assert str(history) in by_code["collector_failed"]["message"]

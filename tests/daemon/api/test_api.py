@@ -3,12 +3,13 @@ Host checked, and a saved file becomes searchable memory with a local-model summ
 
 from __future__ import annotations
 
+import re
 import stat
 import time
 from pathlib import Path
 
 from daemon.pipeline.summarize import FALLBACK_MODEL
-from tests.conftest import model_answers, stored_memories
+from tests.conftest import model_answers, run_cli, stored_memories
 
 SUMMARIZER = "qwen2.5-coder-0.5b-instruct"  # the default [models] summarizer
 
@@ -98,3 +99,12 @@ def test_a_saved_file_is_found_with_a_summary_from_the_local_model(make_config, 
     files = {h["name"]: h for h in status["collectors"]["running"]}["files"]
     assert files["runs"] >= 1 and files["last_run"] and files["last_error"] is None
     assert status["engine"]["models_loaded"]["summarizer"] is True
+    # `memoryd status` says the same in words, not as the engine's raw figures
+    text = run_cli(cfg, "status").stdout
+    assert re.search(r"^memory:\s+working$", text, re.M), text
+    assert re.search(r"^store:\s+[1-9][\d,]* events, [1-9][\d,]* memories", text, re.M), text
+    assert re.search(r"^worker:\s+running \(pid \d+\), models loaded: .*summarizer", text,
+                     re.M), text
+    assert re.search(r"^reader:\s+running \(pid \d+\), [1-9][\d,]* reads answered", text,
+                     re.M), text
+    assert "models_loaded" not in text and "engine:" not in text
