@@ -43,8 +43,8 @@ def _reads(eng: dict[str, Any]) -> str:
     text = ""
     if total:
         by_worker = served.get("worker", 0)
-        text = f", {total:,} reads answered" + (f" ({by_worker:,} by the worker)"
-                                                if by_worker else "")
+        text = f", {total:,} read{'s' if total != 1 else ''} answered" + (
+            f" ({by_worker:,} by the worker)" if by_worker else "")
     shed = (eng.get("reader_memory") or {}).get("last_shed_mb")
     if shed:
         text += f", gave back {shed:g} MB when last idle"

@@ -105,6 +105,6 @@ def test_a_saved_file_is_found_with_a_summary_from_the_local_model(make_config, 
     assert re.search(r"^store:\s+[1-9][\d,]* events, [1-9][\d,]* memories", text, re.M), text
     assert re.search(r"^worker:\s+running \(pid \d+\), models loaded: .*summarizer", text,
                      re.M), text
-    assert re.search(r"^reader:\s+running \(pid \d+\), [1-9][\d,]* reads answered", text,
+    assert re.search(r"^reader:\s+running \(pid \d+\), [1-9][\d,]* reads? answered", text,
                      re.M), text
     assert "models_loaded" not in text and "engine:" not in text
