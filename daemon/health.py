@@ -175,3 +175,11 @@ def assess(problems: list[Problem], public: bool = False) -> dict[str, Any]:
 def one_line(memory: dict[str, Any]) -> str:
     """The problems as one line (the tray's tooltip, MCP's status note); '' when none."""
     return "; ".join(p["message"] for p in memory.get("degraded") or [])
+
+
+def verdict(memory: dict[str, Any]) -> str:
+    """"working", "degraded: <why>" or "UNAVAILABLE: <why>" (`memoryd status`, MCP)."""
+    why = one_line(memory)
+    if memory.get("available") is False:
+        return f"UNAVAILABLE: {why or 'no reason given'}"
+    return f"degraded: {why}" if why else "working"

@@ -180,7 +180,9 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
     j = status["journal"]
     print(f"daemon:   {status['daemon']}")
     if status.get("memory"):
-        print(f"memory:   {_memory_line(status['memory'])}")
+        from daemon.health import verdict
+
+        print(f"memory:   {verdict(status['memory'])}")
     if status.get("paused"):
         paused = status["paused"]
         until = f", until {time.ctime(paused['until'])}" if paused.get("until") else ""
@@ -209,16 +211,6 @@ def cmd_status(cfg: Config, args: argparse.Namespace) -> int:
 
         print(render(status["sync"]))
     return 0
-
-
-def _memory_line(memory: dict[str, Any]) -> str:
-    """Whether memory works, and why not quite, as the tray and MCP say it."""
-    from daemon.health import one_line
-
-    why = one_line(memory)
-    if not memory.get("available", True):
-        return f"UNAVAILABLE: {why or 'no reason given'}"
-    return f"degraded: {why}" if why else "working"
 
 
 def _duration(seconds: float) -> str:

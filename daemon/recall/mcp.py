@@ -168,16 +168,14 @@ def build_server(tools: MemoryTools) -> Any:
 
 def status_note(tools: MemoryTools) -> str:
     """'memoryd status: ...' when memory is unavailable or degraded, else ''."""
-    from daemon.health import one_line
+    from daemon.health import verdict
 
     try:
         memory = tools.memory()
     except Exception as exc:  # the answer itself came back: say the status did not
         return f"memoryd status: unknown ({exc})"
-    why = one_line(memory)
-    if memory.get("available") is False:
-        return f"memoryd status: memory is UNAVAILABLE: {why or 'no reason given'}"
-    return f"memoryd status: memory is degraded: {why}" if why else ""
+    said = verdict(memory)
+    return "" if said == "working" else f"memoryd status: memory is {said}"
 
 
 class MCPEndpoint:
